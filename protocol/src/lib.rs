@@ -1,0 +1,16 @@
+//! # herald-protocol — the wire formats every Herald component agrees on
+//!
+//! Pure data in, data out: no sockets, no clocks (callers pass `now`), no runtime.
+//!
+//! - [`delivery`]: the processor → edge delivery port (length-prefixed frames, batches,
+//!   per-message answers).
+//! - [`delivery_auth`]: the HMAC challenge–response that opens every delivery connection.
+//! - [`sse`]: Server-Sent Events encoding that payload bytes can never break out of.
+//! - [`registry_record`]: the value stored per device in the push registry.
+//! - [`kafka`]: the sender contract (topic names, header names, targets).
+
+pub mod delivery;
+pub mod delivery_auth;
+pub mod kafka;
+pub mod registry_record;
+pub mod sse;
