@@ -42,11 +42,37 @@ fn is_line_end(byte: &u8) -> bool {
     *byte == b'\r' || *byte == b'\n'
 }
 
+/// Index of the first CR or LF in `text`. Scans eight bytes at a time (SWAR): this runs over
+/// every payload byte sent to SSE clients.
+fn find_line_end(text: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const CRS: u64 = u64::from_ne_bytes([b'\r'; 8]);
+    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    // Non-zero iff some byte of `x` is zero (exact as a yes/no test).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut chunks = text.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        if has_zero(word ^ CRS) | has_zero(word ^ LFS) != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    text[offset..]
+        .iter()
+        .position(is_line_end)
+        .map(|i| offset + i)
+}
+
 /// Splits `text` at every CRLF, CR or LF and calls `line` with each piece, in order. Text
 /// with `n` line terminators yields `n + 1` pieces (the last may be empty).
 fn for_each_line(mut text: &[u8], mut line: impl FnMut(&[u8])) {
     loop {
-        match text.iter().position(is_line_end) {
+        match find_line_end(text) {
             Some(i) => {
                 line(&text[..i]);
                 let crlf = text[i] == b'\r' && text.get(i + 1) == Some(&b'\n');
@@ -332,6 +358,25 @@ mod tests {
         SseEvent {
             data: d.into(),
             ..SseEvent::default()
+        }
+    }
+
+    #[test]
+    fn word_scan_finds_the_first_terminator_anywhere() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for end in [b'\r', b'\n'] {
+                    // Bytes that differ from CR/LF by one bit, to trip a sloppy SWAR test.
+                    let mut text: Vec<u8> =
+                        (0..len).map(|i| [0x0c, 0x0b, 0x8d, 0x8a][i % 4]).collect();
+                    if at < len {
+                        text[at] = end;
+                        assert_eq!(find_line_end(&text), Some(at), "len {len} at {at}");
+                    } else {
+                        assert_eq!(find_line_end(&text), None, "len {len}");
+                    }
+                }
+            }
         }
     }
 
