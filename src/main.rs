@@ -1,1 +1,27 @@
-fn main() {}
+//! `herald` — the command line of Herald. Subcommands live in their own modules.
+
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Herald: push messaging to millions of always-on WebSocket/SSE connections.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a client JWT (HS256) for connecting to an edge.
+    Token(token::TokenArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Token(args) => token::run(&args),
+    }
+}

@@ -1,0 +1,214 @@
+//! The `herald-edge` command line: flags generated from the settings table, config loading,
+//! signals, exit codes (64 = bad configuration).
+
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::auth::jwt::{issue_hs256, Claims};
+use crate::config::{ConfigError, EdgeConfig, Settings, Source, ENV_PREFIX, KEYS};
+
+/// Exit code for configuration errors (EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+fn flag_name(key: &str) -> String {
+    key.replace('_', "-")
+}
+
+/// The clap command: `--config`, `--check-config`, `--dev`, and one flag per setting.
+pub fn command() -> Command {
+    let mut cmd = Command::new("herald-edge")
+        .about("Herald edge node: WebSocket/SSE push connections, one shard per core")
+        .long_about(
+            "Herald edge node: holds client WebSocket (/ws) and SSE (/sse) connections, one \
+             glommio shard per core, and delivers pushes that processors forward to each shard's \
+             delivery port.\n\nSettings come from (lowest to highest precedence): defaults, the \
+             TOML file given by --config, HERALD_<KEY> environment variables, and the flags below. \
+             Durations take ms/s/m/h suffixes, sizes KiB/MiB.",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .short('c')
+                .value_name("FILE")
+                .help("TOML configuration file (flat `key = value`, keys as in the flags with `_`)"),
+        )
+        .arg(
+            Arg::new("check-config")
+                .long("check-config")
+                .action(ArgAction::SetTrue)
+                .help("Validate the configuration, print it, and exit (0 valid, 64 invalid)"),
+        )
+        .arg(
+            Arg::new("dev")
+                .long("dev")
+                .action(ArgAction::SetTrue)
+                .help("Development mode: listen on loopback, and without a configured auth method use a random JWT secret and print a sample token"),
+        );
+    for key in KEYS {
+        let help = if key.default.is_empty() {
+            key.help.to_string()
+        } else {
+            format!("{} [default: {}]", key.help, key.default)
+        };
+        cmd = cmd.arg(
+            Arg::new(key.name)
+                .long(flag_name(key.name))
+                .value_name("VALUE")
+                .help(help)
+                .env(key.env_var(ENV_PREFIX))
+                .hide_env(false),
+        );
+    }
+    cmd
+}
+
+/// Loads settings: defaults < file < env < flags. Env values arrive through clap (`.env`), so
+/// the source of each value is recovered from clap's value source.
+pub fn load(m: &ArgMatches) -> Result<(Settings, bool), ConfigError> {
+    let mut s = Settings::defaults(KEYS);
+    if let Some(path) = m.get_one::<String>("config") {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: "config".into(),
+            message: format!("cannot read {path}: {e}"),
+            source: Some(Source::Flag("config".into())),
+        })?;
+        s.merge_toml(&text, path)?;
+    }
+    for key in KEYS {
+        if let Some(v) = m.get_one::<String>(key.name) {
+            let source = match m.value_source(key.name) {
+                Some(clap::parser::ValueSource::EnvVariable) => Source::Env(key.env_var(ENV_PREFIX)),
+                _ => Source::Flag(flag_name(key.name)),
+            };
+            s.set(key.name, v.clone(), source)?;
+        }
+    }
+    let dev = m.get_flag("dev");
+    let mut generated_secret = false;
+    if dev {
+        let unset = |s: &Settings, k: &str| matches!(s.raw(k).1, Source::Default);
+        if unset(&s, "listen") {
+            s.set("listen", "127.0.0.1:8080".into(), Source::Default)?;
+        }
+        if unset(&s, "jwt_secret")
+            && unset(&s, "jwt_public_key_file")
+            && unset(&s, "session_cookie_secret")
+        {
+            s.set("jwt_secret", crate::util::random_token(16), Source::Default)?;
+            generated_secret = true;
+        }
+    }
+    Ok((s, generated_secret))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let m = command().get_matches();
+    let loaded = load(&m).and_then(|(s, generated)| Ok((EdgeConfig::from_settings(&s)?, generated)));
+    let (cfg, generated_jwt) = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald-edge: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if m.get_flag("check-config") {
+        println!("configuration OK\n{cfg:#?}");
+        return ExitCode::SUCCESS;
+    }
+    let mut edge = match crate::server::start(cfg.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("herald-edge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg.delivery_secret_generated {
+        println!(
+            "delivery secret (generated; set `delivery_secret` for processors): {}",
+            String::from_utf8_lossy(&cfg.delivery_secret)
+        );
+    }
+    if generated_jwt {
+        let secret = &cfg.auth.jwt.as_ref().expect("dev mode configured JWT").key;
+        let token = issue_hs256(
+            secret,
+            &Claims {
+                sub: "dev-user".into(),
+                did: None,
+                exp: crate::shard::unix_ms() / 1000 + 3600,
+                nbf: None,
+                iss: None,
+                aud: None,
+            },
+        );
+        println!("JWT secret (generated): {}", String::from_utf8_lossy(secret));
+        println!("sample token for user dev-user (1 h): {token}");
+    }
+    println!(
+        "herald-edge ready: node={} ws=ws://{}/ws sse=http://{}/sse admin=http://{} delivery={}:{}-{} shards={}",
+        edge.node_id,
+        edge.client_addr,
+        edge.client_addr,
+        edge.admin_addr,
+        edge.delivery_ip,
+        edge.delivery_base_port,
+        edge.delivery_base_port as usize + edge.shards - 1,
+        edge.shards
+    );
+    let stop = edge.take_shutdown();
+    wait_for_signal();
+    log::info!("stopping: closing connections and flushing registry writes");
+    if let Some(stop) = stop {
+        let _ = stop.send(());
+    }
+    edge.wait();
+    ExitCode::SUCCESS
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a signal runtime");
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_a_flag_and_flags_override() {
+        let m = command()
+            .try_get_matches_from(["herald-edge", "--ping-interval", "5s", "--jwt-secret", "0123456789abcdef"])
+            .unwrap();
+        let (s, _) = load(&m).unwrap();
+        let cfg = EdgeConfig::from_settings(&s).unwrap();
+        assert_eq!(cfg.conn.ping_interval, std::time::Duration::from_secs(5));
+        let help = command().render_long_help().to_string();
+        for k in KEYS {
+            assert!(help.contains(&format!("--{}", flag_name(k.name))), "{}", k.name);
+        }
+    }
+
+    #[test]
+    fn dev_mode_generates_a_secret() {
+        let m = command().try_get_matches_from(["herald-edge", "--dev"]).unwrap();
+        let (s, generated) = load(&m).unwrap();
+        assert!(generated);
+        let cfg = EdgeConfig::from_settings(&s).unwrap();
+        assert_eq!(cfg.listen.ip().to_string(), "127.0.0.1");
+    }
+}

@@ -1,0 +1,518 @@
+//! Edge configuration: the key table, typed [`EdgeConfig`], and validation.
+//!
+//! Values come in layers (defaults < TOML file < `HERALD_*` env < flags, see [`settings`]);
+//! [`EdgeConfig::from_settings`] parses every key and cross-checks them, so a bad value is
+//! reported once, naming its key, before any port is bound.
+
+pub mod settings;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
+
+use crate::auth::jwt::JwtAlgorithm;
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "HERALD_";
+
+macro_rules! keys {
+    ($( $name:literal = $default:literal : $help:literal ;)*) => {
+        /// Every edge setting: name, embedded default, help.
+        pub const KEYS: &[Key] = &[ $( Key { name: $name, default: $default, help: $help } ),* ];
+    };
+}
+
+keys! {
+    "listen" = "0.0.0.0:8080" : "Client address (WebSocket `/ws`, SSE `/sse`, `/healthz`); every shard binds it with SO_REUSEPORT. Port 0 picks a free port.";
+    "admin_listen" = "127.0.0.1:9090" : "Admin HTTP address: /healthz, /readyz, /stats, /metrics. Port 0 picks a free port.";
+    "shards" = "0" : "Number of shards (executors, one per core, pinned). 0 = all online CPUs.";
+    "node_id" = "" : "This edge's id in the registry. Empty = `edge-<hostname>-<client port>`.";
+    "delivery_listen_ip" = "127.0.0.1" : "IP the per-shard delivery ports bind to (processors connect here).";
+    "delivery_base_port" = "7100" : "Shard i listens for processors on delivery_base_port + i. 0 = pick a free consecutive range.";
+    "delivery_advertise_host" = "" : "Host processors use to reach the delivery ports (registered in the registry). Empty = delivery_listen_ip.";
+    "delivery_secret" = "" : "Shared secret of the delivery port's HMAC handshake. Empty = random per start (printed; only for development).";
+    "delivery_max_frame" = "1052672" : "Largest delivery frame accepted from a processor, bytes (payload cap + headers).";
+    "io_memory" = "512KiB" : "glommio io_memory per shard (locked memory; the process limit RLIMIT_MEMLOCK must cover all shards).";
+    "ring_depth" = "128" : "io_uring ring depth per shard.";
+    "timer_tick" = "100ms" : "Resolution of each shard's timer wheel (heartbeats, deadlines, lifetimes).";
+    "max_head_bytes" = "8192" : "Largest HTTP request head accepted in a handshake; larger → 431.";
+    "handshake_timeout" = "10s" : "Deadline for a complete handshake including authentication; then the connection is closed.";
+    "allowed_origins" = "" : "Comma-separated exact Origin allow-list (scheme://host[:port]). Empty = Origin not checked. `null` never matches.";
+    "jwt_algorithm" = "HS256" : "Pinned JWT algorithm: HS256 (jwt_secret) or RS256/ES256 (jwt_public_key_file).";
+    "jwt_secret" = "" : "HS256 secret. JWT auth is on when this or jwt_public_key_file is set.";
+    "jwt_public_key_file" = "" : "PEM public key for RS256/ES256.";
+    "jwt_issuer" = "" : "Required `iss` claim (empty = not checked).";
+    "jwt_audience" = "" : "Required `aud` claim (empty = not checked).";
+    "jwt_leeway" = "5s" : "Clock leeway for exp/nbf (at most 30s).";
+    "jwt_cookie" = "herald_token" : "Cookie that may carry the JWT (besides `Authorization: Bearer` and `?access_token=`).";
+    "session_cookie_secret" = "" : "HMAC secret of signed session cookies; the method is on when set.";
+    "session_cookie_name" = "herald_session" : "Name of the signed session cookie.";
+    "ping_interval" = "30s" : "WebSocket ping period (SSE sends a comment keep-alive instead, see sse_keepalive).";
+    "pong_timeout" = "10s" : "Close a WebSocket when no pong arrived this long after a ping.";
+    "sse_keepalive" = "15s" : "Period of SSE comment keep-alives.";
+    "tcp_user_timeout" = "40s" : "TCP_USER_TIMEOUT on client sockets: unacknowledged data older than this kills the connection.";
+    "max_client_frame" = "4096" : "Largest WebSocket frame a client may send (control traffic only); larger → close 1009.";
+    "outbound_queue_bytes" = "65536" : "Per-connection outbound queue; overflow closes the connection as a slow consumer. A single message always fits an empty queue.";
+    "close_grace" = "5s" : "After asking a client to close (reconnect request, replaced, draining), wait this long for it to close first, then force-close.";
+    "max_lifetime" = "30m" : "Longest life of a connection; at its end the client is asked to reconnect.";
+    "lifetime_jitter" = "3m" : "Each connection's lifetime is max_lifetime − uniform(0, lifetime_jitter), spreading reconnects.";
+    "registry_slack" = "60s" : "Registry record TTL = max_lifetime + close_grace + registry_slack, so live records never need refreshing.";
+    "redis" = "" : "Registry URL: redis://host:port (single node) or redis-cluster://host:port[?node=host:port…]. Empty = in-process registry (single node).";
+    "registry_heartbeat" = "2s" : "Edge membership heartbeat period in the registry.";
+}
+
+/// The parsed, validated edge configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Client listen address.
+    pub listen: SocketAddr,
+    /// Admin HTTP listen address.
+    pub admin_listen: SocketAddr,
+    /// Number of shards (resolved: never 0).
+    pub shards: usize,
+    /// Registry node id.
+    pub node_id: String,
+    /// Delivery ports bind IP.
+    pub delivery_listen_ip: IpAddr,
+    /// First delivery port (0 = pick).
+    pub delivery_base_port: u16,
+    /// Advertised delivery host.
+    pub delivery_advertise_host: String,
+    /// Delivery handshake secret.
+    pub delivery_secret: Vec<u8>,
+    /// Whether `delivery_secret` was generated (so it gets printed).
+    pub delivery_secret_generated: bool,
+    /// Largest delivery frame.
+    pub delivery_max_frame: usize,
+    /// glommio io_memory per shard.
+    pub io_memory: usize,
+    /// io_uring ring depth.
+    pub ring_depth: usize,
+    /// Timer wheel resolution.
+    pub timer_tick: Duration,
+    /// Request head cap.
+    pub max_head_bytes: usize,
+    /// Handshake + auth deadline.
+    pub handshake_timeout: Duration,
+    /// Exact Origin allow-list (empty = unchecked).
+    pub allowed_origins: Vec<String>,
+    /// Authentication methods.
+    pub auth: AuthConfig,
+    /// Per-connection behaviour.
+    pub conn: ConnConfig,
+    /// Registry URL (None = in-process).
+    pub redis: Option<String>,
+    /// Registry record TTL derived from lifetimes.
+    pub registry_ttl: Duration,
+    /// Membership heartbeat period.
+    pub registry_heartbeat: Duration,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// JWT verification, when configured.
+    pub jwt: Option<JwtConfig>,
+    /// Signed session cookies, when configured.
+    pub session_cookie: Option<SessionCookieConfig>,
+}
+
+/// JWT verification settings.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The one accepted algorithm.
+    pub algorithm: JwtAlgorithm,
+    /// HS256 secret or PEM public key bytes.
+    pub key: Vec<u8>,
+    /// Required issuer.
+    pub issuer: Option<String>,
+    /// Required audience.
+    pub audience: Option<String>,
+    /// exp/nbf leeway in seconds.
+    pub leeway_secs: u64,
+    /// Cookie name that may carry the token.
+    pub cookie: String,
+}
+
+/// Signed session cookie settings.
+#[derive(Debug, Clone)]
+pub struct SessionCookieConfig {
+    /// HMAC secret.
+    pub secret: Vec<u8>,
+    /// Cookie name.
+    pub name: String,
+}
+
+/// Per-connection settings used by the shards.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// WebSocket ping period.
+    pub ping_interval: Duration,
+    /// Pong deadline after a ping.
+    pub pong_timeout: Duration,
+    /// SSE keep-alive period.
+    pub sse_keepalive: Duration,
+    /// TCP_USER_TIMEOUT.
+    pub tcp_user_timeout: Duration,
+    /// Client frame cap.
+    pub max_client_frame: usize,
+    /// Outbound queue cap in bytes.
+    pub outbound_queue_bytes: usize,
+    /// Grace for the client to close first.
+    pub close_grace: Duration,
+    /// Maximum connection lifetime.
+    pub max_lifetime: Duration,
+    /// Lifetime jitter.
+    pub lifetime_jitter: Duration,
+}
+
+fn parse_num<T: std::str::FromStr>(t: &str) -> Result<T, String> {
+    t.parse::<T>()
+        .map_err(|_| format!("`{t}` is not a valid number"))
+}
+
+fn parse_addr(t: &str) -> Result<SocketAddr, String> {
+    t.parse()
+        .map_err(|_| format!("`{t}` is not an address like 127.0.0.1:8080"))
+}
+
+fn non_empty(t: &str) -> Option<String> {
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+impl EdgeConfig {
+    /// Parses and validates all settings.
+    pub fn from_settings(s: &Settings) -> Result<EdgeConfig, ConfigError> {
+        let listen = s.get("listen", parse_addr)?;
+        let admin_listen = s.get("admin_listen", parse_addr)?;
+        let mut shards: usize = s.get("shards", parse_num)?;
+        if shards == 0 {
+            shards = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+        }
+        if shards > 1024 {
+            return Err(s.error("shards", "at most 1024 shards"));
+        }
+        let node_id = s.get("node_id", |t| Ok(t.to_string()))?;
+        let node_id = if node_id.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("edge-{host}-{}", listen.port())
+        } else {
+            node_id
+        };
+        if node_id.contains('|') || node_id.chars().any(char::is_control) {
+            return Err(s.error("node_id", "must not contain `|` or control characters"));
+        }
+        let delivery_listen_ip: IpAddr = s.get("delivery_listen_ip", |t| {
+            t.parse().map_err(|_| format!("`{t}` is not an IP address"))
+        })?;
+        let delivery_base_port: u16 = s.get("delivery_base_port", parse_num)?;
+        if delivery_base_port != 0 && usize::from(delivery_base_port) + shards > 65536 {
+            return Err(s.error(
+                "delivery_base_port",
+                format!("{delivery_base_port} + {shards} shards exceeds port 65535"),
+            ));
+        }
+        let delivery_advertise_host = s
+            .get("delivery_advertise_host", |t| Ok(non_empty(t)))?
+            .unwrap_or_else(|| delivery_listen_ip.to_string());
+        let secret = s.get("delivery_secret", |t| Ok(t.as_bytes().to_vec()))?;
+        let delivery_secret_generated = secret.is_empty();
+        let delivery_secret = if secret.is_empty() {
+            crate::util::random_token(24).into_bytes()
+        } else if secret.len() < 16 {
+            return Err(s.error("delivery_secret", "must be at least 16 bytes"));
+        } else {
+            secret
+        };
+        let delivery_max_frame = s.get("delivery_max_frame", parse_bytes)? as usize;
+        if delivery_max_frame < 1024 {
+            return Err(s.error("delivery_max_frame", "must be at least 1024 bytes"));
+        }
+        let io_memory = s.get("io_memory", parse_bytes)? as usize;
+        if io_memory < 64 * 1024 {
+            return Err(s.error("io_memory", "must be at least 64KiB"));
+        }
+        let ring_depth: usize = s.get("ring_depth", parse_num)?;
+        if !(8..=32768).contains(&ring_depth) {
+            return Err(s.error("ring_depth", "must be between 8 and 32768"));
+        }
+        let timer_tick = s.get("timer_tick", parse_duration)?;
+        if timer_tick < Duration::from_millis(1) || timer_tick > Duration::from_secs(10) {
+            return Err(s.error("timer_tick", "must be between 1ms and 10s"));
+        }
+        let max_head_bytes = s.get("max_head_bytes", parse_bytes)? as usize;
+        if !(512..=1 << 20).contains(&max_head_bytes) {
+            return Err(s.error("max_head_bytes", "must be between 512 and 1MiB"));
+        }
+        let handshake_timeout = s.get("handshake_timeout", parse_duration)?;
+        if handshake_timeout.is_zero() {
+            return Err(s.error("handshake_timeout", "must be positive"));
+        }
+        let allowed_origins = s.get("allowed_origins", |t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(|o| {
+                    if o.eq_ignore_ascii_case("null") {
+                        Err("`null` cannot be allowed".to_string())
+                    } else if !(o.starts_with("http://") || o.starts_with("https://")) {
+                        Err(format!("`{o}` is not an origin like https://example.com"))
+                    } else {
+                        Ok(o.trim_end_matches('/').to_ascii_lowercase())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let auth = Self::auth_from(s)?;
+        let conn = ConnConfig {
+            ping_interval: s.get("ping_interval", parse_duration)?,
+            pong_timeout: s.get("pong_timeout", parse_duration)?,
+            sse_keepalive: s.get("sse_keepalive", parse_duration)?,
+            tcp_user_timeout: s.get("tcp_user_timeout", parse_duration)?,
+            max_client_frame: s.get("max_client_frame", parse_bytes)? as usize,
+            outbound_queue_bytes: s.get("outbound_queue_bytes", parse_bytes)? as usize,
+            close_grace: s.get("close_grace", parse_duration)?,
+            max_lifetime: s.get("max_lifetime", parse_duration)?,
+            lifetime_jitter: s.get("lifetime_jitter", parse_duration)?,
+        };
+        for (key, d) in [
+            ("ping_interval", conn.ping_interval),
+            ("pong_timeout", conn.pong_timeout),
+            ("sse_keepalive", conn.sse_keepalive),
+            ("max_lifetime", conn.max_lifetime),
+        ] {
+            if d < timer_tick {
+                return Err(s.error(key, format!("must be at least timer_tick ({timer_tick:?})")));
+            }
+        }
+        if conn.lifetime_jitter >= conn.max_lifetime {
+            return Err(s.error("lifetime_jitter", "must be smaller than max_lifetime"));
+        }
+        if !(125..=1 << 20).contains(&conn.max_client_frame) {
+            return Err(s.error(
+                "max_client_frame",
+                "must be between 125 (largest control frame) and 1MiB",
+            ));
+        }
+        if conn.outbound_queue_bytes < 1024 {
+            return Err(s.error("outbound_queue_bytes", "must be at least 1024"));
+        }
+        let redis = s.get("redis", |t| {
+            if t.is_empty()
+                || t.starts_with("redis://")
+                || t.starts_with("redis-cluster://")
+                || t.starts_with("rediss://")
+            {
+                Ok(non_empty(t))
+            } else {
+                Err(format!(
+                    "`{t}` is not a redis:// or redis-cluster:// URL"
+                ))
+            }
+        })?;
+        let registry_slack = s.get("registry_slack", parse_duration)?;
+        let registry_ttl = conn.max_lifetime + conn.close_grace + registry_slack;
+        let registry_heartbeat = s.get("registry_heartbeat", parse_duration)?;
+        if registry_heartbeat < Duration::from_millis(100) {
+            return Err(s.error("registry_heartbeat", "must be at least 100ms"));
+        }
+        Ok(EdgeConfig {
+            listen,
+            admin_listen,
+            shards,
+            node_id,
+            delivery_listen_ip,
+            delivery_base_port,
+            delivery_advertise_host,
+            delivery_secret,
+            delivery_secret_generated,
+            delivery_max_frame,
+            io_memory,
+            ring_depth,
+            timer_tick,
+            max_head_bytes,
+            handshake_timeout,
+            allowed_origins,
+            auth,
+            conn,
+            redis,
+            registry_ttl,
+            registry_heartbeat,
+        })
+    }
+
+    fn auth_from(s: &Settings) -> Result<AuthConfig, ConfigError> {
+        let algorithm = s.get("jwt_algorithm", JwtAlgorithm::parse)?;
+        let secret = s.get("jwt_secret", |t| Ok(t.as_bytes().to_vec()))?;
+        let key_file = s.get("jwt_public_key_file", |t| Ok(non_empty(t).map(PathBuf::from)))?;
+        let leeway = s.get("jwt_leeway", parse_duration)?;
+        if leeway > Duration::from_secs(30) {
+            return Err(s.error("jwt_leeway", "must be at most 30s"));
+        }
+        let key = match (algorithm, secret.is_empty(), &key_file) {
+            (_, true, None) => None,
+            (JwtAlgorithm::Hs256, false, None) => {
+                if secret.len() < 16 {
+                    return Err(s.error("jwt_secret", "must be at least 16 bytes"));
+                }
+                Some(secret)
+            }
+            (JwtAlgorithm::Hs256, _, Some(_)) => {
+                return Err(s.error(
+                    "jwt_public_key_file",
+                    "HS256 uses jwt_secret; set jwt_algorithm to RS256 or ES256 to use a public key",
+                ))
+            }
+            (_, false, _) => {
+                return Err(s.error(
+                    "jwt_secret",
+                    format!("{} uses jwt_public_key_file, not a secret", algorithm.name()),
+                ))
+            }
+            (_, true, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    s.error("jwt_public_key_file", format!("cannot read {}: {e}", path.display()))
+                })?;
+                algorithm
+                    .decoding_key(&pem)
+                    .map_err(|e| s.error("jwt_public_key_file", e))?;
+                Some(pem)
+            }
+        };
+        let jwt = match key {
+            Some(key) => Some(JwtConfig {
+                algorithm,
+                key,
+                issuer: s.get("jwt_issuer", |t| Ok(non_empty(t)))?,
+                audience: s.get("jwt_audience", |t| Ok(non_empty(t)))?,
+                leeway_secs: leeway.as_secs(),
+                cookie: s.get("jwt_cookie", |t| Ok(t.to_string()))?,
+            }),
+            None => None,
+        };
+        let cookie_secret = s.get("session_cookie_secret", |t| Ok(t.as_bytes().to_vec()))?;
+        let session_cookie = if cookie_secret.is_empty() {
+            None
+        } else if cookie_secret.len() < 16 {
+            return Err(s.error("session_cookie_secret", "must be at least 16 bytes"));
+        } else {
+            Some(SessionCookieConfig {
+                secret: cookie_secret,
+                name: s.get("session_cookie_name", |t| Ok(t.to_string()))?,
+            })
+        };
+        if jwt.is_none() && session_cookie.is_none() {
+            return Err(s.error(
+                "jwt_secret",
+                "no authentication method configured: set jwt_secret, jwt_public_key_file or session_cookie_secret",
+            ));
+        }
+        Ok(AuthConfig {
+            jwt,
+            session_cookie,
+        })
+    }
+
+    /// A configuration for tests and embedding: everything on loopback, free ports, small
+    /// memory, the given HS256 secret. Callers adjust fields afterwards.
+    pub fn for_tests(jwt_secret: &str) -> EdgeConfig {
+        let mut s = Settings::defaults(KEYS);
+        for (k, v) in [
+            ("listen", "127.0.0.1:0"),
+            ("admin_listen", "127.0.0.1:0"),
+            ("shards", "2"),
+            ("delivery_base_port", "0"),
+            ("delivery_secret", "test-delivery-secret-0123456789"),
+            ("io_memory", "128KiB"),
+            ("ring_depth", "64"),
+            ("jwt_secret", jwt_secret),
+            ("node_id", "test-edge"),
+        ] {
+            s.set(k, v.to_string(), Source::Default)
+                .expect("known key");
+        }
+        EdgeConfig::from_settings(&s).expect("test config is valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Settings {
+        let mut s = Settings::defaults(KEYS);
+        s.set("jwt_secret", "0123456789abcdef0123".into(), Source::Default)
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn defaults_plus_secret_are_valid() {
+        let c = EdgeConfig::from_settings(&base()).unwrap();
+        assert_eq!(c.max_head_bytes, 8192);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.registry_ttl,
+            Duration::from_secs(30 * 60 + 5 + 60),
+            "ttl = lifetime + grace + slack"
+        );
+        assert!(c.shards >= 1);
+        assert!(c.delivery_secret_generated);
+    }
+
+    #[test]
+    fn no_auth_method_is_an_error_naming_a_key() {
+        let e = EdgeConfig::from_settings(&Settings::defaults(KEYS)).unwrap_err();
+        assert_eq!(e.key, "jwt_secret");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (key, value) in [
+            ("listen", "nowhere"),
+            ("ping_interval", "soon"),
+            ("jwt_leeway", "60s"),
+            ("allowed_origins", "null"),
+            ("allowed_origins", "example.com"),
+            ("lifetime_jitter", "1h"),
+            ("max_client_frame", "10"),
+            ("redis", "http://x"),
+            ("jwt_algorithm", "none"),
+            ("node_id", "a|b"),
+            ("shards", "-1"),
+        ] {
+            let mut s = base();
+            s.set(key, value.into(), Source::Flag(key.into())).unwrap();
+            let e = EdgeConfig::from_settings(&s).unwrap_err();
+            assert_eq!(e.key, key, "{key}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn test_config_is_valid() {
+        let c = EdgeConfig::for_tests("0123456789abcdef0123");
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.delivery_base_port, 0);
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::KEYS;
+
+    #[test]
+    fn configuration_doc_lists_every_setting_with_its_default() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for k in KEYS {
+            let default = if k.default.is_empty() { "(empty)" } else { k.default };
+            let row = format!("| `{}` | `{}` |", k.name, default);
+            assert!(doc.contains(&row), "docs/configuration.md lacks the row for {}", k.name);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The shard's delivery port: processors connect straight to the core that owns the target.
+//!
+//! Per connection: send `Challenge`, require a valid `Auth` within [`AUTH_TIMEOUT`] (a wrong
+//! secret closes the connection, nothing delivered), answer `AuthOk`; then every `Deliver`
+//! batch and `Broadcast` is applied to the shard's table and answered — one `Answers` frame
+//! per read, one answer per message. Frames are decoded by `herald_protocol::delivery`.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use herald_protocol::delivery::{self, Answer, Frame, FrameReader};
+use herald_protocol::delivery_auth::ServerAuth;
+
+use crate::shard::Shard;
+
+/// Time a processor has to authenticate.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts processor connections until the task is dropped.
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                shard.probe.borrow_mut().delivery_conns += 1;
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    if let Err(e) = handle(&shard, stream).await {
+                        log::debug!("shard {}: delivery connection ended: {e}", shard.index);
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                log::warn!("shard {}: delivery accept failed: {e}", shard.index);
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn random_nonce() -> [u8; 16] {
+    let mut n = [0u8; 16];
+    getrandom::fill(&mut n).expect("the OS random source works");
+    n
+}
+
+async fn read_frame(
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    buf: &mut [u8],
+) -> Result<Option<Frame>, String> {
+    loop {
+        if let Some(f) = reader.next_frame().map_err(|e| e.to_string())? {
+            return Ok(Some(f));
+        }
+        let n = stream.read(buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(None);
+        }
+        reader.feed(&buf[..n]);
+    }
+}
+
+async fn handle(shard: &Shard, mut stream: TcpStream) -> Result<(), String> {
+    let server = ServerAuth::new(&shard.cfg.delivery_secret, random_nonce());
+    let mut out = Vec::new();
+    delivery::encode(&server.challenge(), &mut out).map_err(|e| e.to_string())?;
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut reader = FrameReader::new(shard.cfg.delivery_max_frame);
+    let mut buf = vec![0u8; 64 * 1024];
+    let auth = glommio::timer::timeout(AUTH_TIMEOUT, async {
+        read_frame(&mut stream, &mut reader, &mut buf)
+            .await
+            .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))
+    })
+    .await
+    .map_err(|e| format!("no authentication: {e}"))?;
+    let Some(auth) = auth else {
+        return Ok(());
+    };
+    let ok = match server.verify(&auth) {
+        Ok(ok) => ok,
+        Err(e) => {
+            shard.probe.borrow_mut().delivery_auth_failures += 1;
+            log::warn!("shard {}: delivery port authentication failed: {e}", shard.index);
+            return Err(e.to_string());
+        }
+    };
+    out.clear();
+    delivery::encode(&ok, &mut out).map_err(|e| e.to_string())?;
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+
+    let mut answers: Vec<Answer> = Vec::new();
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        reader.feed(&buf[..n]);
+        while let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
+            match frame {
+                Frame::Deliver(msgs) => answers.extend(shard.deliver_batch(&msgs)),
+                Frame::Broadcast(b) => answers.push(shard.broadcast(&b)),
+                other => {
+                    return Err(format!(
+                        "unexpected {} frame from a processor",
+                        other.frame_type()
+                    ))
+                }
+            }
+        }
+        if !answers.is_empty() {
+            out.clear();
+            for chunk in answers.chunks(delivery::MAX_BATCH) {
+                delivery::encode_answers(chunk, &mut out).map_err(|e| e.to_string())?;
+            }
+            answers.clear();
+            stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Messages between the shards and the control thread (the only cross-thread traffic).
+//!
+//! Shards send [`ControlEvent`]s (registry writes) over one unbounded `tokio::sync::mpsc`
+//! channel; the control thread sends [`ShardCommand`]s to each shard over its own channel.
+//! Both directions are non-blocking for the sender; tokio's channels need no runtime on the
+//! glommio side.
+
+use tokio::sync::oneshot;
+
+use crate::probe::ShardSnapshot;
+
+/// Shard → control thread.
+#[derive(Debug)]
+pub enum ControlEvent {
+    /// A connection authenticated: record where it lives.
+    Register {
+        /// User id.
+        user: String,
+        /// Device id.
+        device: String,
+        /// Owning shard.
+        shard: u16,
+        /// The connection's nonce (compare-and-delete token).
+        nonce: u64,
+    },
+    /// A connection ended: remove its record if it still owns it.
+    Unregister {
+        /// User id.
+        user: String,
+        /// Device id.
+        device: String,
+        /// The connection's nonce.
+        nonce: u64,
+    },
+}
+
+/// Control thread → one shard.
+#[derive(Debug)]
+pub enum ShardCommand {
+    /// Report counters and table sizes.
+    Snapshot(oneshot::Sender<ShardSnapshot>),
+    /// Re-send a `Register` for every live connection (the registry lost records).
+    Reassert,
+    /// Stop: close listeners and every connection, then end the shard.
+    Shutdown,
+}

@@ -1,0 +1,100 @@
+//! Prometheus export: the process-wide recorder, and publishing shard snapshots as metrics.
+//!
+//! Shards count in plain integers ([`crate::probe`]); at scrape time the control thread turns
+//! their snapshots into absolute counter and gauge values labelled by node and shard. The
+//! registry crate records its own metrics through the same `metrics` facade. Names are listed
+//! in docs/configuration.md ("Metrics").
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::probe::ShardSnapshot;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the global `metrics` recorder (once per process).
+/// If the embedding program installed another recorder first, `/metrics` says so.
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        match metrics::set_global_recorder(recorder) {
+            Ok(()) => Some(handle),
+            Err(_) => {
+                log::warn!("another metrics recorder is installed; /metrics will be empty");
+                None
+            }
+        }
+    });
+}
+
+/// The Prometheus text exposition of everything recorded.
+pub fn render() -> String {
+    install();
+    match HANDLE.get() {
+        Some(Some(h)) => h.render(),
+        _ => "# another metrics recorder is installed in this process\n".to_string(),
+    }
+}
+
+/// Publishes shard snapshots as metrics.
+pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
+    install();
+    let node = node.to_string();
+    gauge!("herald_edge_registry_queue_depth", "node" => node.clone()).set(registry_queue as f64);
+    for s in snaps {
+        let shard = s.shard.to_string();
+        let l = |extra: Vec<(&'static str, String)>| {
+            let mut v = vec![("node", node.clone()), ("shard", shard.clone())];
+            v.extend(extra);
+            v
+        };
+        let p = &s.probe;
+        gauge!("herald_edge_connections", &l(vec![("kind", "websocket".into())]))
+            .set(s.websocket as f64);
+        gauge!("herald_edge_connections", &l(vec![("kind", "sse".into())])).set(s.sse as f64);
+        gauge!("herald_edge_connections", &l(vec![("kind", "handshaking".into())]))
+            .set(s.handshaking as f64);
+        gauge!("herald_edge_draining", &l(vec![])).set(if s.draining { 1.0 } else { 0.0 });
+        counter!("herald_edge_accepts_total", &l(vec![])).absolute(p.accepts);
+        counter!("herald_edge_accept_errors_total", &l(vec![])).absolute(p.accept_errors);
+        counter!("herald_edge_handshakes_total", &l(vec![("kind", "websocket".into())]))
+            .absolute(p.handshakes_ws);
+        counter!("herald_edge_handshakes_total", &l(vec![("kind", "sse".into())]))
+            .absolute(p.handshakes_sse);
+        for (status, n) in &p.handshake_rejects {
+            counter!("herald_edge_handshake_rejects_total", &l(vec![("status", status.to_string())]))
+                .absolute(*n);
+        }
+        for (reason, n) in &p.auth_failures {
+            counter!("herald_edge_auth_failures_total", &l(vec![("reason", reason.to_string())]))
+                .absolute(*n);
+        }
+        for (reason, n) in &p.closes {
+            counter!("herald_edge_closes_total", &l(vec![("reason", reason.to_string())]))
+                .absolute(*n);
+        }
+        for (i, n) in p.deliveries.iter().enumerate() {
+            let outcome = herald_protocol::delivery::Outcome::from_u8(i as u8)
+                .map_or("unknown", |o| o.as_str());
+            counter!("herald_edge_deliveries_total", &l(vec![("outcome", outcome.into())]))
+                .absolute(*n);
+        }
+        counter!("herald_edge_deliveries_written_total", &l(vec![])).absolute(p.deliveries_written);
+        counter!("herald_edge_slow_consumer_closes_total", &l(vec![]))
+            .absolute(p.slow_consumer_closes);
+        counter!("herald_edge_replaced_total", &l(vec![])).absolute(p.replaced);
+        counter!("herald_edge_bytes_out_total", &l(vec![])).absolute(p.bytes_out);
+        counter!("herald_edge_pings_total", &l(vec![])).absolute(p.pings);
+        counter!("herald_edge_delivery_connections_total", &l(vec![])).absolute(p.delivery_conns);
+        counter!("herald_edge_delivery_auth_failures_total", &l(vec![]))
+            .absolute(p.delivery_auth_failures);
+    }
+}

@@ -1,0 +1,94 @@
+//! Per-shard counters (`ShardProbe`): plain integers owned by one shard, no atomics.
+//!
+//! The control thread asks every shard for a [`ShardSnapshot`] when `/metrics` or `/stats` is
+//! requested and publishes the sums through the `metrics` facade; the hot path only increments
+//! fields of a struct it owns.
+
+use std::collections::BTreeMap;
+
+use herald_protocol::delivery::Outcome;
+use serde::Serialize;
+
+/// Number of delivery outcomes (`Outcome` discriminants 0..=5).
+pub const OUTCOMES: usize = 6;
+
+/// Counters of one shard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardProbe {
+    /// Accepted TCP connections on the client port.
+    pub accepts: u64,
+    /// accept() failures (EMFILE and others).
+    pub accept_errors: u64,
+    /// Completed WebSocket handshakes.
+    pub handshakes_ws: u64,
+    /// Completed SSE handshakes.
+    pub handshakes_sse: u64,
+    /// Refused handshakes by HTTP status.
+    pub handshake_rejects: BTreeMap<u16, u64>,
+    /// Authentication failures by reason.
+    pub auth_failures: BTreeMap<&'static str, u64>,
+    /// Closed client connections by reason.
+    pub closes: BTreeMap<&'static str, u64>,
+    /// Delivery answers by outcome (index = `Outcome as u8`).
+    pub deliveries: [u64; OUTCOMES],
+    /// Connections written to by deliveries (a broadcast counts each connection).
+    pub deliveries_written: u64,
+    /// Connections closed because their outbound queue overflowed.
+    pub slow_consumer_closes: u64,
+    /// Connections replaced by a newer one of the same (user, device).
+    pub replaced: u64,
+    /// Bytes written to client sockets.
+    pub bytes_out: u64,
+    /// WebSocket pings sent.
+    pub pings: u64,
+    /// Delivery-port connections accepted / refused at authentication.
+    pub delivery_conns: u64,
+    /// Delivery-port authentication failures.
+    pub delivery_auth_failures: u64,
+}
+
+impl ShardProbe {
+    /// A refused handshake.
+    pub fn handshake_rejected(&mut self, status: u16) {
+        *self.handshake_rejects.entry(status).or_default() += 1;
+    }
+
+    /// An authentication failure.
+    pub fn auth_failed(&mut self, reason: &'static str) {
+        *self.auth_failures.entry(reason).or_default() += 1;
+    }
+
+    /// A closed client connection.
+    pub fn closed(&mut self, reason: &'static str) {
+        *self.closes.entry(reason).or_default() += 1;
+    }
+
+    /// A delivery answer.
+    pub fn delivered(&mut self, outcome: Outcome, written: u32) {
+        self.deliveries[outcome as usize] += 1;
+        self.deliveries_written += u64::from(written);
+    }
+}
+
+/// What a shard reports to the control thread.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardSnapshot {
+    /// Shard index.
+    pub shard: u16,
+    /// Client connections in any phase.
+    pub connections: usize,
+    /// Authenticated WebSocket connections.
+    pub websocket: usize,
+    /// Authenticated SSE connections.
+    pub sse: usize,
+    /// Connections still in their handshake.
+    pub handshaking: usize,
+    /// Distinct users.
+    pub users: usize,
+    /// Delivery port of this shard.
+    pub delivery_port: u16,
+    /// Whether the shard is draining.
+    pub draining: bool,
+    /// Counters.
+    pub probe: ShardProbe,
+}

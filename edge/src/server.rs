@@ -1,0 +1,322 @@
+//! Starting and stopping an edge: ports, the control thread, one pinned executor per shard.
+//!
+//! [`start`] binds everything before returning, so a caller (the binary, `herald dev`, a test)
+//! gets the real addresses even when it asked for port 0. With SO_REUSEPORT every shard binds
+//! the same client port; the port is learnt once, then every shard binds it.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
+use herald_registry::Registry;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::{Authenticator, ConfiguredAuth};
+use crate::config::EdgeConfig;
+use crate::control::{self, ControlSetup};
+use crate::messages::ShardCommand;
+use crate::shard::{self, Shard};
+
+/// Builds one authenticator per shard (authenticators are shard-local, not `Send`).
+pub type AuthFactory = Arc<dyn Fn() -> Box<dyn Authenticator> + Send + Sync>;
+
+/// Optional parts an embedder can supply.
+#[derive(Default, Clone)]
+pub struct EdgeOptions {
+    /// Use this registry instead of the configured one (e.g. the in-process registry shared
+    /// with a processor in `herald dev`).
+    pub registry: Option<Registry>,
+    /// A custom authenticator instead of the configured JWT/cookie methods.
+    pub authenticator: Option<AuthFactory>,
+}
+
+impl std::fmt::Debug for EdgeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeOptions")
+            .field("registry", &self.registry.is_some())
+            .field("authenticator", &self.authenticator.is_some())
+            .finish()
+    }
+}
+
+/// A running edge. Dropping it shuts the edge down.
+pub struct EdgeHandle {
+    /// This edge's node id.
+    pub node_id: String,
+    /// Client address (WebSocket `/ws`, SSE `/sse`).
+    pub client_addr: SocketAddr,
+    /// Admin API address.
+    pub admin_addr: SocketAddr,
+    /// Delivery port of shard 0 (shard i listens on base + i).
+    pub delivery_base_port: u16,
+    /// Delivery port IP.
+    pub delivery_ip: std::net::IpAddr,
+    /// Number of shards.
+    pub shards: usize,
+    shutdown: Option<oneshot::Sender<()>>,
+    control: Option<std::thread::JoinHandle<()>>,
+    pool: Option<PoolThreadHandles<()>>,
+}
+
+impl std::fmt::Debug for EdgeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeHandle")
+            .field("node_id", &self.node_id)
+            .field("client_addr", &self.client_addr)
+            .field("admin_addr", &self.admin_addr)
+            .field("delivery_base_port", &self.delivery_base_port)
+            .finish()
+    }
+}
+
+impl EdgeHandle {
+    /// The delivery address of `shard`.
+    pub fn delivery_addr(&self, shard: usize) -> SocketAddr {
+        SocketAddr::new(self.delivery_ip, self.delivery_base_port + shard as u16)
+    }
+
+    /// Stops the edge: closes connections, flushes registry writes, joins all threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+        if let Some(p) = self.pool.take() {
+            for r in p.join_all() {
+                if let Err(e) = r {
+                    log::warn!("shard ended with an error: {e}");
+                }
+            }
+        }
+    }
+
+    /// A sender that stops the edge when used (for signal handlers); `wait` then returns.
+    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
+        self.shutdown.take()
+    }
+
+    /// Blocks until the edge has stopped (after [`EdgeHandle::take_shutdown`]'s sender fired).
+    pub fn wait(mut self) {
+        self.stop();
+    }
+}
+
+impl Drop for EdgeHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Why an edge could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn err(msg: impl Into<String>) -> StartError {
+    StartError(msg.into())
+}
+
+/// The soft RLIMIT_MEMLOCK of this process in bytes (None = unlimited or unknown).
+fn memlock_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    soft.parse().ok()
+}
+
+/// Finds `n` consecutive free TCP ports on `ip`.
+fn free_port_range(ip: std::net::IpAddr, n: usize) -> Result<u16, StartError> {
+    for _ in 0..200 {
+        let base = fastrand::u16(20_000..(60_000 - n as u16));
+        let held: Result<Vec<StdListener>, _> = (0..n)
+            .map(|i| StdListener::bind(SocketAddr::new(ip, base + i as u16)))
+            .collect();
+        if held.is_ok() {
+            return Ok(base);
+        }
+    }
+    Err(err(format!("no {n} consecutive free ports found on {ip} for delivery ports")))
+}
+
+/// Starts an edge with the configured authenticator and registry.
+pub fn start(cfg: EdgeConfig) -> Result<EdgeHandle, StartError> {
+    start_with(cfg, EdgeOptions::default())
+}
+
+/// Starts an edge.
+pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, StartError> {
+    let n = cfg.shards;
+    if let Some(limit) = memlock_limit() {
+        let need = (n * cfg.io_memory) as u64;
+        if limit < need {
+            return Err(err(format!(
+                "locked-memory limit is {limit} bytes but {n} shards × io_memory {} need {need}: \
+                 lower `io_memory` or `shards`, or raise RLIMIT_MEMLOCK (ulimit -l / LimitMEMLOCK)",
+                cfg.io_memory
+            )));
+        }
+    }
+    // Learn the client port once so every shard binds the same one.
+    if cfg.listen.port() == 0 {
+        let probe = StdListener::bind(cfg.listen)
+            .map_err(|e| err(format!("cannot bind `listen` {}: {e}", cfg.listen)))?;
+        cfg.listen = probe.local_addr().map_err(|e| err(e.to_string()))?;
+    }
+    let delivery_base_port = if cfg.delivery_base_port == 0 {
+        free_port_range(cfg.delivery_listen_ip, n)?
+    } else {
+        cfg.delivery_base_port
+    };
+    let admin = StdListener::bind(cfg.admin_listen)
+        .map_err(|e| err(format!("cannot bind `admin_listen` {}: {e}", cfg.admin_listen)))?;
+    admin.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
+    let admin_addr = admin.local_addr().map_err(|e| err(e.to_string()))?;
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut cmd_txs = Vec::new();
+    let mut cmd_rxs = Vec::new();
+    for _ in 0..n {
+        let (tx, rx) = mpsc::unbounded_channel::<ShardCommand>();
+        cmd_txs.push(tx);
+        cmd_rxs.push(Some(rx));
+    }
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let control = {
+        let setup = ControlSetup {
+            cfg: cfg.clone(),
+            admin,
+            delivery_base_port,
+            shards: cmd_txs.clone(),
+            events: events_rx,
+            shutdown: shutdown_rx,
+            registry: opts.registry.clone(),
+        };
+        std::thread::Builder::new()
+            .name("herald-control".into())
+            .spawn(move || control::run(setup, ready_tx))
+            .map_err(|e| err(format!("cannot start the control thread: {e}")))?
+    };
+    match ready_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(err(e)),
+        Err(_) => return Err(err("the control thread did not start within 30 s")),
+    }
+
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let placement = if n <= cpus {
+        PoolPlacement::MaxSpread(n, None)
+    } else {
+        log::warn!("{n} shards on {cpus} CPUs: shards are not pinned");
+        PoolPlacement::Unbound(n)
+    };
+    let next_index = Arc::new(AtomicUsize::new(0));
+    let receivers = Arc::new(Mutex::new(cmd_rxs));
+    let (shard_ready_tx, shard_ready_rx) = std::sync::mpsc::channel::<Result<u16, String>>();
+    let shared_cfg = cfg.clone();
+    let auth_factory = opts.authenticator.clone();
+    let pool = LocalExecutorPoolBuilder::new(placement)
+        .name("herald-shard")
+        .io_memory(cfg.io_memory)
+        .ring_depth(cfg.ring_depth)
+        .on_all_shards(move || {
+            let index = next_index.fetch_add(1, Ordering::SeqCst);
+            let commands = receivers.lock().expect("not poisoned")[index]
+                .take()
+                .expect("one receiver per shard");
+            let cfg = shared_cfg.clone();
+            let events = events_tx.clone();
+            let auth_factory = auth_factory.clone();
+            let ready = shard_ready_tx.clone();
+            async move {
+                let auth: Box<dyn Authenticator> = match &auth_factory {
+                    Some(f) => f(),
+                    None => match ConfiguredAuth::new(&cfg.auth) {
+                        Ok(a) => Box::new(a),
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("authentication setup: {e}")));
+                            return;
+                        }
+                    },
+                };
+                let client = match glommio::net::TcpListener::bind(cfg.listen) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("shard {index}: cannot bind `listen` {}: {e}", cfg.listen)));
+                        return;
+                    }
+                };
+                let dport = delivery_base_port + index as u16;
+                let daddr = SocketAddr::new(cfg.delivery_listen_ip, dport);
+                let delivery = match glommio::net::TcpListener::bind(daddr) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!(
+                            "shard {index}: cannot bind delivery port {daddr} (delivery_base_port + {index}): {e}"
+                        )));
+                        return;
+                    }
+                };
+                let shard = Shard::new(index as u16, Rc::new(cfg), auth, events);
+                shard.delivery_port.set(dport);
+                let _ = ready.send(Ok(index as u16));
+                drop(ready);
+                shard::run(shard, client, delivery, commands).await;
+            }
+        });
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = shutdown_tx.send(());
+            let _ = control.join();
+            return Err(err(format!(
+                "cannot start {n} shard executors: {e} (each shard locks io_memory = {} bytes; \
+                 check RLIMIT_MEMLOCK and that io_uring is enabled: kernel.io_uring_disabled = 0)",
+                cfg.io_memory
+            )));
+        }
+    };
+    let mut handle = EdgeHandle {
+        node_id: cfg.node_id.clone(),
+        client_addr: cfg.listen,
+        admin_addr,
+        delivery_base_port,
+        delivery_ip: cfg.delivery_listen_ip,
+        shards: n,
+        shutdown: Some(shutdown_tx),
+        control: Some(control),
+        pool: Some(pool),
+    };
+    for _ in 0..n {
+        match shard_ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                handle.stop();
+                return Err(err(e));
+            }
+            Err(_) => {
+                handle.stop();
+                return Err(err(
+                    "a shard did not start within 30 s (io_uring setup failed? see the log)",
+                ));
+            }
+        }
+    }
+    Ok(handle)
+}

@@ -1,0 +1,248 @@
+//! Edge integration tests over real sockets: an edge with 2 shards in-process on port 0,
+//! real WebSocket clients (tungstenite), raw-TCP SSE clients, and the processor's side of the
+//! delivery port.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use herald_protocol::delivery::Outcome;
+use herald_protocol::sse::SseParser;
+use support::*;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Message;
+
+fn next_sse_event(s: &mut TcpStream, parser: &mut SseParser) -> herald_protocol::sse::SseEvent {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(ev) = parser.next_event() {
+            return ev;
+        }
+        let n = s.read(&mut buf).expect("sse read");
+        assert!(n > 0, "SSE stream closed");
+        parser.feed(&buf[..n]);
+    }
+}
+
+fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => return Some(f.code.into()),
+            Ok(Message::Close(None)) => return None,
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    }
+}
+
+#[test]
+fn websocket_and_sse_clients_receive_deliveries() {
+    let edge = start(config());
+    let mut ws = ws_connect(&edge, "alice", Some("phone"));
+    let (mut sse, head) = sse_connect(&edge, "bob", None);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"));
+    let mut clients = delivery_clients(&edge);
+
+    let a = deliver_anywhere(&mut clients, msg(1, "alice", Some("phone"), b"hello alice"));
+    assert_eq!((a.outcome, a.delivered), (Outcome::Delivered, 1));
+    assert_eq!(ws.read().unwrap(), Message::Text("hello alice".into()));
+    // binary payloads go out as binary frames, verbatim
+    let a = deliver_anywhere(&mut clients, msg(2, "alice", None, &[0, 159, 146, 150]));
+    assert_eq!(a.outcome, Outcome::Delivered);
+    assert_eq!(ws.read().unwrap(), Message::Binary(vec![0, 159, 146, 150].into()));
+
+    let a = deliver_anywhere(&mut clients, msg(3, "bob", None, b"line1\nline2\r\ndata: forged"));
+    assert_eq!(a.outcome, Outcome::Delivered);
+    let mut parser = SseParser::new();
+    let ev = next_sse_event(&mut sse, &mut parser);
+    assert_eq!(ev.id.as_deref(), Some("m3"));
+    assert_eq!(ev.data, "line1\nline2\ndata: forged");
+    // not UTF-8 cannot be carried by SSE: documented outcome, stream intact
+    let a = deliver_anywhere(&mut clients, msg(4, "bob", None, &[0xff, 0xfe]));
+    assert_eq!(a.outcome, Outcome::Unencodable);
+    let a = deliver_anywhere(&mut clients, msg(5, "bob", None, b"after"));
+    assert_eq!(a.outcome, Outcome::Delivered);
+    assert_eq!(next_sse_event(&mut sse, &mut parser).data, "after");
+
+    // unknown targets and expired messages
+    let a = deliver_anywhere(&mut clients, msg(6, "carol", None, b"x"));
+    assert_eq!(a.outcome, Outcome::NotHere);
+    let mut expired = msg(7, "alice", None, b"x");
+    expired.expires_at_ms = 1;
+    assert_eq!(deliver_anywhere(&mut clients, expired).outcome, Outcome::Expired);
+
+    // broadcast reaches both clients
+    let total: u32 = clients.iter_mut().map(|c| c.broadcast(9, b"to all").delivered).sum();
+    assert_eq!(total, 2);
+    assert_eq!(ws.read().unwrap(), Message::Text("to all".into()));
+    assert_eq!(next_sse_event(&mut sse, &mut parser).data, "to all");
+}
+
+#[test]
+fn a_replaced_connection_is_closed_with_its_reason() {
+    let edge = start(config());
+    let mut first = ws_connect(&edge, "dave", Some("laptop"));
+    let mut second = ws_connect(&edge, "dave", Some("laptop"));
+    assert_eq!(close_code(&mut first), Some(4000));
+    let mut clients = delivery_clients(&edge);
+    let a = deliver_anywhere(&mut clients, msg(1, "dave", Some("laptop"), b"to the new one"));
+    assert_eq!(a.delivered, 1);
+    assert_eq!(second.read().unwrap(), Message::Text("to the new one".into()));
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_as_slow_consumer_while_others_keep_receiving() {
+    let mut cfg = config();
+    cfg.conn.outbound_queue_bytes = 256 * 1024;
+    let edge = start(cfg);
+    let _stalled = ws_connect(&edge, "slow", None); // never reads
+    let mut healthy = ws_connect(&edge, "fast", None);
+    let mut clients = delivery_clients(&edge);
+    let payload = vec![b'x'; 64 * 1024];
+    let mut slow_seen = false;
+    for seq in 0..2000u64 {
+        let a = deliver_anywhere(&mut clients, msg(seq, "slow", None, &payload));
+        if a.outcome == Outcome::SlowConsumer {
+            slow_seen = true;
+            break;
+        }
+        assert_eq!(a.outcome, Outcome::Delivered, "seq {seq}");
+        if seq % 50 == 0 {
+            let b = deliver_anywhere(&mut clients, msg(100_000 + seq, "fast", None, b"ping"));
+            assert_eq!(b.outcome, Outcome::Delivered);
+            assert_eq!(healthy.read().unwrap(), Message::Text("ping".into()));
+        }
+    }
+    assert!(slow_seen, "the stalled client was never declared a slow consumer");
+    assert!(eventually(Duration::from_secs(5), || {
+        deliver_anywhere(&mut clients, msg(999_999, "slow", None, b"x")).outcome == Outcome::NotHere
+    }));
+    let b = deliver_anywhere(&mut clients, msg(5, "fast", None, b"still here"));
+    assert_eq!(b.outcome, Outcome::Delivered);
+    assert_eq!(healthy.read().unwrap(), Message::Text("still here".into()));
+}
+
+#[test]
+fn an_oversized_client_frame_gets_1009() {
+    let edge = start(config());
+    let mut ws = ws_connect(&edge, "erin", None);
+    ws.send(Message::Text("y".repeat(5000).into())).unwrap();
+    assert_eq!(close_code(&mut ws), Some(u16::from(CloseCode::Size)));
+}
+
+#[test]
+fn a_missing_pong_closes_the_connection() {
+    let mut cfg = config();
+    cfg.conn.ping_interval = Duration::from_millis(200);
+    cfg.conn.pong_timeout = Duration::from_millis(300);
+    let edge = start(cfg);
+    // A raw client that completes the handshake and then never answers pings.
+    let mut s = TcpStream::connect(edge.client_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /ws?access_token={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        token("frank", None)
+    )
+    .unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(got.first(), Some(&0x89), "a ping came first: {got:?}");
+    assert!(elapsed >= Duration::from_millis(400), "closed too early: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "closed too late: {elapsed:?}");
+    // A well-behaved client answering pings stays connected well past the timeout.
+    let mut ws = ws_connect(&edge, "grace", None);
+    ws.get_mut().set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        match ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("a client answering pings was dropped: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_delivery_port_rejects_a_wrong_secret() {
+    let edge = start(config());
+    let mut ws = ws_connect(&edge, "gina", None);
+    for shard in 0..edge.shards {
+        let err = DeliveryClient::connect(edge.delivery_addr(shard), b"not-the-secret-at-all")
+            .err()
+            .expect("wrong secret refused");
+        assert!(err.contains("closed"), "{err}");
+    }
+    // A client that skips authentication and sends a Deliver straight away gets nothing delivered.
+    let mut s = TcpStream::connect(edge.delivery_addr(0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    herald_protocol::delivery::encode_deliver_batch(&[msg(1, "gina", None, b"injected")], &mut out).unwrap();
+    let _ = s.write_all(&out);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    ws.get_mut().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(ws.read().is_err(), "nothing may reach the client");
+}
+
+#[test]
+fn handshake_statuses_over_real_sockets() {
+    let mut cfg = config();
+    cfg.handshake_timeout = Duration::from_millis(300);
+    cfg.allowed_origins = vec!["https://app.example.com".into()];
+    let edge = start(cfg);
+    let a = edge.client_addr;
+    assert_eq!(raw_status(a, b"GET /healthz HTTP/1.1\r\n\r\n"), 200);
+    assert_eq!(raw_status(a, b"GET /nope HTTP/1.1\r\n\r\n"), 404);
+    assert_eq!(raw_status(a, b"POST /sse HTTP/1.1\r\n\r\n"), 405);
+    assert_eq!(raw_status(a, b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n"), 401);
+    assert_eq!(raw_status(a, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+    let big = format!("GET /sse HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    assert_eq!(raw_status(a, big.as_bytes()), 431);
+    let origin = format!(
+        "GET /sse?access_token={} HTTP/1.1\r\nOrigin: https://evil.example.com\r\n\r\n",
+        token("h", None)
+    );
+    assert_eq!(raw_status(a, origin.as_bytes()), 403);
+    // Nothing complete within the handshake deadline → closed.
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\n").unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn admin_api_reports_connections_per_shard() {
+    let edge = start(config());
+    let _c1 = ws_connect(&edge, "i1", None);
+    let _c2 = ws_connect(&edge, "i2", None);
+    let (_s, _) = sse_connect(&edge, "i3", None);
+    assert_eq!(http_get(edge.admin_addr, "/healthz").0, 200);
+    assert_eq!(http_get(edge.admin_addr, "/readyz").0, 200);
+    let (status, body) = http_get(edge.admin_addr, "/stats");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["totals"]["websocket"], 2, "{body}");
+    assert_eq!(v["totals"]["sse"], 1, "{body}");
+    assert_eq!(v["shards"].as_array().unwrap().len(), 2);
+    let (status, metrics) = http_get(edge.admin_addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("herald_edge_connections"), "{metrics}");
+    assert!(metrics.contains("herald_edge_handshakes_total"));
+}

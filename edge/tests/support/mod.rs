@@ -1,0 +1,237 @@
+//! Shared fixtures for the edge integration tests: an edge on free loopback ports, tokens,
+//! a raw delivery-port client (the processor's side of the protocol), small HTTP helpers.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use herald_edge::auth::jwt::{issue_hs256, Claims};
+use herald_edge::config::EdgeConfig;
+use herald_edge::EdgeHandle;
+use herald_protocol::delivery::{self, Answer, DeliverMsg, Frame, FrameReader, Outcome};
+use herald_protocol::delivery_auth::ClientAuth;
+
+pub const JWT_SECRET: &str = "integration-test-jwt-secret";
+pub const DELIVERY_SECRET: &str = "test-delivery-secret-0123456789";
+
+/// A test configuration: 2 shards, fast timer, loopback, free ports.
+pub fn config() -> EdgeConfig {
+    let mut c = EdgeConfig::for_tests(JWT_SECRET);
+    c.timer_tick = Duration::from_millis(10);
+    c
+}
+
+pub fn start(cfg: EdgeConfig) -> EdgeHandle {
+    let _ = env_logger::builder().is_test(true).try_init();
+    herald_edge::start(cfg).expect("edge starts")
+}
+
+pub fn token(user: &str, device: Option<&str>) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    issue_hs256(
+        JWT_SECRET.as_bytes(),
+        &Claims {
+            sub: user.into(),
+            did: device.map(Into::into),
+            exp: now + 600,
+            nbf: None,
+            iss: None,
+            aud: None,
+        },
+    )
+}
+
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// A WebSocket client (tungstenite) authenticated as user/device.
+pub fn ws_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> Ws {
+    let stream = TcpStream::connect(edge.client_addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let url = format!("ws://{}/ws?access_token={}", edge.client_addr, token(user, device));
+    let (ws, resp) = tungstenite::client(url, stream).expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// A raw SSE client: sends the request, returns the stream positioned after the response head.
+pub fn sse_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(edge.client_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
+        token(user, device)
+    )
+    .unwrap();
+    let head = read_head(&mut s);
+    (s, head)
+}
+
+/// Reads an HTTP response head byte by byte.
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Sends a raw request and returns the status code of the response (0 if none).
+pub fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let head = read_head(&mut s);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A GET against the admin API: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let status = all
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = all.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// The processor's side of the delivery port.
+pub struct DeliveryClient {
+    stream: TcpStream,
+    reader: FrameReader,
+}
+
+impl DeliveryClient {
+    pub fn connect(addr: SocketAddr, secret: &[u8]) -> Result<DeliveryClient, String> {
+        let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut c = DeliveryClient {
+            stream: stream.try_clone().unwrap(),
+            reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
+        };
+        let challenge = c.read_frame().ok_or("no challenge")?;
+        let mut auth = ClientAuth::new(secret, [7u8; 16]);
+        let reply = auth.respond(&challenge).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        delivery::encode(&reply, &mut out).unwrap();
+        stream.write_all(&out).map_err(|e| e.to_string())?;
+        let ok = c.read_frame().ok_or("closed instead of AuthOk")?;
+        auth.confirm(&ok).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some(f) = self.reader.next_frame().expect("valid frames") {
+                return Some(f);
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.reader.feed(&buf[..n]),
+            }
+        }
+    }
+
+    /// Sends a batch and collects one answer per message.
+    pub fn deliver(&mut self, msgs: &[DeliverMsg]) -> Vec<Answer> {
+        let mut out = Vec::new();
+        delivery::encode_deliver_batch(msgs, &mut out).unwrap();
+        self.stream.write_all(&out).unwrap();
+        let mut answers = Vec::new();
+        while answers.len() < msgs.len() {
+            match self.read_frame() {
+                Some(Frame::Answers(a)) => answers.extend(a),
+                other => panic!("expected answers, got {other:?}"),
+            }
+        }
+        answers
+    }
+
+    pub fn broadcast(&mut self, seq: u64, payload: &[u8]) -> Answer {
+        let mut out = Vec::new();
+        delivery::encode_broadcast(
+            &delivery::BroadcastMsg {
+                seq,
+                message_id: format!("b{seq}"),
+                expires_at_ms: delivery::NEVER_EXPIRES,
+                payload: payload.to_vec(),
+            },
+            &mut out,
+        )
+        .unwrap();
+        self.stream.write_all(&out).unwrap();
+        match self.read_frame() {
+            Some(Frame::Answers(a)) => a[0],
+            other => panic!("expected answers, got {other:?}"),
+        }
+    }
+}
+
+pub fn msg(seq: u64, user: &str, device: Option<&str>, payload: &[u8]) -> DeliverMsg {
+    DeliverMsg {
+        seq,
+        user: user.into(),
+        device: device.map(Into::into),
+        message_id: format!("m{seq}"),
+        expires_at_ms: delivery::NEVER_EXPIRES,
+        payload: payload.to_vec(),
+    }
+}
+
+/// Clients of every shard's delivery port.
+pub fn delivery_clients(edge: &EdgeHandle) -> Vec<DeliveryClient> {
+    (0..edge.shards)
+        .map(|i| DeliveryClient::connect(edge.delivery_addr(i), DELIVERY_SECRET.as_bytes()).unwrap())
+        .collect()
+}
+
+/// Delivers to whichever shard holds the target: returns the non-`NotHere` answer (or NotHere).
+pub fn deliver_anywhere(clients: &mut [DeliveryClient], m: DeliverMsg) -> Answer {
+    let mut best = None;
+    for c in clients.iter_mut() {
+        let a = c.deliver(std::slice::from_ref(&m))[0];
+        if matches!(a.outcome, Outcome::Expired | Outcome::Draining) {
+            return a; // decided before any look-up: every shard answers the same
+        }
+        if a.outcome != Outcome::NotHere {
+            assert!(best.is_none(), "two shards answered for one connection");
+            best = Some(a);
+        }
+    }
+    best.unwrap_or(Answer {
+        seq: m.seq,
+        outcome: Outcome::NotHere,
+        delivered: 0,
+    })
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one test command (README.md): installs what the tests need on a fresh Debian machine
+# with only the Rust toolchain, builds, and runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# librdkafka (built from source by rdkafka-sys) needs a C toolchain, make and zlib/cmake-free build.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing ${need_apt[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # The package may start a system redis on 6379; the tests start their own servers.
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+echo "==> format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "==> build"
+cargo build --workspace --all-targets --quiet
+
+echo "==> tests"
+cargo test --workspace --quiet -- --test-threads="${HERALD_TEST_THREADS:-2}"
