@@ -1,0 +1,271 @@
+//! # Driver — carries out one record's [`PushFlow`] and settles it
+//!
+//! The lane creates a driver when the record's routes are known; [`Driver::start`] submits the
+//! first sends synchronously (so records of one partition reach the links in partition order),
+//! then [`Driver::run`] awaits replies, backoffs and the re-look-up as tasks of its own
+//! `JoinSet`, feeds them to the flow, and performs the actions it returns. When the flow is
+//! finished the record is dead-lettered if needed and then settled.
+//!
+//! Dropping a driver (processor stopped) aborts its tasks; the record stays unsettled and is
+//! delivered again by the partition's next owner.
+
+use std::sync::Arc;
+
+use herald_protocol::delivery::{Answer, BroadcastMsg, DeliverMsg, Outcome, NEVER_EXPIRES};
+use herald_protocol::kafka::{PushHeaders, Target};
+use rdkafka::message::{Message, OwnedMessage};
+use tokio::task::JoinSet;
+
+use crate::flow::{Action, PushFlow, Route, Tally};
+use crate::link::{await_reply, Item, Reply};
+use crate::metrics as m;
+use crate::pool::affinity;
+use crate::processor::Shared;
+use crate::sender::now_unix_us;
+
+/// Something a driver task finished waiting for.
+#[derive(Debug)]
+enum Event {
+    /// The reply to a send.
+    Reply {
+        /// Where it was sent.
+        route: Route,
+        /// Which attempt.
+        attempt: u32,
+        /// What came back.
+        reply: Reply,
+    },
+    /// A retry backoff elapsed.
+    Due {
+        /// Route to retry.
+        route: Route,
+        /// Attempt to make.
+        attempt: u32,
+    },
+    /// The re-look-up finished (`None`: the registry failed).
+    Relooked(Option<Vec<Route>>),
+}
+
+/// Where a record came from, to settle it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// Priority level (index of the topic).
+    pub level: usize,
+    /// Partition.
+    pub partition: i32,
+    /// Assignment generation the record was admitted in.
+    pub generation: u64,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// One record being forwarded.
+pub struct Driver {
+    /// Processor-wide state.
+    shared: Arc<Shared>,
+    /// Where the record came from.
+    origin: Origin,
+    /// The record (kept for the dead-letter copy and the payload).
+    msg: OwnedMessage,
+    /// Its parsed headers.
+    headers: PushHeaders,
+    /// The id sent to edges (`herald-id`, or `topic:partition:offset` when the record had none).
+    message_id: String,
+    /// Forwarding state.
+    flow: PushFlow,
+    /// Pending replies, backoffs and look-ups.
+    tasks: JoinSet<Event>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("origin", &self.origin)
+            .field("message_id", &self.message_id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    now_unix_us() / 1000
+}
+
+impl Driver {
+    /// Creates the flow for `routes` and submits the first sends now.
+    pub fn start(
+        shared: Arc<Shared>,
+        origin: Origin,
+        msg: OwnedMessage,
+        headers: PushHeaders,
+        routes: Vec<Route>,
+    ) -> Driver {
+        let message_id = headers
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}:{}", msg.topic(), msg.partition(), msg.offset()));
+        let flow = PushFlow::new(
+            shared.flow,
+            matches!(headers.target, Target::Broadcast),
+            headers.expires_at_ms.unwrap_or(NEVER_EXPIRES),
+        );
+        let mut driver = Driver {
+            shared,
+            origin,
+            msg,
+            headers,
+            message_id,
+            flow,
+            tasks: JoinSet::new(),
+        };
+        let actions = driver.flow.start(routes, now_ms());
+        driver.apply(actions);
+        driver
+    }
+
+    fn item(&self) -> Item {
+        let payload = self.msg.payload().unwrap_or_default().to_vec();
+        let expires_at_ms = self.headers.expires_at_ms.unwrap_or(NEVER_EXPIRES);
+        match &self.headers.target {
+            Target::Broadcast => Item::Broadcast(BroadcastMsg {
+                seq: 0,
+                message_id: self.message_id.clone(),
+                expires_at_ms,
+                payload,
+            }),
+            target => Item::Deliver(DeliverMsg {
+                seq: 0,
+                user: target.user().unwrap_or_default().to_string(),
+                device: target.device().map(str::to_string),
+                message_id: self.message_id.clone(),
+                expires_at_ms,
+                payload,
+            }),
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { route, attempt } => {
+                    let key = self.headers.target.user().unwrap_or(&self.message_id);
+                    let submitted = self.shared.pool.submit(
+                        &self.shared.directory,
+                        &route,
+                        self.origin.level,
+                        affinity(key),
+                        self.item(),
+                    );
+                    match submitted {
+                        Some(rx) => {
+                            let timeout = self.shared.request_timeout;
+                            self.tasks.spawn(async move {
+                                let reply = await_reply(rx, timeout).await;
+                                Event::Reply {
+                                    route,
+                                    attempt,
+                                    reply,
+                                }
+                            });
+                        }
+                        None => {
+                            // The record names an edge that is not live: a stale registry
+                            // entry. Handled like the edge answering not_here.
+                            metrics::counter!(m::OUTCOMES, "outcome" => "stale_route").increment(1);
+                            self.tasks.spawn(async move {
+                                Event::Reply {
+                                    route,
+                                    attempt,
+                                    reply: Ok(Answer {
+                                        seq: 0,
+                                        outcome: Outcome::NotHere,
+                                        delivered: 0,
+                                    }),
+                                }
+                            });
+                        }
+                    }
+                }
+                Action::Retry {
+                    route,
+                    attempt,
+                    after,
+                } => {
+                    self.tasks.spawn(async move {
+                        tokio::time::sleep(after).await;
+                        Event::Due { route, attempt }
+                    });
+                }
+                Action::Relookup { after } => {
+                    let shared = self.shared.clone();
+                    let user = self.headers.target.user().unwrap_or_default().to_string();
+                    let device = self.headers.target.device().map(str::to_string);
+                    self.tasks.spawn(async move {
+                        tokio::time::sleep(after).await;
+                        shared.directory.invalidate(&user);
+                        let routes = shared
+                            .directory
+                            .user_routes(&user, device.as_deref())
+                            .await
+                            .map_err(|e| {
+                                metrics::counter!(m::LOOKUP_ERRORS).increment(1);
+                                log::warn!("re-look-up of {user} failed: {e}");
+                            })
+                            .ok();
+                        Event::Relooked(routes)
+                    });
+                }
+            }
+        }
+        self.record_tallies();
+    }
+
+    fn record_tallies(&mut self) {
+        for tally in self.flow.take_tallies() {
+            match tally {
+                Tally::Outcome(outcome) => {
+                    metrics::counter!(m::OUTCOMES, "outcome" => outcome).increment(1);
+                }
+                Tally::Delivered { connections } => {
+                    metrics::counter!(m::DELIVERED_CONNECTIONS).increment(u64::from(connections));
+                    if let Some(created) = self.headers.created_at_us {
+                        let secs = now_unix_us().saturating_sub(created) as f64 / 1e6;
+                        metrics::histogram!(m::E2E_LATENCY).record(secs);
+                    }
+                }
+                Tally::Retry(kind) => {
+                    metrics::counter!(m::RETRIES, "error" => kind).increment(1);
+                }
+            }
+        }
+    }
+
+    /// Drives the flow to its end, dead-letters if needed, settles.
+    pub async fn run(mut self) {
+        while !self.flow.is_finished() {
+            let Some(joined) = self.tasks.join_next().await else {
+                break;
+            };
+            let Ok(event) = joined else {
+                continue;
+            };
+            let now = now_ms();
+            let actions = match event {
+                Event::Reply {
+                    route,
+                    attempt,
+                    reply,
+                } => self.flow.on_reply(&route, attempt, reply, now),
+                Event::Due { route, attempt } => self.flow.on_due(&route, attempt, now),
+                Event::Relooked(routes) => self.flow.on_relookup(routes, now),
+            };
+            self.apply(actions);
+        }
+        if let Some(dead) = self.flow.dead().cloned() {
+            self.shared
+                .dead
+                .send(&self.msg, dead.code, &dead.detail)
+                .await;
+        }
+        self.shared.settle(self.origin);
+    }
+}

@@ -1,0 +1,237 @@
+//! # Lane — one partition's records, looked up concurrently, forwarded in order
+//!
+//! The consumer loop hands each admitted record to its partition's lane. The lane
+//!
+//! 1. parses the headers: a malformed record or an oversized payload is dead-lettered (with
+//!    the contract's reason) and settled at once, a record already expired is settled and
+//!    counted — none of them waits for, or blocks, the records around it;
+//! 2. starts the record's registry look-up right away (up to `lookup_concurrency` in
+//!    flight, pipelined by the registry client);
+//! 3. takes results strictly in partition order and starts a [`Driver`] for each, whose first
+//!    sends are queued on the links synchronously — so a user's records reach the edge in the
+//!    order they have in the partition (the link of a user is fixed);
+//! 4. retries a look-up that failed (registry unavailable) with backoff, holding the records
+//!    behind it: nothing is dropped while the registry is down, the window pauses the
+//!    partition.
+//!
+//! A lane belongs to one assignment generation; when that generation ends (revoke) it drops
+//! its queued records instead of forwarding them. Dropping the lane aborts its drivers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_protocol::kafka::{PushHeaders, Target};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::driver::{now_ms, Driver, Origin};
+use crate::flow::Route;
+use crate::metrics as m;
+use crate::processor::Shared;
+
+/// Where a queued record's routes stand.
+#[derive(Debug)]
+enum Routes {
+    /// Known (broadcast fan-out, or a finished look-up).
+    Ready(Vec<Route>),
+    /// Look-up in flight.
+    Lookup(AbortOnDrop<Result<Vec<Route>, String>>),
+    /// The last look-up failed; try again at this instant.
+    RetryAt(Instant),
+}
+
+/// A task handle that aborts the task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A record waiting for its turn.
+#[derive(Debug)]
+struct Queued {
+    /// The record.
+    msg: OwnedMessage,
+    /// Parsed headers.
+    headers: PushHeaders,
+    /// Routes so far.
+    routes: Routes,
+    /// Wait before the next look-up retry (doubles per failure, at most 2 s).
+    backoff: Duration,
+}
+
+/// What the lane needs to know about its partition.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneId {
+    /// Priority level.
+    pub level: usize,
+    /// Partition.
+    pub partition: i32,
+    /// Assignment generation.
+    pub generation: u64,
+}
+
+/// Starts a lane in `set`; send it the partition's records in offset order.
+pub fn spawn(
+    set: &mut JoinSet<()>,
+    shared: Arc<Shared>,
+    id: LaneId,
+) -> mpsc::UnboundedSender<OwnedMessage> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    set.spawn(run(shared, id, rx));
+    tx
+}
+
+fn start_lookup(shared: &Arc<Shared>, headers: &PushHeaders) -> Routes {
+    let shared = shared.clone();
+    let user = headers.target.user().unwrap_or_default().to_string();
+    let device = headers.target.device().map(str::to_string);
+    Routes::Lookup(AbortOnDrop(tokio::spawn(async move {
+        shared
+            .directory
+            .user_routes(&user, device.as_deref())
+            .await
+            .map_err(|e| e.to_string())
+    })))
+}
+
+/// Waits until the front record's routes are known (retrying failed look-ups). Cancel-safe:
+/// progress is kept in `queued`.
+async fn front_ready(shared: &Arc<Shared>, queued: &mut Queued) {
+    loop {
+        match &mut queued.routes {
+            Routes::Ready(_) => return,
+            Routes::Lookup(handle) => {
+                let result = (&mut handle.0)
+                    .await
+                    .unwrap_or_else(|e| Err(format!("look-up task failed: {e}")));
+                queued.routes = match result {
+                    Ok(routes) => Routes::Ready(routes),
+                    Err(e) => {
+                        metrics::counter!(m::LOOKUP_ERRORS).increment(1);
+                        let wait = queued.backoff;
+                        log::warn!("registry look-up failed ({e}); retrying in {wait:?}");
+                        queued.backoff = (wait * 2).min(Duration::from_secs(2));
+                        Routes::RetryAt(Instant::now() + wait)
+                    }
+                };
+            }
+            Routes::RetryAt(at) => {
+                tokio::time::sleep_until(*at).await;
+                queued.routes = start_lookup(shared, &queued.headers);
+            }
+        }
+    }
+}
+
+/// Parses a record; dead-letters, drops or queues it.
+fn intake(
+    shared: &Arc<Shared>,
+    id: LaneId,
+    msg: OwnedMessage,
+    drivers: &mut JoinSet<()>,
+    queue: &mut VecDeque<Queued>,
+) {
+    let origin = Origin {
+        level: id.level,
+        partition: id.partition,
+        generation: id.generation,
+        offset: msg.offset(),
+    };
+    let parsed = {
+        let headers = msg.headers();
+        let iter = headers
+            .into_iter()
+            .flat_map(|h| h.iter().map(|h| (h.key, h.value)));
+        PushHeaders::parse(iter, msg.key())
+    };
+    let headers = match parsed {
+        Ok(h) => h,
+        Err(malformed) => {
+            metrics::counter!(m::OUTCOMES, "outcome" => "malformed").increment(1);
+            let shared = shared.clone();
+            let detail = malformed.to_string();
+            drivers.spawn(async move {
+                shared.dead.send(&msg, malformed.reason(), &detail).await;
+                shared.settle(origin);
+            });
+            return;
+        }
+    };
+    let payload_len = msg.payload().map_or(0, <[u8]>::len);
+    if payload_len > shared.max_payload_bytes {
+        metrics::counter!(m::OUTCOMES, "outcome" => "payload_too_large").increment(1);
+        let shared = shared.clone();
+        let detail = format!(
+            "payload is {payload_len} bytes, the limit is {}",
+            shared.max_payload_bytes
+        );
+        drivers.spawn(async move {
+            shared.dead.send(&msg, "payload-too-large", &detail).await;
+            shared.settle(origin);
+        });
+        return;
+    }
+    if headers.is_expired(now_ms()) {
+        metrics::counter!(m::OUTCOMES, "outcome" => "expired_before_send").increment(1);
+        shared.settle(origin);
+        return;
+    }
+    let routes = match headers.target {
+        Target::Broadcast => Routes::Ready(shared.directory.broadcast_routes()),
+        _ => start_lookup(shared, &headers),
+    };
+    queue.push_back(Queued {
+        msg,
+        headers,
+        routes,
+        backoff: Duration::from_millis(100),
+    });
+}
+
+async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+    let topic = shared.topics[id.level].clone();
+    let mut drivers: JoinSet<()> = JoinSet::new();
+    let mut queue: VecDeque<Queued> = VecDeque::new();
+    let mut closed = false;
+    loop {
+        if closed && queue.is_empty() && drivers.is_empty() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            Some(_) = drivers.join_next(), if !drivers.is_empty() => {}
+            _ = async {
+                let front = queue.front_mut().expect("queue is not empty");
+                front_ready(&shared, front).await;
+            }, if !queue.is_empty() => {
+                let Some(q) = queue.pop_front() else { continue };
+                if !topic.is_current(id.partition, id.generation) {
+                    // Revoked: the new owner forwards it.
+                    continue;
+                }
+                let Routes::Ready(routes) = q.routes else { continue };
+                let origin = Origin {
+                    level: id.level,
+                    partition: id.partition,
+                    generation: id.generation,
+                    offset: q.msg.offset(),
+                };
+                let driver = Driver::start(shared.clone(), origin, q.msg, q.headers, routes);
+                drivers.spawn(driver.run());
+            }
+            msg = rx.recv(), if !closed && queue.len() < shared.lookup_concurrency => {
+                match msg {
+                    Some(msg) => intake(&shared, id, msg, &mut drivers, &mut queue),
+                    None => closed = true,
+                }
+            }
+        }
+    }
+}

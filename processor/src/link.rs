@@ -1,0 +1,603 @@
+//! # One authenticated connection to an edge shard's delivery port
+//!
+//! A link is a task owning one TCP connection to `(node, shard)`. Callers hand it messages with
+//! [`LinkHandle::submit`] and get a one-shot answer back. The task
+//!
+//! - connects lazily on the first message (TCP connect + `Challenge` / `Auth` / `AuthOk` within
+//!   `connect_timeout`), and again after a failure, at most once per `retry_backoff`;
+//! - takes queued messages highest priority first and packs them into `Deliver` frames of at
+//!   most `batch_max_messages` / `batch_max_bytes`, lingering up to `batch_linger` for a batch
+//!   to fill (broadcasts travel in frames of their own);
+//! - numbers every message with a connection-local `seq` and matches the edge's `Answers`
+//!   (batched, in any order) back to the callers;
+//! - on a broken connection fails every unanswered message with [`LinkError::Lost`] (the
+//!   caller retries; the edge may have delivered it — at-least-once) and reconnects later;
+//! - drops a connection whose edge stopped answering for `request_timeout` while messages were
+//!   outstanding, so a wedged peer cannot hold messages forever.
+//!
+//! Messages of one user always go through the same link (see `pool`), and a link writes in
+//! submission order within a priority, so per-user order survives forwarding.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use herald_protocol::delivery::{
+    self, Answer, BroadcastMsg, DeliverMsg, Frame, FrameReader, DEFAULT_MAX_FRAME_LEN,
+    DELIVER_FRAME_OVERHEAD, NONCE_LEN,
+};
+use herald_protocol::delivery_auth::ClientAuth;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::config::DeliveryConfig;
+use crate::metrics as m;
+
+/// Why a message got no answer from the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The delivery port could not be reached or refused the handshake; nothing was sent.
+    Unreachable(String),
+    /// The connection broke (or was dropped as stalled) after the message may have been sent.
+    Lost(String),
+    /// No answer within `request_timeout` (applied by the caller).
+    Timeout,
+    /// The message cannot be put in a frame (a field over the wire limits); retrying is futile.
+    Unencodable(String),
+}
+
+impl LinkError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, LinkError::Unencodable(_))
+    }
+
+    /// Stable snake_case name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkError::Unreachable(_) => "unreachable",
+            LinkError::Lost(_) => "lost",
+            LinkError::Timeout => "timeout",
+            LinkError::Unencodable(_) => "unencodable",
+        }
+    }
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::Unreachable(why) => write!(f, "edge unreachable: {why}"),
+            LinkError::Lost(why) => write!(f, "connection lost: {why}"),
+            LinkError::Timeout => write!(f, "no answer in time"),
+            LinkError::Unencodable(why) => write!(f, "cannot encode: {why}"),
+        }
+    }
+}
+
+/// What to send; the link assigns the `seq`.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A message for a user (all its devices on the shard) or one device.
+    Deliver(DeliverMsg),
+    /// A message for every connection of the shard.
+    Broadcast(BroadcastMsg),
+}
+
+/// What the caller gets back for one message.
+pub type Reply = Result<Answer, LinkError>;
+
+/// A queued message and where its answer goes.
+#[derive(Debug)]
+struct Request {
+    /// The message.
+    item: Item,
+    /// Completed with the edge's answer or the failure.
+    reply: oneshot::Sender<Reply>,
+}
+
+/// Tuning a link needs (a slice of the processor's [`DeliveryConfig`]).
+#[derive(Clone)]
+pub struct LinkSettings {
+    /// Delivery-port secret.
+    pub secret: Vec<u8>,
+    /// Most messages per `Deliver` frame.
+    pub batch_max_messages: usize,
+    /// Largest `Deliver` frame.
+    pub batch_max_bytes: usize,
+    /// Wait for a batch to fill.
+    pub batch_linger: Duration,
+    /// Connect + handshake deadline.
+    pub connect_timeout: Duration,
+    /// Answer deadline (for stalled-connection detection).
+    pub request_timeout: Duration,
+    /// Minimum time between connect attempts.
+    pub reconnect_backoff: Duration,
+}
+
+impl fmt::Debug for LinkSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkSettings")
+            .field("batch_max_messages", &self.batch_max_messages)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("batch_linger", &self.batch_linger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&DeliveryConfig> for LinkSettings {
+    fn from(d: &DeliveryConfig) -> Self {
+        LinkSettings {
+            secret: d.secret.clone(),
+            batch_max_messages: d.batch_max_messages,
+            batch_max_bytes: d.batch_max_bytes,
+            batch_linger: d.batch_linger,
+            connect_timeout: d.connect_timeout,
+            request_timeout: d.request_timeout,
+            reconnect_backoff: (d.retry_backoff / 2).max(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// The submitting side of a link; dropping every clone stops the task.
+#[derive(Debug, Clone)]
+pub struct LinkHandle {
+    /// One queue per priority level (0 highest).
+    queues: [mpsc::UnboundedSender<Request>; 3],
+}
+
+impl LinkHandle {
+    /// Starts a link to `addr` (`host:port`) on the current tokio runtime.
+    pub fn spawn(addr: String, settings: LinkSettings) -> LinkHandle {
+        let (h, rh) = mpsc::unbounded_channel();
+        let (n, rn) = mpsc::unbounded_channel();
+        let (l, rl) = mpsc::unbounded_channel();
+        tokio::spawn(run(addr, settings, [rh, rn, rl]));
+        LinkHandle { queues: [h, n, l] }
+    }
+
+    /// Queues `item` at priority `level` (0 highest); the receiver yields the answer.
+    pub fn submit(&self, level: usize, item: Item) -> oneshot::Receiver<Reply> {
+        let (reply, rx) = oneshot::channel();
+        let queue = &self.queues[level.min(2)];
+        if let Err(mpsc::error::SendError(req)) = queue.send(Request { item, reply }) {
+            let _ = req
+                .reply
+                .send(Err(LinkError::Lost("link task stopped".into())));
+        }
+        rx
+    }
+
+    /// Whether the task is gone (it never stops while a handle lives, unless it panicked).
+    pub fn is_closed(&self) -> bool {
+        self.queues[0].is_closed()
+    }
+}
+
+/// Waits for an answer with the caller's deadline, folding every failure into [`LinkError`].
+pub async fn await_reply(rx: oneshot::Receiver<Reply>, timeout: Duration) -> Reply {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => Err(LinkError::Lost("link task dropped the message".into())),
+        Err(_) => Err(LinkError::Timeout),
+    }
+}
+
+/// What the reader half reports to the link task.
+#[derive(Debug)]
+enum ReaderEvent {
+    /// One `Answers` frame.
+    Answers(Vec<Answer>),
+    /// The connection is unusable (EOF, I/O error, protocol violation).
+    Closed(String),
+}
+
+/// A message written and not yet answered.
+#[derive(Debug)]
+struct Pending {
+    /// Where its answer goes.
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A live, authenticated connection.
+#[derive(Debug)]
+struct Conn {
+    /// Write half (frames are written by the link task).
+    write: OwnedWriteHalf,
+    /// Events from the reader task.
+    events: mpsc::UnboundedReceiver<ReaderEvent>,
+    /// Reader task; aborted when the connection is dropped.
+    reader: tokio::task::JoinHandle<()>,
+    /// Written, unanswered messages by seq.
+    pending: HashMap<u64, Pending>,
+    /// When the edge last answered anything (or the connection opened).
+    last_answer: Instant,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+        metrics::gauge!(m::DELIVERY_CONNECTIONS).decrement(1.0);
+    }
+}
+
+impl Conn {
+    /// Fails every unanswered message (the connection is going away).
+    fn fail_pending(&mut self, why: &str) {
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.send(Err(LinkError::Lost(why.to_string())));
+        }
+    }
+
+    fn on_answers(&mut self, answers: Vec<Answer>) {
+        self.last_answer = Instant::now();
+        for a in answers {
+            match self.pending.remove(&a.seq) {
+                Some(p) => {
+                    let _ = p.reply.send(Ok(a));
+                }
+                None => log::debug!("answer for unknown seq {} ignored", a.seq),
+            }
+        }
+    }
+}
+
+/// Receives the next request, highest priority first; `None` once every handle is gone.
+async fn recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<Request> {
+    let [h, n, l] = queues;
+    tokio::select! {
+        biased;
+        Some(r) = h.recv() => Some(r),
+        Some(r) = n.recv() => Some(r),
+        Some(r) = l.recv() => Some(r),
+        else => None,
+    }
+}
+
+/// Takes an already queued request without waiting, highest priority first.
+fn try_recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<Request> {
+    queues.iter_mut().find_map(|q| q.try_recv().ok())
+}
+
+async fn run(
+    addr: String,
+    settings: LinkSettings,
+    mut queues: [mpsc::UnboundedReceiver<Request>; 3],
+) {
+    let mut conn: Option<Conn> = None;
+    let mut next_connect = Instant::now();
+    let mut next_seq: u64 = 1;
+    let mut sweep = tokio::time::interval(settings.request_timeout.max(Duration::from_millis(10)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            biased;
+            ev = recv_event(&mut conn) => {
+                match ev {
+                    ReaderEvent::Answers(a) => {
+                        if let Some(c) = conn.as_mut() {
+                            c.on_answers(a);
+                        }
+                    }
+                    ReaderEvent::Closed(why) => {
+                        log::info!("delivery connection to {addr} closed: {why}");
+                        drop_conn(&mut conn, &why);
+                    }
+                }
+                continue;
+            }
+            r = recv_any(&mut queues) => match r {
+                Some(r) => r,
+                None => break,
+            },
+            _ = sweep.tick() => {
+                sweep_conn(&mut conn, &settings, &addr);
+                continue;
+            }
+        };
+        if conn.is_none() {
+            let now = Instant::now();
+            let outcome = if now < next_connect {
+                Err("reconnect backoff".to_string())
+            } else {
+                next_connect = now + settings.reconnect_backoff;
+                connect(&addr, &settings).await
+            };
+            match outcome {
+                Ok(c) => conn = Some(c),
+                Err(why) => {
+                    let err = LinkError::Unreachable(why);
+                    let _ = first.reply.send(Err(err.clone()));
+                    while let Some(r) = try_recv_any(&mut queues) {
+                        let _ = r.reply.send(Err(err.clone()));
+                    }
+                    continue;
+                }
+            }
+        }
+        let batch = collect_batch(first, &mut queues, &settings).await;
+        let Some(c) = conn.as_mut() else {
+            continue;
+        };
+        if let Err(why) = write_batch(c, batch, &mut next_seq, &settings).await {
+            log::info!("delivery connection to {addr} failed: {why}");
+            drop_conn(&mut conn, &why);
+        }
+    }
+    drop_conn(&mut conn, "link stopped");
+}
+
+/// The next reader event, or never when there is no connection.
+async fn recv_event(conn: &mut Option<Conn>) -> ReaderEvent {
+    match conn.as_mut() {
+        Some(c) => c
+            .events
+            .recv()
+            .await
+            .unwrap_or_else(|| ReaderEvent::Closed("reader stopped".into())),
+        None => std::future::pending().await,
+    }
+}
+
+fn drop_conn(conn: &mut Option<Conn>, why: &str) {
+    if let Some(mut c) = conn.take() {
+        c.fail_pending(why);
+    }
+}
+
+/// Forgets messages whose caller gave up, and drops a connection whose edge went silent.
+fn sweep_conn(conn: &mut Option<Conn>, settings: &LinkSettings, addr: &str) {
+    let Some(c) = conn.as_mut() else {
+        return;
+    };
+    let before = c.pending.len();
+    c.pending.retain(|_, p| !p.reply.is_closed());
+    let abandoned = before - c.pending.len();
+    if abandoned > 0 && c.last_answer.elapsed() >= settings.request_timeout {
+        log::warn!(
+            "delivery connection to {addr}: no answer for {:?} with {abandoned} messages timed out; reconnecting",
+            c.last_answer.elapsed()
+        );
+        metrics::counter!(m::DELIVERY_STALLED).increment(1);
+        drop_conn(conn, "edge stopped answering");
+    }
+}
+
+/// Gathers `first` and whatever else is queued (lingering up to `batch_linger`) up to the
+/// batch limits. Broadcasts end the gathering: each goes in its own frame, in queue order.
+async fn collect_batch(
+    first: Request,
+    queues: &mut [mpsc::UnboundedReceiver<Request>; 3],
+    settings: &LinkSettings,
+) -> Vec<Request> {
+    let mut batch = vec![first];
+    let mut bytes = DELIVER_FRAME_OVERHEAD + item_len(&batch[0].item);
+    let full = |batch: &Vec<Request>, bytes: usize| {
+        batch.len() >= settings.batch_max_messages || bytes >= settings.batch_max_bytes
+    };
+    let deadline = Instant::now() + settings.batch_linger;
+    while !full(&batch, bytes) {
+        let next = match try_recv_any(queues) {
+            Some(r) => Some(r),
+            None if settings.batch_linger.is_zero() => None,
+            None => tokio::select! {
+                r = recv_any(queues) => r,
+                _ = tokio::time::sleep_until(deadline) => None,
+            },
+        };
+        let Some(r) = next else {
+            break;
+        };
+        bytes += item_len(&r.item);
+        batch.push(r);
+    }
+    batch
+}
+
+fn item_len(item: &Item) -> usize {
+    match item {
+        Item::Deliver(m) => m.encoded_len(),
+        Item::Broadcast(b) => 8 + 2 + b.message_id.len() + 8 + 4 + b.payload.len(),
+    }
+}
+
+/// Encodes and writes `batch`, registering each message as pending. On an I/O error the
+/// connection is unusable; messages of this batch not yet written are failed here, the
+/// caller fails the pending ones.
+async fn write_batch(
+    c: &mut Conn,
+    batch: Vec<Request>,
+    next_seq: &mut u64,
+    settings: &LinkSettings,
+) -> Result<(), String> {
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut delivers: Vec<DeliverMsg> = Vec::new();
+    let mut replies: Vec<(u64, oneshot::Sender<Reply>)> = Vec::new();
+    let mut frames = 0u64;
+    let mut deliver_bytes = DELIVER_FRAME_OVERHEAD;
+    let flush = |delivers: &mut Vec<DeliverMsg>,
+                 replies: &mut Vec<(u64, oneshot::Sender<Reply>)>,
+                 out: &mut Vec<u8>,
+                 pending: &mut HashMap<u64, Pending>,
+                 frames: &mut u64| {
+        if delivers.is_empty() {
+            return;
+        }
+        match delivery::encode_deliver_batch(delivers, out) {
+            Ok(()) => {
+                *frames += 1;
+                metrics::histogram!(m::BATCH_SIZE).record(delivers.len() as f64);
+                for (seq, reply) in replies.drain(..) {
+                    pending.insert(seq, Pending { reply });
+                }
+            }
+            Err(_) => {
+                // One bad message must not sink its batch mates: encode them one by one.
+                for (m, (seq, reply)) in delivers.iter().zip(replies.drain(..)) {
+                    match delivery::encode_deliver_batch(std::slice::from_ref(m), out) {
+                        Ok(()) => {
+                            *frames += 1;
+                            pending.insert(seq, Pending { reply });
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(LinkError::Unencodable(e.to_string())));
+                        }
+                    }
+                }
+            }
+        }
+        delivers.clear();
+    };
+    for req in batch {
+        let seq = *next_seq;
+        *next_seq += 1;
+        match req.item {
+            Item::Deliver(mut msg) => {
+                msg.seq = seq;
+                let len = msg.encoded_len();
+                if !delivers.is_empty()
+                    && (delivers.len() >= settings.batch_max_messages
+                        || deliver_bytes + len > settings.batch_max_bytes)
+                {
+                    flush(
+                        &mut delivers,
+                        &mut replies,
+                        &mut out,
+                        &mut c.pending,
+                        &mut frames,
+                    );
+                    deliver_bytes = DELIVER_FRAME_OVERHEAD;
+                }
+                deliver_bytes += len;
+                delivers.push(msg);
+                replies.push((seq, req.reply));
+            }
+            Item::Broadcast(mut msg) => {
+                flush(
+                    &mut delivers,
+                    &mut replies,
+                    &mut out,
+                    &mut c.pending,
+                    &mut frames,
+                );
+                deliver_bytes = DELIVER_FRAME_OVERHEAD;
+                msg.seq = seq;
+                match delivery::encode_broadcast(&msg, &mut out) {
+                    Ok(()) => {
+                        frames += 1;
+                        c.pending.insert(seq, Pending { reply: req.reply });
+                    }
+                    Err(e) => {
+                        let _ = req.reply.send(Err(LinkError::Unencodable(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+    flush(
+        &mut delivers,
+        &mut replies,
+        &mut out,
+        &mut c.pending,
+        &mut frames,
+    );
+    metrics::counter!(m::DELIVERY_FRAMES).increment(frames);
+    c.write
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("write: {e}"))
+}
+
+/// TCP connect plus the mutual HMAC handshake, all within `connect_timeout`.
+async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, String> {
+    let result = tokio::time::timeout(settings.connect_timeout, handshake(addr, &settings.secret))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no handshake within {:?}",
+                settings.connect_timeout
+            ))
+        });
+    metrics::counter!(m::DELIVERY_CONNECTS, "result" => if result.is_ok() { "ok" } else { "error" })
+        .increment(1);
+    let (read, write, reader) = result.map_err(|e| format!("{addr}: {e}"))?;
+    let (tx, events) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_answers(read, reader, tx));
+    metrics::gauge!(m::DELIVERY_CONNECTIONS).increment(1.0);
+    Ok(Conn {
+        write,
+        events,
+        reader,
+        pending: HashMap::new(),
+        last_answer: Instant::now(),
+    })
+}
+
+async fn handshake(
+    addr: &str,
+    secret: &[u8],
+) -> Result<(OwnedReadHalf, OwnedWriteHalf, FrameReader), String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
+    let challenge = read_frame(&mut read, &mut reader).await?;
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
+    let mut auth = ClientAuth::new(secret, nonce);
+    let reply = auth
+        .respond(&challenge)
+        .map_err(|e| format!("handshake: {e}"))?;
+    let mut out = Vec::new();
+    delivery::encode(&reply, &mut out).map_err(|e| format!("handshake: {e}"))?;
+    write
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let ok = read_frame(&mut read, &mut reader).await?;
+    auth.confirm(&ok)
+        .map_err(|e| format!("handshake: {e} (is delivery_secret the edges' one?)"))?;
+    Ok((read, write, reader))
+}
+
+async fn read_frame(read: &mut OwnedReadHalf, reader: &mut FrameReader) -> Result<Frame, String> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(frame) = reader.next_frame().map_err(|e| format!("bad frame: {e}"))? {
+            return Ok(frame);
+        }
+        let n = read
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("closed by the edge (wrong delivery_secret?)".into());
+        }
+        reader.feed(&buf[..n]);
+    }
+}
+
+async fn read_answers(
+    mut read: OwnedReadHalf,
+    mut reader: FrameReader,
+    tx: mpsc::UnboundedSender<ReaderEvent>,
+) {
+    let why = loop {
+        match read_frame(&mut read, &mut reader).await {
+            Ok(Frame::Answers(a)) => {
+                if tx.send(ReaderEvent::Answers(a)).is_err() {
+                    return;
+                }
+            }
+            Ok(other) => {
+                break format!("unexpected {} frame from the edge", other.frame_type());
+            }
+            Err(e) => break e,
+        }
+    };
+    let _ = tx.send(ReaderEvent::Closed(why));
+}

@@ -1,0 +1,98 @@
+//! # Connection pool — `connections_per_shard` links per edge shard
+//!
+//! The pool keeps, per [`Route`], a few [`LinkHandle`]s to the route's delivery port (created
+//! on first use). A message picks its link by an affinity hash (the target user), so one
+//! user's messages always travel over the same connection and stay in order; broadcasts
+//! spread by their id. When a route's address changes (the edge restarted elsewhere) its links
+//! are replaced; [`DeliveryPool::prune`] drops links of edges that left.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use crate::directory::Directory;
+use crate::flow::Route;
+use crate::link::{Item, LinkHandle, LinkSettings, Reply};
+
+/// The links of one route.
+#[derive(Debug)]
+struct ShardLinks {
+    /// The address they connect to.
+    addr: String,
+    /// `connections_per_shard` links.
+    links: Vec<LinkHandle>,
+}
+
+/// Links to every edge shard this processor talks to.
+#[derive(Debug)]
+pub struct DeliveryPool {
+    /// Links by route.
+    routes: Mutex<HashMap<Route, ShardLinks>>,
+    /// Link tuning.
+    settings: LinkSettings,
+    /// Links per route.
+    per_route: usize,
+}
+
+/// A stable hash for link affinity.
+pub fn affinity(key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+impl DeliveryPool {
+    /// An empty pool.
+    pub fn new(settings: LinkSettings, per_route: usize) -> DeliveryPool {
+        DeliveryPool {
+            routes: Mutex::new(HashMap::new()),
+            settings,
+            per_route: per_route.max(1),
+        }
+    }
+
+    /// Queues `item` on `route` at priority `level`. `None` when the route has no address
+    /// (its node is not a live edge).
+    pub fn submit(
+        &self,
+        directory: &Directory,
+        route: &Route,
+        level: usize,
+        affinity: u64,
+        item: Item,
+    ) -> Option<oneshot::Receiver<Reply>> {
+        let addr = directory.address(route)?;
+        let mut routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = routes.entry(route.clone()).or_insert_with(|| ShardLinks {
+            addr: String::new(),
+            links: Vec::new(),
+        });
+        if entry.addr != addr || entry.links.iter().any(LinkHandle::is_closed) {
+            entry.links = (0..self.per_route)
+                .map(|_| LinkHandle::spawn(addr.clone(), self.settings.clone()))
+                .collect();
+            entry.addr = addr;
+        }
+        let link = &entry.links[(affinity % entry.links.len() as u64) as usize];
+        Some(link.submit(level, item))
+    }
+
+    /// Drops the links of routes that no longer have an address.
+    pub fn prune(&self, directory: &Directory) {
+        let mut routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes.retain(|route, links| directory.address(route).as_deref() == Some(&links.addr));
+    }
+
+    /// Routes with links.
+    pub fn route_count(&self) -> usize {
+        self.routes.lock().map(|r| r.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,405 @@
+//! # The processor: consumer loop, shared state, start-up and shutdown
+//!
+//! [`Processor::start`] validates the configuration, opens the Prometheus endpoint, reads edge
+//! membership and creates the three topic consumers (nothing is consumed yet);
+//! [`Processor::run`] consumes until `shutdown` resolves. The loop takes records in strict
+//! priority order with the starvation guard ([`PriorityScheduler`]), admits each into its
+//! partition's in-flight window and hands it to the partition's lane (see `lane.rs`).
+//!
+//! Shutdown: stop taking records, let in-flight records settle for up to `shutdown_grace`,
+//! commit what is stored synchronously, then close the consumers (leaving the group, which
+//! lets the others take the partitions over at once). Unsettled records are not committed:
+//! the next owner delivers them again (at-least-once).
+//!
+//! Several processors can run in one process (tests do), each with its own configuration.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_lite::Stream;
+use herald_registry::{Registry, RegistryError};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::autoscale::Autoscaler;
+use crate::config::{ConfigError, ProcessorConfig};
+use crate::consumer::{self, TopicConsumer, TopicState};
+use crate::deadletter::DeadLetters;
+use crate::directory::Directory;
+use crate::driver::Origin;
+use crate::flow::FlowParams;
+use crate::lane::{self, LaneId};
+use crate::link::LinkSettings;
+use crate::metrics as m;
+use crate::pool::DeliveryPool;
+use crate::priority::PriorityScheduler;
+
+/// Why the processor could not start or stopped.
+#[derive(Debug)]
+pub enum ProcessorError {
+    /// The configuration is invalid (exit code 64).
+    Config(ConfigError),
+    /// A Kafka client could not be created or subscribed.
+    Kafka(KafkaError),
+    /// The registry failed at start-up.
+    Registry(RegistryError),
+    /// The metrics endpoint could not be bound.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ProcessorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessorError::Config(e) => write!(f, "{e}"),
+            ProcessorError::Kafka(e) => write!(f, "Kafka: {e}"),
+            ProcessorError::Registry(e) => write!(f, "registry: {e}"),
+            ProcessorError::Io(e) => write!(f, "metrics endpoint: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProcessorError {}
+
+/// State every task of one processor shares.
+pub(crate) struct Shared {
+    /// Look-ups and membership.
+    pub(crate) directory: Directory,
+    /// Links to edge shards.
+    pub(crate) pool: DeliveryPool,
+    /// Dead-letter producer.
+    pub(crate) dead: DeadLetters,
+    /// Retry policy.
+    pub(crate) flow: FlowParams,
+    /// Per-message answer deadline.
+    pub(crate) request_timeout: Duration,
+    /// Payload cap.
+    pub(crate) max_payload_bytes: usize,
+    /// Look-ups in flight per partition.
+    pub(crate) lookup_concurrency: usize,
+    /// The topics by priority level.
+    pub(crate) topics: [Arc<TopicState>; 3],
+    /// Records settled since start (autoscaling throughput).
+    settled_total: AtomicU64,
+    /// `herald_processor_settled_total{topic}` per level.
+    settled_counters: [metrics::Counter; 3],
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Settles a record (stores its partition's new position when the prefix grew).
+    pub(crate) fn settle(&self, origin: Origin) {
+        if self.topics[origin.level].settle(origin.partition, origin.generation, origin.offset) {
+            self.settled_total.fetch_add(1, Ordering::Relaxed);
+            self.settled_counters[origin.level].increment(1);
+        }
+    }
+}
+
+/// A task aborted when dropped (background jobs of a processor).
+#[derive(Debug)]
+struct Background(tokio::task::JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A started processor, ready to [`run`](Processor::run).
+pub struct Processor {
+    /// Configuration.
+    config: ProcessorConfig,
+    /// Shared state.
+    shared: Arc<Shared>,
+    /// The consumers by level.
+    consumers: [Arc<TopicConsumer>; 3],
+    /// Where `/metrics` is served, if anywhere.
+    metrics_addr: Option<SocketAddr>,
+    /// Refresher, autoscaler, metrics server.
+    background: Vec<Background>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a processor and runs it until `shutdown` resolves.
+pub async fn run(
+    config: ProcessorConfig,
+    registry: Registry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProcessorError> {
+    Processor::start(config, registry)
+        .await?
+        .run(shutdown)
+        .await
+}
+
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!(
+        "herald-processor-{host}-{}-{:04x}",
+        std::process::id(),
+        fastrand::u16(..)
+    )
+}
+
+impl Processor {
+    /// Validates `config`, binds the metrics endpoint, reads edge membership and creates the
+    /// consumers (subscribed, not yet consuming).
+    pub async fn start(
+        config: ProcessorConfig,
+        registry: Registry,
+    ) -> Result<Processor, ProcessorError> {
+        config.validate().map_err(ProcessorError::Config)?;
+        let mut background = Vec::new();
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => {
+                let handle = m::install_recorder();
+                let (listener, local) = m::bind(addr).await.map_err(ProcessorError::Io)?;
+                background.push(Background(tokio::spawn(m::serve(listener, handle))));
+                Some(local)
+            }
+            None => None,
+        };
+        let instance = instance_id();
+        let d = &config.delivery;
+        let directory = Directory::new(
+            registry,
+            config.lookup_cache_ttl,
+            config.lookup_cache_max,
+            d.edge_max_age,
+        );
+        if let Err(e) = directory.refresh_edges().await {
+            log::warn!("edge membership not readable yet: {e}");
+        }
+        let t = &config.kafka.topics;
+        let window = config.inflight_per_partition;
+        let topics = [
+            TopicState::new(&t.high, 0, window),
+            TopicState::new(&t.normal, 1, window),
+            TopicState::new(&t.low, 2, window),
+        ];
+        let dead = DeadLetters::new(&config.kafka, &instance).map_err(ProcessorError::Kafka)?;
+        let shared = Arc::new(Shared {
+            directory,
+            pool: DeliveryPool::new(LinkSettings::from(d), d.connections_per_shard),
+            dead,
+            flow: FlowParams {
+                max_attempts: d.max_attempts,
+                retry_backoff: d.retry_backoff,
+                retry_backoff_max: d.retry_backoff_max,
+            },
+            request_timeout: d.request_timeout,
+            max_payload_bytes: config.max_payload_bytes,
+            lookup_concurrency: config.lookup_concurrency,
+            settled_counters: [0, 1, 2]
+                .map(|l| metrics::counter!(m::SETTLED, "topic" => topics[l].topic.clone())),
+            topics,
+            settled_total: AtomicU64::new(0),
+        });
+        let mut consumers = Vec::with_capacity(3);
+        for state in &shared.topics {
+            consumers.push(
+                consumer::create(&config.kafka, state, &instance).map_err(ProcessorError::Kafka)?,
+            );
+        }
+        let consumers: [Arc<TopicConsumer>; 3] = consumers
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("three topics"));
+        background.push(Background(tokio::spawn(refresh_edges(
+            shared.clone(),
+            d.edges_refresh,
+        ))));
+        background.push(Background(tokio::spawn(autoscale(
+            shared.clone(),
+            config.autoscale,
+        ))));
+        log::info!(
+            "processor {instance} consuming {} / {} / {} as group {} from {}",
+            t.high,
+            t.normal,
+            t.low,
+            config.kafka.group_id,
+            config.kafka.bootstrap
+        );
+        Ok(Processor {
+            config,
+            shared,
+            consumers,
+            metrics_addr,
+            background,
+        })
+    }
+
+    /// Where `/metrics` is served (the bound address when the port was 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Consumes and forwards until `shutdown` resolves, then settles, commits and leaves the
+    /// group.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessorError> {
+        let Processor {
+            config,
+            shared,
+            consumers,
+            metrics_addr: _,
+            background,
+        } = self;
+        let mut lanes: JoinSet<()> = JoinSet::new();
+        {
+            let mut streams = [
+                consumers[0].stream(),
+                consumers[1].stream(),
+                consumers[2].stream(),
+            ];
+            let mut shutdown = std::pin::pin!(shutdown);
+            let mut scheduler = PriorityScheduler::<3>::new(config.starvation_guard);
+            let mut senders: HashMap<(usize, i32), (u64, mpsc::UnboundedSender<OwnedMessage>)> =
+                HashMap::new();
+            let consumed: [metrics::Counter; 3] = [0, 1, 2]
+                .map(|l| metrics::counter!(m::CONSUMED, "topic" => shared.topics[l].topic.clone()));
+            let mut cleanup = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                let order = scheduler.poll_order();
+                let next = tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    next = next_in_order(&mut streams, order) => next,
+                    Some(_) = lanes.join_next(), if !lanes.is_empty() => continue,
+                    _ = cleanup.tick() => {
+                        senders.retain(|(level, p), (generation, _)| {
+                            shared.topics[*level].is_current(*p, *generation)
+                        });
+                        continue;
+                    }
+                };
+                let (level, result) = next;
+                let msg = match result {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        log::warn!("{}: {e}", shared.topics[level].topic);
+                        continue;
+                    }
+                };
+                scheduler.taken(level);
+                consumed[level].increment(1);
+                let partition = msg.partition();
+                let generation = shared.topics[level].admit(partition, msg.offset());
+                let owned = msg.detach();
+                let entry = senders
+                    .entry((level, partition))
+                    .or_insert_with(|| (0, mpsc::unbounded_channel().0));
+                if entry.0 != generation || entry.1.is_closed() {
+                    let id = LaneId {
+                        level,
+                        partition,
+                        generation,
+                    };
+                    *entry = (generation, lane::spawn(&mut lanes, shared.clone(), id));
+                }
+                let _ = entry.1.send(owned);
+            }
+            // Closing the lanes' inputs lets them finish what they hold.
+            senders.clear();
+        }
+        let deadline = Instant::now() + config.shutdown_grace;
+        loop {
+            let unsettled: usize = shared.topics.iter().map(|t| t.unsettled()).sum();
+            if unsettled == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                log::warn!("shutdown: {unsettled} records unsettled after {:?}; they will be delivered again", config.shutdown_grace);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (c, t) in consumers.iter().zip(&shared.topics) {
+            if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
+                log::debug!("{}: final commit: {e}", t.topic);
+            }
+        }
+        drop(lanes);
+        drop(background);
+        // Closing a consumer blocks while it leaves the group.
+        let closing = tokio::task::spawn_blocking(move || drop(consumers));
+        let _ = closing.await;
+        log::info!("processor stopped");
+        Ok(())
+    }
+}
+
+/// The next record, polling the topics in `order` (first ready wins).
+async fn next_in_order<'a>(
+    streams: &mut [rdkafka::consumer::MessageStream<'a, consumer::TopicContext>; 3],
+    order: [usize; 3],
+) -> (usize, Result<BorrowedMessage<'a>, KafkaError>) {
+    std::future::poll_fn(|cx| {
+        for &level in &order {
+            if let Poll::Ready(Some(item)) = Pin::new(&mut streams[level]).poll_next(cx) {
+                return Poll::Ready((level, item));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn refresh_edges(shared: Arc<Shared>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match shared.directory.refresh_edges().await {
+            Ok(()) => shared.pool.prune(&shared.directory),
+            Err(e) => log::warn!("edge membership refresh failed: {e}"),
+        }
+    }
+}
+
+async fn autoscale(shared: Arc<Shared>, config: crate::config::AutoscaleConfig) {
+    let mut estimator = Autoscaler::new(config.params);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(config.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let replicas = metrics::gauge!(m::RECOMMENDED_REPLICAS);
+    let throughput = metrics::gauge!(m::THROUGHPUT);
+    let growth = metrics::gauge!(m::LAG_GROWTH);
+    let capacity = metrics::gauge!(m::CAPACITY);
+    loop {
+        tick.tick().await;
+        let lag: u64 = shared.topics.iter().map(|t| t.lag_total()).sum();
+        let settled = shared.settled_total.load(Ordering::Relaxed);
+        if let Some(e) = estimator.observe(started.elapsed().as_secs_f64(), lag, settled) {
+            replicas.set(e.recommended_replicas);
+            throughput.set(e.throughput);
+            growth.set(e.lag_growth);
+            capacity.set(e.capacity);
+        }
+    }
+}
