@@ -192,7 +192,20 @@ impl Plan {
             ("net.ipv4.tcp_mem", Value::List(pages)) => {
                 let sizes: Vec<String> =
                     pages.iter().map(|p| format_size(p.saturating_mul(sizing::PAGE_BYTES))).collect();
-                Some(format!("= {} of socket buffers", sizes.join(" / ")))
+                let max = pages.last().copied().unwrap_or(0);
+                let mut note = format!(
+                    "= {} of socket buffers: max is one queued push (a page) on {} connections at once",
+                    sizes.join(" / "),
+                    group_digits(max)
+                );
+                let below_default =
+                    self.target.memory_bytes.is_some_and(|m| max < sizing::tcp_mem_default(m)[2]);
+                if below_default {
+                    note.push_str(
+                        "\n# (below the kernel default for this memory, which would let buffers take RAM the connections need)",
+                    );
+                }
+                Some(note)
             }
             ("net.netfilter.nf_conntrack_max", Value::Int(n)) => Some(format!(
                 "when conntrack is loaded a full table takes ~{} (~{} B per entry) beyond the per-connection budget",

@@ -57,7 +57,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     u64::try_from(bytes).map_err(|_| format!("{text:?} is too large"))
 }
 
-/// A byte count for people: `8 GiB`, `1.5 GiB`, `4300 B`.
+/// A byte count for people, to the nearest tenth: `8 GiB`, `1.5 GiB`, `100 B`.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
         ("TiB", 1 << 40),
@@ -67,7 +67,7 @@ pub fn format_size(bytes: u64) -> String {
     ];
     for (name, size) in UNITS {
         if bytes >= size {
-            let tenths = (bytes as u128 * 10 / size as u128) as u64;
+            let tenths = ((bytes as u128 * 10 + size as u128 / 2) / size as u128) as u64;
             return if tenths.is_multiple_of(10) {
                 format!("{} {name}", tenths / 10)
             } else {
@@ -126,7 +126,8 @@ mod tests {
     fn formatting() {
         assert_eq!(format_size(8 << 30), "8 GiB");
         assert_eq!(format_size(1_610_612_736), "1.5 GiB");
-        assert_eq!(format_size(4300), "4.1 KiB");
+        assert_eq!(format_size(4300), "4.2 KiB");
+        assert_eq!(format_size(1_705_062_400), "1.6 GiB");
         assert_eq!(format_size(100), "100 B");
         assert_eq!(group_digits(1_184_025), "1,184,025");
         assert_eq!(group_digits(999), "999");

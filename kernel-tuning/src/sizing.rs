@@ -80,8 +80,9 @@ pub fn conntrack_need(connections: u64) -> u64 {
     div_ceil(connections.saturating_mul(12), 10)
 }
 
-/// Memory kept away from connections: `512 MiB + memory / 16` (page cache, slab
-/// fragmentation, bursts).
+/// Memory kept away from connections: `512 MiB + memory / 16`. The fixed part is the OS and
+/// the process's fixed cost; the sixteenth absorbs bursts: socket buffers while pushes are in
+/// flight, slab fragmentation, page cache.
 pub fn memory_reserve(memory: u64) -> u64 {
     RESERVE_FIXED + memory / 16
 }
@@ -108,8 +109,10 @@ pub fn memlock(shards: u32) -> u64 {
     MEMLOCK_PER_SHARD.saturating_mul(u64::from(shards))
 }
 
-/// `tcp_mem` budget in pages: `ceil(connections × 4300 / 4096)`, every connection's
-/// kernel share.
+/// `tcp_mem` budget in pages: `ceil(connections × 4300 / 4096)`, the kernel share of the
+/// per-connection budget, ≈ 1.05 pages. The kernel charges every socket that has data queued
+/// (a push waiting for its ACK) at least one 4 KiB page, so this is what a push queued on
+/// every connection at once takes.
 pub fn tcp_mem_budget_pages(connections: u64) -> u64 {
     div_ceil(
         connections.saturating_mul(KERNEL_BYTES_PER_CONN),
@@ -125,30 +128,44 @@ pub fn tcp_mem_default(memory: u64) -> [u64; 3] {
     [low, limit, low * 2]
 }
 
-/// `tcp_mem` (pages) for a target:
-/// - `min = budget` (an idle fleet never enters pressure),
-/// - `max = ceil(1.5 × budget)`, capped by the memory left to the kernel
-///   (`memory − reserve − connections × user bytes`),
-/// - `pressure` = midway between them (= 1.25 × budget when not capped),
-///
-/// each at least the kernel's default for that memory, with `budget` taken for the
-/// connections the memory allows.
-pub fn tcp_mem(target: &Target) -> [u64; 3] {
+/// Pages socket buffers may take without pushing the host into the OOM killer:
+/// `(memory − 512 MiB − connections × per-connection budget) / 4096`. Buffers are charged on
+/// top of the idle cost of the connections, so they get what the connections leave, which
+/// includes the `memory / 16` burst part of the reserve. `None` when memory is unknown.
+pub fn tcp_mem_room_pages(target: &Target) -> Option<u64> {
     let conns = effective_connections(target);
-    let budget = tcp_mem_budget_pages(conns);
-    let mut min = budget;
+    target.memory_bytes.map(|m| {
+        m.saturating_sub(RESERVE_FIXED)
+            .saturating_sub(conns.saturating_mul(target.per_conn_bytes))
+            / PAGE_BYTES
+    })
+}
+
+/// `tcp_mem` (pages) recommended for a target:
+/// `max = ceil(1.5 × budget)`, at least the kernel's default max for the memory, at most the
+/// room buffers have; `min = max × 2/3` (= the budget when uncapped) and
+/// `pressure = max × 5/6` (= 1.25 × budget), with `budget` taken for the connections the
+/// memory allows.
+pub fn tcp_mem(target: &Target) -> [u64; 3] {
+    let budget = tcp_mem_budget_pages(effective_connections(target));
     let mut max = div_ceil(budget.saturating_mul(3), 2);
     if let Some(memory) = target.memory_bytes {
-        let [dmin, _, dmax] = tcp_mem_default(memory);
-        min = min.max(dmin);
-        max = max.max(dmax);
-        let room = memory
-            .saturating_sub(memory_reserve(memory))
-            .saturating_sub(conns.saturating_mul(target.user_bytes_per_conn()))
-            / PAGE_BYTES;
-        max = max.min(room).max(min);
+        max = max.max(tcp_mem_default(memory)[2]);
     }
-    [min, min + (max - min) / 2, max]
+    if let Some(room) = tcp_mem_room_pages(target) {
+        max = max.min(room);
+    }
+    [max * 2 / 3, max * 5 / 6, max]
+}
+
+/// The least `tcp_mem` pressure and max a host must have: the budget, or two thirds of the
+/// room when memory caps it (the `min` of the recommendation).
+pub fn tcp_mem_need(target: &Target) -> u64 {
+    let budget = tcp_mem_budget_pages(effective_connections(target));
+    match tcp_mem_room_pages(target) {
+        Some(room) => budget.min(room * 2 / 3),
+        None => budget,
+    }
 }
 
 #[cfg(test)]
@@ -192,22 +209,31 @@ mod tests {
         let t = Target::new(Role::Edge, 1_000_000);
         assert_eq!(tcp_mem_budget_pages(1_000_000), 1_049_805);
         assert_eq!(tcp_mem(&t), [1_049_805, 1_312_256, 1_574_708]);
+        assert_eq!(tcp_mem_need(&t), 1_049_805);
     }
 
     #[test]
-    fn tcp_mem_is_capped_by_memory_and_floored_by_default() {
+    fn tcp_mem_is_capped_by_the_room_connections_leave() {
         let t = Target::new(Role::Edge, 1_000_000).with_memory(Some(8 << 30));
-        assert_eq!(tcp_mem(&t), [1_049_805, 1_192_406, 1_335_008]);
+        // (8 GiB - 512 MiB - 1e6 x 6348 B) / 4096.
+        assert_eq!(tcp_mem_room_pages(&t), Some(416_275));
+        assert_eq!(tcp_mem(&t), [277_516, 346_895, 416_275]);
+        assert_eq!(tcp_mem_need(&t), 277_516);
+    }
+
+    #[test]
+    fn tcp_mem_never_below_the_kernel_default_when_there_is_room() {
         let small = Target::new(Role::Edge, 10_000).with_memory(Some(8 << 30));
-        assert_eq!(tcp_mem(&small), [98_304, 147_456, 196_608]);
+        assert_eq!(tcp_mem(&small), [131_072, 163_840, 196_608]);
+        assert_eq!(tcp_mem_need(&small), 10_499);
     }
 
     #[test]
     fn tcp_mem_for_an_overcommitted_target_uses_what_fits() {
         let t = Target::new(Role::Edge, 5_000_000).with_memory(Some(8 << 30));
         assert_eq!(effective_connections(&t), 1_184_025);
-        let [min, pressure, max] = tcp_mem(&t);
-        assert_eq!(min, tcp_mem_budget_pages(1_184_025));
-        assert!(min <= pressure && pressure <= max);
+        // What is left is the burst reserve: memory / 16.
+        assert_eq!(tcp_mem_room_pages(&t), Some(131_072));
+        assert_eq!(tcp_mem(&t), [87_381, 109_226, 131_072]);
     }
 }

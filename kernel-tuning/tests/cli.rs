@@ -67,7 +67,7 @@ fn plan_1m_on_8gib() {
         "fs.file-max = 2220000",
         "fs.nr_open = 1110000",
         "net.core.somaxconn = 62500",
-        "net.ipv4.tcp_mem = 1049805 1192406 1335008",
+        "net.ipv4.tcp_mem = 277516 346895 416275",
         "net.netfilter.nf_conntrack_max = 1200000",
         "# LimitNOFILE=1110000  -- nofile = connections x 1.1 + 10000",
     ] {

@@ -47,7 +47,7 @@ fn edge_10k_on_8gib_keeps_kernel_defaults_where_they_are_larger() {
             ("net.ipv4.tcp_max_syn_backlog", "4096"),
             ("net.core.netdev_max_backlog", "1024"),
             ("net.ipv4.tcp_fin_timeout", "15"),
-            ("net.ipv4.tcp_mem", "98304 147456 196608"),
+            ("net.ipv4.tcp_mem", "131072 163840 196608"),
             ("net.ipv4.tcp_rmem", "4096 16384 4194304"),
             ("net.ipv4.tcp_wmem", "4096 16384 4194304"),
             ("net.ipv4.tcp_keepalive_time", "300"),
@@ -69,7 +69,7 @@ fn edge_10k_on_8gib_keeps_kernel_defaults_where_they_are_larger() {
 }
 
 #[test]
-fn edge_1m_on_8gib_caps_tcp_mem_by_memory() {
+fn edge_1m_on_8gib_caps_tcp_mem_by_what_connections_leave() {
     let p = plan(
         &Target::new(Role::Edge, 1_000_000)
             .with_memory(Some(8 * GIB))
@@ -87,8 +87,9 @@ fn edge_1m_on_8gib_caps_tcp_mem_by_memory() {
             ("net.ipv4.tcp_max_syn_backlog", "62500"),
             ("net.core.netdev_max_backlog", "15625"),
             ("net.ipv4.tcp_fin_timeout", "15"),
-            // min = ceil(1e6 x 4300 / 4096); max = (8 GiB - 1 GiB - 1e6 x 2048) / 4096.
-            ("net.ipv4.tcp_mem", "1049805 1192406 1335008"),
+            // max = (8 GiB - 512 MiB - 1e6 x 6348) / 4096, below 1.5 x 1e6 x 4300 / 4096;
+            // min = 2/3 max, pressure = 5/6 max.
+            ("net.ipv4.tcp_mem", "277516 346895 416275"),
             ("net.ipv4.tcp_rmem", "4096 16384 4194304"),
             ("net.ipv4.tcp_wmem", "4096 16384 4194304"),
             ("net.ipv4.tcp_keepalive_time", "300"),
@@ -140,7 +141,8 @@ fn edge_10m_on_64gib() {
     assert_eq!(get("net.core.somaxconn"), "65535");
     assert_eq!(get("net.ipv4.tcp_max_syn_backlog"), "65535");
     assert_eq!(get("net.core.netdev_max_backlog"), "16383");
-    assert_eq!(get("net.ipv4.tcp_mem"), "10498047 10547807 10597568");
+    // 64 GiB - 512 MiB - 1e7 x 6348 leaves 4.4 GiB for buffers: below the kernel's default.
+    assert_eq!(get("net.ipv4.tcp_mem"), "765398 956747 1148097");
     assert_eq!(get("net.netfilter.nf_conntrack_max"), "12000000");
     assert_eq!(
         limits(&p),
@@ -157,10 +159,10 @@ fn a_target_the_memory_cannot_carry_is_sized_for_what_fits() {
     )
     .unwrap();
     assert!(!p.fits());
-    // The whole room goes to the allowed connections' kernel share: min = max.
+    // Buffers get only the burst reserve (memory / 16) the allowed connections leave.
     assert_eq!(
         p.value("net.ipv4.tcp_mem").unwrap().sysctl_text(),
-        "1242995 1242995 1242995"
+        "87381 109226 131072"
     );
     // Cheap limits still follow the asked-for count.
     assert_eq!(p.value("fs.nr_open").unwrap().sysctl_text(), "2210000");
@@ -188,7 +190,7 @@ fn processor_50k_on_8gib() {
             ("net.ipv4.ip_local_port_range", "10240 65535"),
             ("net.ipv4.tcp_tw_reuse", "1"),
             ("net.ipv4.tcp_fin_timeout", "15"),
-            ("net.ipv4.tcp_mem", "98304 147456 196608"),
+            ("net.ipv4.tcp_mem", "131072 163840 196608"),
             ("net.ipv4.tcp_keepalive_time", "300"),
             ("net.ipv4.tcp_keepalive_intvl", "30"),
             ("net.ipv4.tcp_keepalive_probes", "5"),
@@ -217,7 +219,7 @@ fn rendered_file_parses_back_to_the_settings() {
     assert!(text.contains("carries 1,184,025 connections"));
     assert!(text.contains("# LimitNOFILE=1110000"));
     assert!(text.contains("# LimitMEMLOCK=16777216"));
-    assert!(text.contains("# = 4 GiB / 4.5 GiB / 5 GiB of socket buffers\n"));
+    assert!(text.contains("# = 1.1 GiB / 1.3 GiB / 1.6 GiB of socket buffers: max is one queued push (a page) on 416,275 connections at once\n"), "{text}");
     // Every setting line is preceded by a comment saying how it was sized.
     let lines: Vec<&str> = text.lines().collect();
     for (i, l) in lines.iter().enumerate() {
@@ -245,7 +247,7 @@ fn json_plan_shape() {
         .iter()
         .find(|s| s["key"] == "net.ipv4.tcp_mem")
         .unwrap();
-    assert_eq!(mem["value"], "10498047 10547807 10597568");
+    assert_eq!(mem["value"], "765398 956747 1148097");
     assert_eq!(j["limits"][0]["value"], "11010000");
 }
 

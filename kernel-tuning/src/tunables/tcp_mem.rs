@@ -23,12 +23,12 @@ impl Tunable for TcpMem {
     }
 
     fn required(&self, target: &Target) -> Requirement {
-        let budget = sizing::tcp_mem_budget_pages(sizing::effective_connections(target));
+        let need = sizing::tcp_mem_need(target);
         Requirement::list(
             &[
                 ("min", Bound::Any),
-                ("pressure", Bound::AtLeast(budget)),
-                ("max", Bound::AtLeast(budget)),
+                ("pressure", Bound::AtLeast(need)),
+                ("max", Bound::AtLeast(need)),
             ],
             sizing::tcp_mem(target).to_vec(),
         )
@@ -42,18 +42,19 @@ impl Tunable for TcpMem {
     }
 
     fn why(&self) -> &'static str {
-        "Three thresholds, in 4 KiB pages, for memory held by all TCP socket buffers together \
-         (data queued to send or not yet read). Above `pressure` the kernel shrinks every \
-         socket's buffers towards tcp_rmem/tcp_wmem's minimum and throughput collapses; above \
-         `max` it refuses buffer memory, drops incoming segments and logs \"TCP: out of memory\". \
-         The kernel default is about 9 % of RAM, sized for a few busy sockets, not a million \
-         that each briefly queue a push. Giving every connection its kernel share as the `min` \
-         keeps an ordinary fleet out of pressure; capping `max` by the RAM left after user \
-         space keeps TCP from driving the host into the OOM killer. Usage is the `mem` field of \
-         the TCP line in /proc/net/sockstat."
+        "Three thresholds, in 4 KiB pages, for memory held by all TCP socket buffers together: \
+         data queued to send (a push waiting for its ACK) or not yet read. Idle sockets hold \
+         none (their ~4.3 KB of kernel structures are slab, outside tcp_mem), but every socket \
+         with data queued is charged at least one page, so a broadcast to a million \
+         connections briefly wants ~1M pages. Above `pressure` the kernel shrinks every \
+         socket's buffers towards tcp_rmem/tcp_wmem's minimum and sends slow down; above `max` \
+         it refuses buffer memory, drops incoming segments and logs \"TCP: out of memory\". \
+         Too high is as bad: buffers come on top of the connections' idle cost, so a max beyond \
+         what the connections leave of RAM trades TCP back-pressure for the OOM killer. Usage \
+         is the `mem` field of the TCP line in /proc/net/sockstat."
     }
 
     fn sizing(&self, _: Role) -> &'static str {
-        "pages; min = connections x 4300 B / 4096, max = 1.5 x min capped by memory - reserve - connections x user bytes, pressure midway; at least the kernel default"
+        "pages; max = 1.5 x connections x 4300 B / 4096, at least the kernel default, at most (memory - 512 MiB - connections x per-connection budget) / 4096; min = 2/3 max, pressure = 5/6 max"
     }
 }
