@@ -114,6 +114,7 @@ fn edge_1m_on_16gib_is_not_capped() {
             .with_shards(16),
     )
     .unwrap();
+    assert_eq!(p.connections_allowed, Some(2_452_623));
     assert_eq!(
         p.value("net.ipv4.tcp_mem").unwrap().sysctl_text(),
         "1049805 1312256 1574708"

@@ -40,7 +40,7 @@ impl Tunable for NetdevMaxBacklog {
         "Length of each CPU's input queue between the NIC driver and the TCP stack (used with \
          RPS/RFS and by drivers without their own queueing). A broadcast fan-out or a \
          reconnect storm makes packets arrive in bursts; when the queue is full they are \
-         dropped before TCP sees them (third column of /proc/net/softnet_stat), costing \
+         dropped before TCP sees them (second column of /proc/net/softnet_stat), costing \
          retransmits on exactly the connections that are busiest. Packets are held only while \
          queued, so a larger limit costs memory only during a burst."
     }
