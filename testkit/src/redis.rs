@@ -102,6 +102,23 @@ impl Node {
         panic!("redis-server did not start after {START_ATTEMPTS} attempts: {last_error}");
     }
 
+    /// Kills the process if it runs, then starts `redis-server` again with the same config,
+    /// port and directory (persistence is off, so the data set starts empty).
+    fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        let server = require_program("redis-server");
+        self.child = Command::new(&server)
+            .arg(self.dir.join("redis.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
+        self.state = NodeState::Running;
+        self.wait_ping()
+            .map_err(|e| format!("{e}; log: {}", self.log_tail()))
+    }
+
     /// Polls PING until PONG, failing early if the process exits.
     fn wait_ping(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
@@ -186,6 +203,27 @@ impl RedisServer {
     /// Runs `redis-cli` with `args` against the node and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> Result<String, String> {
         self.node.cli(args)
+    }
+
+    /// SIGKILLs the server (it stays down until [`RedisServer::restart`]).
+    pub fn kill(&mut self) {
+        self.node.kill();
+    }
+
+    /// Starts the server again on the same port, with an empty data set (like a master that
+    /// restarted without persistence); kills it first if it is running.
+    ///
+    /// # Panics
+    /// When it does not come back.
+    pub fn restart(&mut self) {
+        self.node
+            .restart()
+            .unwrap_or_else(|e| panic!("redis-server did not restart: {e}"));
+    }
+
+    /// What the fixture did to the server.
+    pub fn state(&self) -> NodeState {
+        self.node.state
     }
 }
 

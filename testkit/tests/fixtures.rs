@@ -57,3 +57,23 @@ fn cluster_starts_replicated_and_follows_failover() {
     assert_eq!(cluster.replica_of(replica), Some(masters[0]));
     assert_eq!(cluster.state(masters[0]), NodeState::Running);
 }
+
+#[test]
+fn single_server_restarts_empty_on_the_same_port() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    assert_eq!(server.cli(&["SET", "k", "v"]).unwrap().trim(), "OK");
+    server.kill();
+    assert_eq!(server.state(), NodeState::Killed);
+    assert!(
+        server.cli(&["PING"]).is_err(),
+        "a killed server is not asked anything"
+    );
+    server.restart();
+    assert_eq!(server.port(), port);
+    assert_eq!(
+        server.cli(&["EXISTS", "k"]).unwrap().trim(),
+        "0",
+        "data set starts empty"
+    );
+}

@@ -1,0 +1,113 @@
+//! The registry's Lua scripts, run atomically inside Redis.
+//!
+//! Each script touches exactly one key, passed as `KEYS[1]`, so it runs on the master owning
+//! that key's slot in a cluster. Scripts are loaded once on every primary at connect
+//! (`SCRIPT LOAD` through fred's `script_load_cluster`) and called by SHA; a primary that lost
+//! its script cache (a promoted replica, a restarted node) answers `NOSCRIPT`, and the caller
+//! then reloads and re-sends those calls as plain `EVAL` (see `redis.rs`).
+//!
+//! The scripts parse record values with one Lua pattern matching the v1 text form
+//! (`1|node|shard|nonce|expires`, see `herald_protocol::registry_record`). Values that do not
+//! match (a future version) are neither pruned nor counted for the key TTL, only replaced when
+//! their device registers again. Nonces are compared as 16-digit hex strings (Lua numbers are
+//! doubles and cannot hold a `u64`); expiry times are unix ms, which doubles hold exactly.
+//! `docs/registry.md` explains each rule.
+
+/// Register one device.
+///
+/// `KEYS[1]` = user key; `ARGV` = `now_ms`, device, encoded record, nonce (16 hex digits),
+/// `expires_at_ms`. Steps: delete every field expired at `now` (prune); if the record itself
+/// has expired, write nothing (`2`); if the device holds a live record of a newer connection
+/// (larger nonce), write nothing (`0`); otherwise `HSET` the record (`1`). Finally extend the
+/// key TTL to `max(expires_at_ms of live fields) - now`, never shortening it: `PEXPIRE … GT`
+/// when the key has a TTL, a plain `PEXPIRE` when it has none (`GT` treats "no TTL" as
+/// infinite and would refuse).
+pub const REGISTER: &str = r#"
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local device = ARGV[2]
+local nonce = ARGV[4]
+local expires = tonumber(ARGV[5])
+local fields = redis.call('HGETALL', key)
+local others_max = 0
+local current_nonce = nil
+local current_expires = 0
+for i = 1, #fields, 2 do
+  local field = fields[i]
+  local n, e = string.match(fields[i + 1], '^1|[^|]+|%d+|(%x+)|(%d+)$')
+  if e then
+    e = tonumber(e)
+    if e <= now then
+      redis.call('HDEL', key, field)
+    elseif field == device then
+      current_nonce = n
+      current_expires = e
+    elseif e > others_max then
+      others_max = e
+    end
+  end
+end
+local result
+local device_expires = current_expires
+if expires <= now then
+  result = 2
+elseif current_nonce ~= nil and current_nonce > nonce then
+  result = 0
+else
+  redis.call('HSET', key, device, ARGV[3])
+  device_expires = expires
+  result = 1
+end
+local max_expires = others_max
+if device_expires > max_expires then
+  max_expires = device_expires
+end
+if max_expires > now and redis.call('EXISTS', key) == 1 then
+  local ttl = max_expires - now
+  if redis.call('PTTL', key) == -1 then
+    redis.call('PEXPIRE', key, ttl)
+  else
+    redis.call('PEXPIRE', key, ttl, 'GT')
+  end
+end
+return result
+"#;
+
+/// Unregister one connection of a device: compare-and-delete on its nonce.
+///
+/// `KEYS[1]` = user key; `ARGV` = device, nonce (16 hex digits). Returns `1` when the record
+/// belonged to that connection and was deleted, `0` when the device has no record, `-1` when
+/// the record belongs to another connection (left alone). Deleting the last field deletes the
+/// key.
+pub const UNREGISTER: &str = r#"
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then
+  return 0
+end
+local n = string.match(value, '^1|[^|]+|%d+|(%x+)|%d+$')
+if n == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return -1
+"#;
+
+/// Heartbeat of one edge node.
+///
+/// `KEYS[1]` = `herald:edges`; `ARGV` = node id, encoded entry, prune cutoff (unix ms).
+/// Writes the entry, then deletes entries whose heartbeat is older than the cutoff.
+/// Returns the number of entries pruned.
+pub const EDGE_HEARTBEAT: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local cutoff = tonumber(ARGV[3])
+local all = redis.call('HGETALL', KEYS[1])
+local pruned = 0
+for i = 1, #all, 2 do
+  local hb = string.match(all[i + 1], '^1|[^|]+|%d+|%d+|(%d+)$')
+  if hb and tonumber(hb) < cutoff then
+    redis.call('HDEL', KEYS[1], all[i])
+    pruned = pruned + 1
+  end
+end
+return pruned
+"#;
