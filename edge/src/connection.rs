@@ -323,3 +323,17 @@ fn open(shard: &Shard, id: ConnId, acc: Accepted) {
         nonce,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// The per-connection structures stay small (docs/density.md budgets them).
+    #[test]
+    fn per_connection_structures_are_small() {
+        use std::mem::size_of;
+        let driver = size_of::<super::ConnDriver>();
+        let conn = size_of::<crate::conn_table::Conn>();
+        eprintln!("ConnDriver {driver} B, Conn {conn} B, TcpStream {} B", size_of::<glommio::net::TcpStream>());
+        assert!(driver <= 160, "ConnDriver grew to {driver} bytes");
+        assert!(conn <= 160, "Conn grew to {conn} bytes");
+    }
+}

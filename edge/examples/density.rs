@@ -1,0 +1,214 @@
+//! Measures the edge's memory per idle connection (user space, RSS slope) and the accept rate.
+//!
+//! This process runs the edge; client processes (this same binary with `--client`) open idle
+//! WebSocket or SSE connections from source addresses 127.0.0.2…, so neither file descriptors
+//! (20000 per process here) nor ephemeral ports run out. At each size the edge's RSS is read
+//! from /proc/self/status; the least-squares slope over the sizes is the user-space cost of one
+//! idle connection. Kernel memory (slab) is reported too; on loopback it holds both ends.
+//!
+//! ```text
+//! cargo run --release -p herald-edge --example density -- --kind ws --sizes 1000,5000,10000,19000
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herald_edge::auth::jwt::{issue_hs256, Claims};
+use herald_edge::config::EdgeConfig;
+
+const SECRET: &str = "density-measurement-secret";
+const PER_CLIENT: usize = 9_500;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--client") {
+        return client();
+    }
+    let kind = arg("--kind").unwrap_or_else(|| "ws".into());
+    let sizes: Vec<usize> = arg("--sizes")
+        .unwrap_or_else(|| "1000,5000,10000,19000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("sizes are numbers"))
+        .collect();
+    let mut cfg = EdgeConfig::for_tests(SECRET);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.shards = arg("--shards").map_or(cfg.shards, |s| s.parse().unwrap());
+    cfg.conn.ping_interval = Duration::from_secs(600);
+    cfg.conn.sse_keepalive = Duration::from_secs(600);
+    // By default the registry is a separate redis-server, as in production, so the edge's RSS
+    // holds only the edge; `--registry in-process` keeps the registry in this process.
+    let registry_kind = arg("--registry").unwrap_or_else(|| "redis".into());
+    let _redis = (registry_kind == "redis").then(herald_testkit::RedisServer::start);
+    cfg.redis = _redis.as_ref().map(|r| r.url());
+    let edge = herald_edge::start(cfg).expect("edge starts");
+    let addr = edge.client_addr;
+    std::thread::sleep(Duration::from_millis(500));
+    let base_rss = rss();
+    let base_slab = slab();
+    println!(
+        "# herald-edge density: kind={kind} shards={} registry={registry_kind} baseline RSS {} KiB",
+        edge.shards,
+        base_rss / 1024
+    );
+    println!("{:>8} {:>12} {:>12} {:>14} {:>12}", "conns", "rss_KiB", "user_B/conn", "slab_B/conn(2 ends)", "accept/s");
+    let mut children: Vec<Child> = Vec::new();
+    let mut open = 0usize;
+    let mut points = Vec::new();
+    for &size in &sizes {
+        let started = Instant::now();
+        let mut opened_now = 0;
+        while open < size {
+            let n = (size - open).min(PER_CLIENT);
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args(["--client", &addr.to_string(), &kind, &n.to_string(), &children.len().to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn client");
+            let mut line = String::new();
+            BufReader::new(child.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert!(line.starts_with("READY"), "client failed: {line}");
+            children.push(child);
+            open += n;
+            opened_now += n;
+        }
+        let rate = opened_now as f64 / started.elapsed().as_secs_f64();
+        wait_for_connections(edge.admin_addr, open);
+        std::thread::sleep(Duration::from_secs(2));
+        let r = rss();
+        let s = slab();
+        let user = (r as f64 - base_rss as f64) / open as f64;
+        let kern = (s as f64 - base_slab as f64) / open as f64;
+        println!("{open:>8} {:>12} {user:>12.0} {kern:>14.0} {rate:>12.0}", r / 1024);
+        points.push((open as f64, r as f64));
+    }
+    let (slope, r2) = fit(&points);
+    println!("user-space bytes per idle {kind} connection (least-squares slope): {slope:.0} (R² = {r2:.5})");
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    edge.shutdown();
+}
+
+fn wait_for_connections(admin: SocketAddr, want: usize) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        if let Ok(mut s) = TcpStream::connect(admin) {
+            let _ = write!(s, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            if let Some(json) = body.split_once("\r\n\r\n").map(|x| x.1) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
+                    let t = &v["totals"];
+                    let n = t["websocket"].as_u64().unwrap_or(0) + t["sse"].as_u64().unwrap_or(0);
+                    if n as usize >= want {
+                        return;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the edge never reported {want} connections");
+}
+
+fn proc_kib(file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap();
+    let line = text.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+fn rss() -> u64 {
+    proc_kib("/proc/self/status", "VmRSS:")
+}
+
+fn slab() -> u64 {
+    proc_kib("/proc/meminfo", "Slab:")
+}
+
+fn fit(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    let slope = sxy / sxx;
+    let r2 = if syy == 0.0 { 1.0 } else { sxy * sxy / (sxx * syy) };
+    (slope, r2)
+}
+
+/// Client process: open `count` idle connections, print READY, hold them until killed.
+fn client() {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--client").unwrap();
+    let addr: SocketAddr = args[i + 1].parse().unwrap();
+    let kind = args[i + 2].clone();
+    let count: usize = args[i + 3].parse().unwrap();
+    let client_no: usize = args[i + 4].parse().unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 7200;
+    // Connect in batches, then write every request, then read every answer, so the rate
+    // measured is the edge's, not one client's round trips.
+    let mut held = Vec::with_capacity(count);
+    let mut n = 0;
+    while n < count {
+        let batch = (count - n).min(256);
+        let mut socks = Vec::with_capacity(batch);
+        for k in n..n + batch {
+            let src = IpAddr::V4(Ipv4Addr::new(127, 0, (client_no % 200) as u8 + 1, 2 + (k % 250) as u8));
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
+            sock.connect(&addr.into()).unwrap();
+            sock.set_linger(Some(Duration::ZERO)).unwrap();
+            let mut s: TcpStream = sock.into();
+            let token = issue_hs256(
+                SECRET.as_bytes(),
+                &Claims {
+                    sub: format!("u{client_no}-{k}"),
+                    did: Some("d".into()),
+                    exp,
+                    nbf: None,
+                    iss: None,
+                    aud: None,
+                },
+            );
+            let req = if kind == "sse" {
+                format!("GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\n\r\n")
+            } else {
+                format!(
+                    "GET /ws?access_token={token} HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                )
+            };
+            s.write_all(req.as_bytes()).unwrap();
+            socks.push(s);
+        }
+        for mut s in socks {
+            let mut head = [0u8; 512];
+            let got = s.read(&mut head).unwrap();
+            assert!(got > 12 && (&head[9..12] == b"101" || &head[9..12] == b"200"), "handshake failed");
+            held.push(s);
+        }
+        n += batch;
+    }
+    println!("READY {count}");
+    std::io::stdout().flush().unwrap();
+    // Hold until the parent kills us (or closes our stdin).
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+}
