@@ -58,7 +58,10 @@ fn main() {
         edge.shards,
         base_rss / 1024
     );
-    println!("{:>8} {:>12} {:>12} {:>14} {:>12}", "conns", "rss_KiB", "user_B/conn", "slab_B/conn(2 ends)", "accept/s");
+    println!(
+        "{:>8} {:>12} {:>12} {:>14} {:>12}",
+        "conns", "rss_KiB", "user_B/conn", "slab_B/conn(2 ends)", "accept/s"
+    );
     let mut children: Vec<Child> = Vec::new();
     let mut open = 0usize;
     let mut points = Vec::new();
@@ -68,7 +71,13 @@ fn main() {
         while open < size {
             let n = (size - open).min(PER_CLIENT);
             let mut child = Command::new(std::env::current_exe().unwrap())
-                .args(["--client", &addr.to_string(), &kind, &n.to_string(), &children.len().to_string()])
+                .args([
+                    "--client",
+                    &addr.to_string(),
+                    &kind,
+                    &n.to_string(),
+                    &children.len().to_string(),
+                ])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -89,7 +98,10 @@ fn main() {
         let s = slab();
         let user = (r as f64 - base_rss as f64) / open as f64;
         let kern = (s as f64 - base_slab as f64) / open as f64;
-        println!("{open:>8} {:>12} {user:>12.0} {kern:>14.0} {rate:>12.0}", r / 1024);
+        println!(
+            "{open:>8} {:>12} {user:>12.0} {kern:>14.0} {rate:>12.0}",
+            r / 1024
+        );
         points.push((open as f64, r as f64));
     }
     let (slope, r2) = fit(&points);
@@ -126,7 +138,12 @@ fn wait_for_connections(admin: SocketAddr, want: usize) {
 fn proc_kib(file: &str, field: &str) -> u64 {
     let text = std::fs::read_to_string(file).unwrap();
     let line = text.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 fn rss() -> u64 {
@@ -145,7 +162,11 @@ fn fit(points: &[(f64, f64)]) -> (f64, f64) {
     let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
     let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
     let slope = sxy / sxx;
-    let r2 = if syy == 0.0 { 1.0 } else { sxy * sxy / (sxx * syy) };
+    let r2 = if syy == 0.0 {
+        1.0
+    } else {
+        sxy * sxy / (sxx * syy)
+    };
     (slope, r2)
 }
 
@@ -170,8 +191,14 @@ fn client() {
         let batch = (count - n).min(256);
         let mut socks = Vec::with_capacity(batch);
         for k in n..n + batch {
-            let src = IpAddr::V4(Ipv4Addr::new(127, 0, (client_no % 200) as u8 + 1, 2 + (k % 250) as u8));
-            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            let src = IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                (client_no % 200) as u8 + 1,
+                2 + (k % 250) as u8,
+            ));
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
             sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
             sock.connect(&addr.into()).unwrap();
             sock.set_linger(Some(Duration::ZERO)).unwrap();
@@ -201,7 +228,10 @@ fn client() {
         for mut s in socks {
             let mut head = [0u8; 512];
             let got = s.read(&mut head).unwrap();
-            assert!(got > 12 && (&head[9..12] == b"101" || &head[9..12] == b"200"), "handshake failed");
+            assert!(
+                got > 12 && (&head[9..12] == b"101" || &head[9..12] == b"200"),
+                "handshake failed"
+            );
             held.push(s);
         }
         n += batch;

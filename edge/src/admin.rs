@@ -158,7 +158,13 @@ async fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()
             let queue = state.registry.lock().map(|r| r.queue_depth).unwrap_or(0);
             metrics_export::publish(&state.node_id, &snaps, queue);
             let body = metrics_export::render();
-            respond(&mut stream, 200, "text/plain; version=0.0.4", body.as_bytes()).await
+            respond(
+                &mut stream,
+                200,
+                "text/plain; version=0.0.4",
+                body.as_bytes(),
+            )
+            .await
         }
         (_, "/healthz" | "/readyz" | "/stats" | "/metrics") => {
             respond(&mut stream, 405, "text/plain", b"method not allowed\n").await

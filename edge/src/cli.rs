@@ -41,6 +41,12 @@ pub fn command() -> Command {
                 .help("Validate the configuration, print it, and exit (0 valid, 64 invalid)"),
         )
         .arg(
+            Arg::new("strict")
+                .long("strict")
+                .action(ArgAction::SetTrue)
+                .help("Refuse to start when a start-up kernel/limits check (herald-tune) finds a fatal shortfall for expected_connections"),
+        )
+        .arg(
             Arg::new("dev")
                 .long("dev")
                 .action(ArgAction::SetTrue)
@@ -79,7 +85,9 @@ pub fn load(m: &ArgMatches) -> Result<(Settings, bool), ConfigError> {
     for key in KEYS {
         if let Some(v) = m.get_one::<String>(key.name) {
             let source = match m.value_source(key.name) {
-                Some(clap::parser::ValueSource::EnvVariable) => Source::Env(key.env_var(ENV_PREFIX)),
+                Some(clap::parser::ValueSource::EnvVariable) => {
+                    Source::Env(key.env_var(ENV_PREFIX))
+                }
                 _ => Source::Flag(flag_name(key.name)),
             };
             s.set(key.name, v.clone(), source)?;
@@ -107,7 +115,8 @@ pub fn load(m: &ArgMatches) -> Result<(Settings, bool), ConfigError> {
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let m = command().get_matches();
-    let loaded = load(&m).and_then(|(s, generated)| Ok((EdgeConfig::from_settings(&s)?, generated)));
+    let loaded =
+        load(&m).and_then(|(s, generated)| Ok((EdgeConfig::from_settings(&s)?, generated)));
     let (cfg, generated_jwt) = match loaded {
         Ok(c) => c,
         Err(e) => {
@@ -118,6 +127,9 @@ pub fn main() -> ExitCode {
     if m.get_flag("check-config") {
         println!("configuration OK\n{cfg:#?}");
         return ExitCode::SUCCESS;
+    }
+    if !kernel_checks(&cfg, m.get_flag("strict")) {
+        return ExitCode::FAILURE;
     }
     let mut edge = match crate::server::start(cfg.clone()) {
         Ok(h) => h,
@@ -145,7 +157,10 @@ pub fn main() -> ExitCode {
                 aud: None,
             },
         );
-        println!("JWT secret (generated): {}", String::from_utf8_lossy(secret));
+        println!(
+            "JWT secret (generated): {}",
+            String::from_utf8_lossy(secret)
+        );
         println!("sample token for user dev-user (1 h): {token}");
     }
     println!(
@@ -167,6 +182,37 @@ pub fn main() -> ExitCode {
     }
     edge.wait();
     ExitCode::SUCCESS
+}
+
+/// Runs herald-tune's start-up checks for the configured capacity and logs each shortfall once
+/// with its fix. Returns false when `strict` and a fatal shortfall was found.
+fn kernel_checks(cfg: &EdgeConfig, strict: bool) -> bool {
+    let findings =
+        herald_tune::startup_findings(herald_tune::target::Role::Edge, cfg.expected_connections);
+    let mut fatal = 0;
+    for f in &findings {
+        if f.is_fatal() {
+            fatal += 1;
+            log::error!(
+                "kernel check for {} connections: {f}",
+                cfg.expected_connections
+            );
+        } else {
+            log::warn!(
+                "kernel check for {} connections: {f}",
+                cfg.expected_connections
+            );
+        }
+    }
+    if fatal > 0 && strict {
+        eprintln!(
+            "herald-edge: {fatal} fatal kernel/limits shortfall(s) for expected_connections = {} (--strict); \
+             see the log above or run `herald-tune check --connections {}`",
+            cfg.expected_connections, cfg.expected_connections
+        );
+        return false;
+    }
+    true
 }
 
 /// Blocks until SIGINT or SIGTERM.
@@ -192,20 +238,32 @@ mod tests {
     #[test]
     fn every_setting_has_a_flag_and_flags_override() {
         let m = command()
-            .try_get_matches_from(["herald-edge", "--ping-interval", "5s", "--jwt-secret", "0123456789abcdef"])
+            .try_get_matches_from([
+                "herald-edge",
+                "--ping-interval",
+                "5s",
+                "--jwt-secret",
+                "0123456789abcdef",
+            ])
             .unwrap();
         let (s, _) = load(&m).unwrap();
         let cfg = EdgeConfig::from_settings(&s).unwrap();
         assert_eq!(cfg.conn.ping_interval, std::time::Duration::from_secs(5));
         let help = command().render_long_help().to_string();
         for k in KEYS {
-            assert!(help.contains(&format!("--{}", flag_name(k.name))), "{}", k.name);
+            assert!(
+                help.contains(&format!("--{}", flag_name(k.name))),
+                "{}",
+                k.name
+            );
         }
     }
 
     #[test]
     fn dev_mode_generates_a_secret() {
-        let m = command().try_get_matches_from(["herald-edge", "--dev"]).unwrap();
+        let m = command()
+            .try_get_matches_from(["herald-edge", "--dev"])
+            .unwrap();
         let (s, generated) = load(&m).unwrap();
         assert!(generated);
         let cfg = EdgeConfig::from_settings(&s).unwrap();

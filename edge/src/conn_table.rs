@@ -42,7 +42,9 @@ pub struct Conn {
     pub device: Box<str>,
     /// Random id of this connection: the registry's compare-and-delete token.
     pub nonce: u64,
-    /// Request head bytes received so far (handshake only; dropped after it).
+    /// Request head bytes received so far (handshake only; dropped after it). Boxed: 8 bytes
+    /// per open connection instead of 24.
+    #[allow(clippy::box_collection)]
     pub head: Option<Box<Vec<u8>>>,
     /// Client frame reader (WebSocket).
     pub ws: WsReader,
@@ -368,7 +370,10 @@ mod tests {
     #[test]
     fn queue_cap() {
         let mut c = conn();
-        assert!(c.enqueue(Rc::from(vec![0u8; 100]), 10), "empty queue takes one item");
+        assert!(
+            c.enqueue(Rc::from(vec![0u8; 100]), 10),
+            "empty queue takes one item"
+        );
         assert!(!c.enqueue(Rc::from(vec![0u8; 1]), 10));
         assert_eq!(c.out_bytes, 100);
     }

@@ -32,7 +32,9 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                if let Err(e) = sockopt::set_tcp_user_timeout(&stream, shard.cfg.conn.tcp_user_timeout) {
+                if let Err(e) =
+                    sockopt::set_tcp_user_timeout(&stream, shard.cfg.conn.tcp_user_timeout)
+                {
                     log::debug!("TCP_USER_TIMEOUT: {e}");
                 }
                 let _ = stream.set_nodelay(true);
@@ -52,7 +54,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     | Some(libc::ENOMEM) => Duration::from_millis(50),
                     _ => Duration::from_millis(1),
                 };
-                log::warn!("shard {}: accept failed: {e}; backing off {backoff:?}", shard.index);
+                log::warn!(
+                    "shard {}: accept failed: {e}; backing off {backoff:?}",
+                    shard.index
+                );
                 glommio::timer::sleep(backoff).await;
             }
         }
@@ -332,7 +337,10 @@ mod tests {
         use std::mem::size_of;
         let driver = size_of::<super::ConnDriver>();
         let conn = size_of::<crate::conn_table::Conn>();
-        eprintln!("ConnDriver {driver} B, Conn {conn} B, TcpStream {} B", size_of::<glommio::net::TcpStream>());
+        eprintln!(
+            "ConnDriver {driver} B, Conn {conn} B, TcpStream {} B",
+            size_of::<glommio::net::TcpStream>()
+        );
         assert!(driver <= 160, "ConnDriver grew to {driver} bytes");
         assert!(conn <= 160, "Conn grew to {conn} bytes");
     }

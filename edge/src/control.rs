@@ -159,11 +159,8 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         let _ = s.send(ShardCommand::Shutdown);
     }
     let flush_deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        match tokio::time::timeout_at(flush_deadline, events.recv()).await {
-            Ok(Some(ev)) => writer.submit(to_op(&cfg.node_id, ttl_ms, ev)),
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(ev)) = tokio::time::timeout_at(flush_deadline, events.recv()).await {
+        writer.submit(to_op(&cfg.node_id, ttl_ms, ev));
     }
     if !writer.flush(Duration::from_secs(3)).await {
         log::warn!("registry writes still queued at shutdown; they expire by TTL");

@@ -85,7 +85,10 @@ async fn handle(shard: &Shard, mut stream: TcpStream) -> Result<(), String> {
         Ok(ok) => ok,
         Err(e) => {
             shard.probe.borrow_mut().delivery_auth_failures += 1;
-            log::warn!("shard {}: delivery port authentication failed: {e}", shard.index);
+            log::warn!(
+                "shard {}: delivery port authentication failed: {e}",
+                shard.index
+            );
             return Err(e.to_string());
         }
     };

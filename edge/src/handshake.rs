@@ -146,7 +146,11 @@ pub fn decide(
             kind: route,
             identity,
             ws_accept,
-            cors_origin: if route == ConnKind::Sse { cors_origin } else { None },
+            cors_origin: if route == ConnKind::Sse {
+                cors_origin
+            } else {
+                None
+            },
             head_len,
         }),
         Err(e) => Decision::Reject(Reject::new(401, auth_reason(&e))),
@@ -226,7 +230,7 @@ fn check_origin(h: &Headers<'_, '_>, allowed: &[String]) -> Result<Option<String
         .map_err(|_| Reject::new(403, "origin"))?
         .trim();
     let normalised = origin.trim_end_matches('/').to_ascii_lowercase();
-    if normalised == "null" || !allowed.iter().any(|a| *a == normalised) {
+    if normalised == "null" || !allowed.contains(&normalised) {
         return Err(Reject::new(403, "origin"));
     }
     Ok(Some(origin.to_string()))
@@ -366,20 +370,38 @@ mod tests {
         assert_eq!(status(&run(&sse.replace("GET", "PUT"), &[])), 405);
         assert_eq!(status(&run("GARBAGE\r\n\r\n", &[])), 400);
         assert_eq!(status(&run(&WS.replace("HTTP/1.1", "HTTP/1.0"), &[])), 400);
-        assert_eq!(status(&run(&WS.replace("Upgrade: websocket\r\n", ""), &[])), 400);
-        assert_eq!(status(&run(&WS.replace("keep-alive, Upgrade", "keep-alive"), &[])), 400);
-        assert_eq!(status(&run(&WS.replace("Version: 13", "Version: 8"), &[])), 400);
+        assert_eq!(
+            status(&run(&WS.replace("Upgrade: websocket\r\n", ""), &[])),
+            400
+        );
+        assert_eq!(
+            status(&run(&WS.replace("keep-alive, Upgrade", "keep-alive"), &[])),
+            400
+        );
+        assert_eq!(
+            status(&run(&WS.replace("Version: 13", "Version: 8"), &[])),
+            400
+        );
         assert_eq!(
             status(&run(&WS.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"), &[])),
             400
         );
         assert_eq!(
-            status(&run(&WS.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""), &[])),
+            status(&run(
+                &WS.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+                &[]
+            )),
             400
         );
-        assert_eq!(status(&run(&WS.replace("Bearer alice:phone", "Bearer x"), &[])), 401);
         assert_eq!(
-            status(&run(&WS.replace("Authorization: Bearer alice:phone\r\n", ""), &[])),
+            status(&run(&WS.replace("Bearer alice:phone", "Bearer x"), &[])),
+            401
+        );
+        assert_eq!(
+            status(&run(
+                &WS.replace("Authorization: Bearer alice:phone\r\n", ""),
+                &[]
+            )),
             401
         );
         let big = WS.replace("Host: edge", &format!("Host: {}", "x".repeat(9000)));
@@ -387,7 +409,10 @@ mod tests {
         let many: String = (0..60).map(|i| format!("X-{i}: y\r\n")).collect();
         assert_eq!(status(&run(&WS.replace("Host: edge\r\n", &many), &[])), 431);
         // an incomplete head under the cap waits; over the cap it is refused
-        assert_eq!(run("GET /ws HTTP/1.1\r\nHost: e\r\n", &[]), Decision::NeedMore);
+        assert_eq!(
+            run("GET /ws HTTP/1.1\r\nHost: e\r\n", &[]),
+            Decision::NeedMore
+        );
         let endless = format!("GET /ws HTTP/1.1\r\nX: {}", "y".repeat(9000));
         assert_eq!(status(&run(&endless, &[])), 431);
     }
@@ -395,15 +420,28 @@ mod tests {
     #[test]
     fn origin_matrix() {
         let allowed = vec!["https://app.example.com".to_string()];
-        let with = |o: &str| run(&WS.replace("Host: edge", &format!("Host: edge\r\nOrigin: {o}")), &allowed);
+        let with = |o: &str| {
+            run(
+                &WS.replace("Host: edge", &format!("Host: edge\r\nOrigin: {o}")),
+                &allowed,
+            )
+        };
         assert_eq!(status(&with("https://app.example.com")), 101);
-        assert_eq!(status(&with("HTTPS://APP.EXAMPLE.COM")), 101, "scheme/host are case-insensitive");
+        assert_eq!(
+            status(&with("HTTPS://APP.EXAMPLE.COM")),
+            101,
+            "scheme/host are case-insensitive"
+        );
         assert_eq!(status(&with("https://evil-app.example.com")), 403);
         assert_eq!(status(&with("https://app.example.com.evil.net")), 403);
         assert_eq!(status(&with("https://example.com")), 403);
         assert_eq!(status(&with("http://app.example.com")), 403);
         assert_eq!(status(&with("null")), 403);
-        assert_eq!(status(&run(WS, &allowed)), 101, "no Origin: not a browser page");
+        assert_eq!(
+            status(&run(WS, &allowed)),
+            101,
+            "no Origin: not a browser page"
+        );
         let twice = WS.replace(
             "Host: edge",
             "Host: edge\r\nOrigin: https://app.example.com\r\nOrigin: https://evil.com",
@@ -411,7 +449,13 @@ mod tests {
         assert_eq!(status(&run(&twice, &allowed)), 403);
         // unchecked when no allow-list
         assert_eq!(status(&with("null")), 403);
-        assert_eq!(status(&run(&WS.replace("Host: edge", "Host: e\r\nOrigin: null"), &[])), 101);
+        assert_eq!(
+            status(&run(
+                &WS.replace("Host: edge", "Host: e\r\nOrigin: null"),
+                &[]
+            )),
+            101
+        );
     }
 
     #[test]
@@ -427,11 +471,18 @@ mod tests {
                 let mut buf = Vec::new();
                 let mut last = Decision::NeedMore;
                 for chunk in req.as_bytes().chunks(frag) {
-                    assert_eq!(last, Decision::NeedMore, "decided before the head was complete");
+                    assert_eq!(
+                        last,
+                        Decision::NeedMore,
+                        "decided before the head was complete"
+                    );
                     buf.extend_from_slice(chunk);
                     last = decide(
                         &buf,
-                        &Policy { max_head_bytes: 8192, allowed_origins: &[] },
+                        &Policy {
+                            max_head_bytes: 8192,
+                            allowed_origins: &[],
+                        },
                         &FakeAuth,
                         0,
                     );

@@ -184,7 +184,10 @@ mod tests {
     fn handshake_deadline() {
         let mut l = Life::handshaking(10, &T);
         assert_eq!(l.deadline(), 110);
-        assert_eq!(l.on_deadline(50, ConnKind::WebSocket, &T), TimerAction::Nothing);
+        assert_eq!(
+            l.on_deadline(50, ConnKind::WebSocket, &T),
+            TimerAction::Nothing
+        );
         assert_eq!(
             l.on_deadline(110, ConnKind::WebSocket, &T),
             TimerAction::ForceClose(CloseReason::HandshakeTimeout)
@@ -196,11 +199,17 @@ mod tests {
         let mut l = Life::handshaking(0, &T);
         l.open(10, ConnKind::WebSocket, 10_000, &T);
         assert_eq!(l.deadline(), 310);
-        assert_eq!(l.on_deadline(310, ConnKind::WebSocket, &T), TimerAction::SendPing);
+        assert_eq!(
+            l.on_deadline(310, ConnKind::WebSocket, &T),
+            TimerAction::SendPing
+        );
         assert_eq!(l.deadline(), 410);
         l.on_pong(320, &T);
         assert_eq!(l.deadline(), 620);
-        assert_eq!(l.on_deadline(620, ConnKind::WebSocket, &T), TimerAction::SendPing);
+        assert_eq!(
+            l.on_deadline(620, ConnKind::WebSocket, &T),
+            TimerAction::SendPing
+        );
         assert_eq!(
             l.on_deadline(720, ConnKind::WebSocket, &T),
             TimerAction::ForceClose(CloseReason::PongTimeout)
@@ -211,10 +220,19 @@ mod tests {
     fn sse_keepalive_and_lifetime_then_grace() {
         let mut l = Life::handshaking(0, &T);
         l.open(0, ConnKind::Sse, 400, &T);
-        assert_eq!(l.on_deadline(150, ConnKind::Sse, &T), TimerAction::SendKeepalive);
-        assert_eq!(l.on_deadline(300, ConnKind::Sse, &T), TimerAction::SendKeepalive);
+        assert_eq!(
+            l.on_deadline(150, ConnKind::Sse, &T),
+            TimerAction::SendKeepalive
+        );
+        assert_eq!(
+            l.on_deadline(300, ConnKind::Sse, &T),
+            TimerAction::SendKeepalive
+        );
         assert_eq!(l.deadline(), 400, "capped at the lifetime end");
-        assert_eq!(l.on_deadline(400, ConnKind::Sse, &T), TimerAction::AskReconnect);
+        assert_eq!(
+            l.on_deadline(400, ConnKind::Sse, &T),
+            TimerAction::AskReconnect
+        );
         assert!(l.is_closing());
         assert_eq!(l.deadline(), 450);
         assert_eq!(
@@ -230,7 +248,11 @@ mod tests {
         assert!(l.start_closing(5, &T));
         assert_eq!(l.deadline(), 55);
         l.on_pong(6, &T);
-        assert_eq!(l.deadline(), 55, "a pong does not revive a closing connection");
+        assert_eq!(
+            l.deadline(),
+            55,
+            "a pong does not revive a closing connection"
+        );
     }
 
     #[test]

@@ -57,35 +57,59 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
             v
         };
         let p = &s.probe;
-        gauge!("herald_edge_connections", &l(vec![("kind", "websocket".into())]))
-            .set(s.websocket as f64);
+        gauge!(
+            "herald_edge_connections",
+            &l(vec![("kind", "websocket".into())])
+        )
+        .set(s.websocket as f64);
         gauge!("herald_edge_connections", &l(vec![("kind", "sse".into())])).set(s.sse as f64);
-        gauge!("herald_edge_connections", &l(vec![("kind", "handshaking".into())]))
-            .set(s.handshaking as f64);
+        gauge!(
+            "herald_edge_connections",
+            &l(vec![("kind", "handshaking".into())])
+        )
+        .set(s.handshaking as f64);
         gauge!("herald_edge_draining", &l(vec![])).set(if s.draining { 1.0 } else { 0.0 });
         counter!("herald_edge_accepts_total", &l(vec![])).absolute(p.accepts);
         counter!("herald_edge_accept_errors_total", &l(vec![])).absolute(p.accept_errors);
-        counter!("herald_edge_handshakes_total", &l(vec![("kind", "websocket".into())]))
-            .absolute(p.handshakes_ws);
-        counter!("herald_edge_handshakes_total", &l(vec![("kind", "sse".into())]))
-            .absolute(p.handshakes_sse);
+        counter!(
+            "herald_edge_handshakes_total",
+            &l(vec![("kind", "websocket".into())])
+        )
+        .absolute(p.handshakes_ws);
+        counter!(
+            "herald_edge_handshakes_total",
+            &l(vec![("kind", "sse".into())])
+        )
+        .absolute(p.handshakes_sse);
         for (status, n) in &p.handshake_rejects {
-            counter!("herald_edge_handshake_rejects_total", &l(vec![("status", status.to_string())]))
-                .absolute(*n);
+            counter!(
+                "herald_edge_handshake_rejects_total",
+                &l(vec![("status", status.to_string())])
+            )
+            .absolute(*n);
         }
         for (reason, n) in &p.auth_failures {
-            counter!("herald_edge_auth_failures_total", &l(vec![("reason", reason.to_string())]))
-                .absolute(*n);
+            counter!(
+                "herald_edge_auth_failures_total",
+                &l(vec![("reason", reason.to_string())])
+            )
+            .absolute(*n);
         }
         for (reason, n) in &p.closes {
-            counter!("herald_edge_closes_total", &l(vec![("reason", reason.to_string())]))
-                .absolute(*n);
+            counter!(
+                "herald_edge_closes_total",
+                &l(vec![("reason", reason.to_string())])
+            )
+            .absolute(*n);
         }
         for (i, n) in p.deliveries.iter().enumerate() {
             let outcome = herald_protocol::delivery::Outcome::from_u8(i as u8)
                 .map_or("unknown", |o| o.as_str());
-            counter!("herald_edge_deliveries_total", &l(vec![("outcome", outcome.into())]))
-                .absolute(*n);
+            counter!(
+                "herald_edge_deliveries_total",
+                &l(vec![("outcome", outcome.into())])
+            )
+            .absolute(*n);
         }
         counter!("herald_edge_deliveries_written_total", &l(vec![])).absolute(p.deliveries_written);
         counter!("herald_edge_slow_consumer_closes_total", &l(vec![]))

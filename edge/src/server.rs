@@ -135,7 +135,9 @@ fn err(msg: impl Into<String>) -> StartError {
 /// The soft RLIMIT_MEMLOCK of this process in bytes (None = unlimited or unknown).
 fn memlock_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))?;
     let soft = line.split_whitespace().nth(3)?;
     soft.parse().ok()
 }
@@ -151,7 +153,9 @@ fn free_port_range(ip: std::net::IpAddr, n: usize) -> Result<u16, StartError> {
             return Ok(base);
         }
     }
-    Err(err(format!("no {n} consecutive free ports found on {ip} for delivery ports")))
+    Err(err(format!(
+        "no {n} consecutive free ports found on {ip} for delivery ports"
+    )))
 }
 
 /// Starts an edge with the configured authenticator and registry.
@@ -183,9 +187,15 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
     } else {
         cfg.delivery_base_port
     };
-    let admin = StdListener::bind(cfg.admin_listen)
-        .map_err(|e| err(format!("cannot bind `admin_listen` {}: {e}", cfg.admin_listen)))?;
-    admin.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
+    let admin = StdListener::bind(cfg.admin_listen).map_err(|e| {
+        err(format!(
+            "cannot bind `admin_listen` {}: {e}",
+            cfg.admin_listen
+        ))
+    })?;
+    admin
+        .set_nonblocking(true)
+        .map_err(|e| err(e.to_string()))?;
     let admin_addr = admin.local_addr().map_err(|e| err(e.to_string()))?;
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();

@@ -150,7 +150,11 @@ impl Shard {
             scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
             timing,
             lifetime_max,
-            lifetime_jitter: if c.lifetime_jitter.is_zero() { 0 } else { lifetime_jitter },
+            lifetime_jitter: if c.lifetime_jitter.is_zero() {
+                0
+            } else {
+                lifetime_jitter
+            },
             epoch: Instant::now(),
             control,
             canned: Canned::new(),
@@ -188,10 +192,13 @@ impl Shard {
     pub fn schedule(&self, id: ConnId, conn: &mut Conn) {
         let deadline = conn.life.deadline();
         if deadline < conn.wheel_at {
-            conn.wheel_at = self
-                .wheel
-                .borrow_mut()
-                .insert(Entry { slot: id.0, gen: id.1 }, deadline);
+            conn.wheel_at = self.wheel.borrow_mut().insert(
+                Entry {
+                    slot: id.0,
+                    gen: id.1,
+                },
+                deadline,
+            );
         }
     }
 
@@ -232,7 +239,9 @@ impl Shard {
     pub fn on_tick(&self) {
         let now = self.now_tick();
         let mut due = Vec::new();
-        self.wheel.borrow_mut().advance(now, |e, t| due.push((e, t)));
+        self.wheel
+            .borrow_mut()
+            .advance(now, |e, t| due.push((e, t)));
         if due.is_empty() {
             return;
         }

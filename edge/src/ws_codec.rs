@@ -99,7 +99,9 @@ pub enum WsEvent {
 /// Incremental reader of client frames.
 #[derive(Debug, Default)]
 pub struct WsReader {
-    /// Bytes of a frame split across reads (None while idle).
+    /// Bytes of a frame split across reads (None while idle). Boxed: 8 bytes per idle
+    /// connection instead of a 24-byte empty `Vec`.
+    #[allow(clippy::box_collection)]
     partial: Option<Box<Vec<u8>>>,
 }
 
@@ -257,7 +259,10 @@ mod tests {
         );
         // oversized data frame → 1009 as soon as the header is seen
         let big = client_frame(0x2, &vec![0u8; 5000], true);
-        assert_eq!(events(&big[..8], 8), vec![WsEvent::Violation(close_code::TOO_BIG)]);
+        assert_eq!(
+            events(&big[..8], 8),
+            vec![WsEvent::Violation(close_code::TOO_BIG)]
+        );
         // fragmented ping
         assert_eq!(
             events(&client_frame(0x9, b"x", false), 10),

@@ -52,9 +52,15 @@ fn websocket_and_sse_clients_receive_deliveries() {
     // binary payloads go out as binary frames, verbatim
     let a = deliver_anywhere(&mut clients, msg(2, "alice", None, &[0, 159, 146, 150]));
     assert_eq!(a.outcome, Outcome::Delivered);
-    assert_eq!(ws.read().unwrap(), Message::Binary(vec![0, 159, 146, 150].into()));
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Binary(vec![0, 159, 146, 150].into())
+    );
 
-    let a = deliver_anywhere(&mut clients, msg(3, "bob", None, b"line1\nline2\r\ndata: forged"));
+    let a = deliver_anywhere(
+        &mut clients,
+        msg(3, "bob", None, b"line1\nline2\r\ndata: forged"),
+    );
     assert_eq!(a.outcome, Outcome::Delivered);
     let mut parser = SseParser::new();
     let ev = next_sse_event(&mut sse, &mut parser);
@@ -72,10 +78,16 @@ fn websocket_and_sse_clients_receive_deliveries() {
     assert_eq!(a.outcome, Outcome::NotHere);
     let mut expired = msg(7, "alice", None, b"x");
     expired.expires_at_ms = 1;
-    assert_eq!(deliver_anywhere(&mut clients, expired).outcome, Outcome::Expired);
+    assert_eq!(
+        deliver_anywhere(&mut clients, expired).outcome,
+        Outcome::Expired
+    );
 
     // broadcast reaches both clients
-    let total: u32 = clients.iter_mut().map(|c| c.broadcast(9, b"to all").delivered).sum();
+    let total: u32 = clients
+        .iter_mut()
+        .map(|c| c.broadcast(9, b"to all").delivered)
+        .sum();
     assert_eq!(total, 2);
     assert_eq!(ws.read().unwrap(), Message::Text("to all".into()));
     assert_eq!(next_sse_event(&mut sse, &mut parser).data, "to all");
@@ -88,9 +100,15 @@ fn a_replaced_connection_is_closed_with_its_reason() {
     let mut second = ws_connect(&edge, "dave", Some("laptop"));
     assert_eq!(close_code(&mut first), Some(4000));
     let mut clients = delivery_clients(&edge);
-    let a = deliver_anywhere(&mut clients, msg(1, "dave", Some("laptop"), b"to the new one"));
+    let a = deliver_anywhere(
+        &mut clients,
+        msg(1, "dave", Some("laptop"), b"to the new one"),
+    );
     assert_eq!(a.delivered, 1);
-    assert_eq!(second.read().unwrap(), Message::Text("to the new one".into()));
+    assert_eq!(
+        second.read().unwrap(),
+        Message::Text("to the new one".into())
+    );
 }
 
 #[test]
@@ -116,7 +134,10 @@ fn a_client_that_stops_reading_is_closed_as_slow_consumer_while_others_keep_rece
             assert_eq!(healthy.read().unwrap(), Message::Text("ping".into()));
         }
     }
-    assert!(slow_seen, "the stalled client was never declared a slow consumer");
+    assert!(
+        slow_seen,
+        "the stalled client was never declared a slow consumer"
+    );
     assert!(eventually(Duration::from_secs(5), || {
         deliver_anywhere(&mut clients, msg(999_999, "slow", None, b"x")).outcome == Outcome::NotHere
     }));
@@ -161,11 +182,19 @@ fn a_missing_pong_closes_the_connection() {
     }
     let elapsed = started.elapsed();
     assert_eq!(got.first(), Some(&0x89), "a ping came first: {got:?}");
-    assert!(elapsed >= Duration::from_millis(400), "closed too early: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "closed too late: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "closed too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "closed too late: {elapsed:?}"
+    );
     // A well-behaved client answering pings stays connected well past the timeout.
     let mut ws = ws_connect(&edge, "grace", None);
-    ws.get_mut().set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
         match ws.read() {
@@ -190,11 +219,14 @@ fn the_delivery_port_rejects_a_wrong_secret() {
     let mut s = TcpStream::connect(edge.delivery_addr(0)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut out = Vec::new();
-    herald_protocol::delivery::encode_deliver_batch(&[msg(1, "gina", None, b"injected")], &mut out).unwrap();
+    herald_protocol::delivery::encode_deliver_batch(&[msg(1, "gina", None, b"injected")], &mut out)
+        .unwrap();
     let _ = s.write_all(&out);
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    ws.get_mut().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     assert!(ws.read().is_err(), "nothing may reach the client");
 }
 

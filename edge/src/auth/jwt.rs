@@ -30,7 +30,9 @@ impl JwtAlgorithm {
             "HS256" => Ok(JwtAlgorithm::Hs256),
             "RS256" => Ok(JwtAlgorithm::Rs256),
             "ES256" => Ok(JwtAlgorithm::Es256),
-            _ => Err(format!("`{t}` is not a supported algorithm (HS256, RS256, ES256)")),
+            _ => Err(format!(
+                "`{t}` is not a supported algorithm (HS256, RS256, ES256)"
+            )),
         }
     }
 
@@ -170,9 +172,9 @@ impl JwtVerifier {
 fn map_error(kind: &ErrorKind) -> AuthError {
     match kind {
         ErrorKind::InvalidSignature => AuthError::BadSignature,
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::MissingAlgorithm => {
-            AuthError::WrongAlgorithm
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm => AuthError::WrongAlgorithm,
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
@@ -259,24 +261,52 @@ zqXHuiddagGEIxN1xya8VzqO3Vqd6hnLQepwhQPIlCZNuqPADzYMyYyt
         assert_eq!(ok.device.as_deref(), Some("phone"));
 
         let case = |c: Claims| v.verify(&issue_hs256(SECRET, &c), NOW);
-        assert_eq!(case(Claims { exp: NOW - 60, ..claims() }), Err(AuthError::Expired));
-        // within leeway still valid
-        assert!(case(Claims { exp: NOW - 2, ..claims() }).is_ok());
         assert_eq!(
-            case(Claims { nbf: Some(NOW + 600), ..claims() }),
+            case(Claims {
+                exp: NOW - 60,
+                ..claims()
+            }),
+            Err(AuthError::Expired)
+        );
+        // within leeway still valid
+        assert!(case(Claims {
+            exp: NOW - 2,
+            ..claims()
+        })
+        .is_ok());
+        assert_eq!(
+            case(Claims {
+                nbf: Some(NOW + 600),
+                ..claims()
+            }),
             Err(AuthError::NotYetValid)
         );
         assert_eq!(
-            case(Claims { iss: Some("https://evil".into()), ..claims() }),
+            case(Claims {
+                iss: Some("https://evil".into()),
+                ..claims()
+            }),
             Err(AuthError::WrongIssuer)
         );
-        assert_eq!(case(Claims { iss: None, ..claims() }), Err(AuthError::WrongIssuer));
         assert_eq!(
-            case(Claims { aud: Some("other".into()), ..claims() }),
+            case(Claims {
+                iss: None,
+                ..claims()
+            }),
+            Err(AuthError::WrongIssuer)
+        );
+        assert_eq!(
+            case(Claims {
+                aud: Some("other".into()),
+                ..claims()
+            }),
             Err(AuthError::WrongAudience)
         );
         assert_eq!(
-            case(Claims { sub: "a/b".into(), ..claims() }),
+            case(Claims {
+                sub: "a/b".into(),
+                ..claims()
+            }),
             Err(AuthError::BadIdentity)
         );
         assert_eq!(

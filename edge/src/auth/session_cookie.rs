@@ -22,7 +22,10 @@ pub fn sign(secret: &[u8], user: &str, device: Option<&str>, exp_secs: u64) -> S
     );
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(body.as_bytes());
-    format!("{body}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    format!(
+        "{body}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Verifies session cookies.
@@ -54,14 +57,17 @@ impl SessionCookieVerifier {
             .map_err(|_| AuthError::Malformed)?;
         let mut mac = HmacSha256::new_from_slice(&self.secret).expect("any key length");
         mac.update(body.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| AuthError::BadSignature)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| AuthError::BadSignature)?;
         let mut parts = body.split('.');
         if parts.next() != Some("v1") {
             return Err(AuthError::Malformed);
         }
         let mut field = || -> Result<String, AuthError> {
             let raw = parts.next().ok_or(AuthError::Malformed)?;
-            let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| AuthError::Malformed)?;
+            let bytes = URL_SAFE_NO_PAD
+                .decode(raw)
+                .map_err(|_| AuthError::Malformed)?;
             String::from_utf8(bytes).map_err(|_| AuthError::Malformed)
         };
         let user = field()?;
@@ -91,7 +97,10 @@ mod tests {
         let c = sign(b"cookie-secret-0123456", "bob", Some("tab1"), 2000);
         assert_eq!(
             v.verify(&c, 1000).unwrap(),
-            Identity { user: "bob".into(), device: Some("tab1".into()) }
+            Identity {
+                user: "bob".into(),
+                device: Some("tab1".into())
+            }
         );
         assert_eq!(v.verify(&c, 2000), Err(AuthError::Expired));
         let other = sign(b"another-secret-000000", "bob", None, 2000);

@@ -61,6 +61,7 @@ keys! {
     "registry_slack" = "60s" : "Registry record TTL = max_lifetime + close_grace + registry_slack, so live records never need refreshing.";
     "redis" = "" : "Registry URL: redis://host:port (single node) or redis-cluster://host:port[?node=host:port…]. Empty = in-process registry (single node).";
     "registry_heartbeat" = "2s" : "Edge membership heartbeat period in the registry.";
+    "expected_connections" = "100000" : "Connections this edge is sized for: the start-up kernel and limits checks (herald-tune) use it.";
 }
 
 /// The parsed, validated edge configuration.
@@ -108,6 +109,8 @@ pub struct EdgeConfig {
     pub registry_ttl: Duration,
     /// Membership heartbeat period.
     pub registry_heartbeat: Duration,
+    /// Capacity the start-up checks size for.
+    pub expected_connections: u64,
 }
 
 /// Authentication settings.
@@ -311,9 +314,7 @@ impl EdgeConfig {
             {
                 Ok(non_empty(t))
             } else {
-                Err(format!(
-                    "`{t}` is not a redis:// or redis-cluster:// URL"
-                ))
+                Err(format!("`{t}` is not a redis:// or redis-cluster:// URL"))
             }
         })?;
         let registry_slack = s.get("registry_slack", parse_duration)?;
@@ -322,7 +323,9 @@ impl EdgeConfig {
         if registry_heartbeat < Duration::from_millis(100) {
             return Err(s.error("registry_heartbeat", "must be at least 100ms"));
         }
+        let expected_connections: u64 = s.get("expected_connections", parse_num)?;
         Ok(EdgeConfig {
+            expected_connections,
             listen,
             admin_listen,
             shards,
@@ -350,7 +353,9 @@ impl EdgeConfig {
     fn auth_from(s: &Settings) -> Result<AuthConfig, ConfigError> {
         let algorithm = s.get("jwt_algorithm", JwtAlgorithm::parse)?;
         let secret = s.get("jwt_secret", |t| Ok(t.as_bytes().to_vec()))?;
-        let key_file = s.get("jwt_public_key_file", |t| Ok(non_empty(t).map(PathBuf::from)))?;
+        let key_file = s.get("jwt_public_key_file", |t| {
+            Ok(non_empty(t).map(PathBuf::from))
+        })?;
         let leeway = s.get("jwt_leeway", parse_duration)?;
         if leeway > Duration::from_secs(30) {
             return Err(s.error("jwt_leeway", "must be at most 30s"));
@@ -363,21 +368,25 @@ impl EdgeConfig {
                 }
                 Some(secret)
             }
-            (JwtAlgorithm::Hs256, _, Some(_)) => {
-                return Err(s.error(
-                    "jwt_public_key_file",
-                    "HS256 uses jwt_secret; set jwt_algorithm to RS256 or ES256 to use a public key",
-                ))
-            }
+            (JwtAlgorithm::Hs256, _, Some(_)) => return Err(s.error(
+                "jwt_public_key_file",
+                "HS256 uses jwt_secret; set jwt_algorithm to RS256 or ES256 to use a public key",
+            )),
             (_, false, _) => {
                 return Err(s.error(
                     "jwt_secret",
-                    format!("{} uses jwt_public_key_file, not a secret", algorithm.name()),
+                    format!(
+                        "{} uses jwt_public_key_file, not a secret",
+                        algorithm.name()
+                    ),
                 ))
             }
             (_, true, Some(path)) => {
                 let pem = std::fs::read(path).map_err(|e| {
-                    s.error("jwt_public_key_file", format!("cannot read {}: {e}", path.display()))
+                    s.error(
+                        "jwt_public_key_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 algorithm
                     .decoding_key(&pem)
@@ -434,8 +443,7 @@ impl EdgeConfig {
             ("jwt_secret", jwt_secret),
             ("node_id", "test-edge"),
         ] {
-            s.set(k, v.to_string(), Source::Default)
-                .expect("known key");
+            s.set(k, v.to_string(), Source::Default).expect("known key");
         }
         EdgeConfig::from_settings(&s).expect("test config is valid")
     }
@@ -510,9 +518,17 @@ mod doc_tests {
     fn configuration_doc_lists_every_setting_with_its_default() {
         let doc = include_str!("../../../docs/configuration.md");
         for k in KEYS {
-            let default = if k.default.is_empty() { "(empty)" } else { k.default };
+            let default = if k.default.is_empty() {
+                "(empty)"
+            } else {
+                k.default
+            };
             let row = format!("| `{}` | `{}` |", k.name, default);
-            assert!(doc.contains(&row), "docs/configuration.md lacks the row for {}", k.name);
+            assert!(
+                doc.contains(&row),
+                "docs/configuration.md lacks the row for {}",
+                k.name
+            );
         }
     }
 }

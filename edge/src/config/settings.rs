@@ -213,7 +213,11 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "" | "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        u => return Err(format!("unknown duration unit `{u}` in `{text}` (ms, s, m, h)")),
+        u => {
+            return Err(format!(
+                "unknown duration unit `{u}` in `{text}` (ms, s, m, h)"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{text}` is not a valid duration"));
@@ -269,15 +273,24 @@ mod tests {
     #[test]
     fn layers_override_in_order_and_errors_name_key_and_source() {
         let mut s = Settings::defaults(KEYS);
-        s.merge_toml("ping_interval = \"5s\"\norigins = [\"https://a\", \"https://b\"]", "x.toml")
-            .unwrap();
+        s.merge_toml(
+            "ping_interval = \"5s\"\norigins = [\"https://a\", \"https://b\"]",
+            "x.toml",
+        )
+        .unwrap();
         assert_eq!(s.raw("origins").0, "https://a,https://b");
-        s.merge_env("HERALD_", |v| (v == "HERALD_PING_INTERVAL").then(|| "bogus".to_string()));
+        s.merge_env("HERALD_", |v| {
+            (v == "HERALD_PING_INTERVAL").then(|| "bogus".to_string())
+        });
         let err = s.get("ping_interval", parse_duration).unwrap_err();
         assert_eq!(err.key, "ping_interval");
         assert!(err.to_string().contains("HERALD_PING_INTERVAL"), "{err}");
-        s.set("ping_interval", "2s".into(), Source::Flag("ping-interval".into()))
-            .unwrap();
+        s.set(
+            "ping_interval",
+            "2s".into(),
+            Source::Flag("ping-interval".into()),
+        )
+        .unwrap();
         assert_eq!(
             s.get("ping_interval", parse_duration).unwrap(),
             Duration::from_secs(2)

@@ -51,8 +51,14 @@ pub type Ws = tungstenite::WebSocket<TcpStream>;
 /// A WebSocket client (tungstenite) authenticated as user/device.
 pub fn ws_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> Ws {
     let stream = TcpStream::connect(edge.client_addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let url = format!("ws://{}/ws?access_token={}", edge.client_addr, token(user, device));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let url = format!(
+        "ws://{}/ws?access_token={}",
+        edge.client_addr,
+        token(user, device)
+    );
     let (ws, resp) = tungstenite::client(url, stream).expect("websocket handshake");
     assert_eq!(resp.status(), 101);
     ws
@@ -109,7 +115,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = all.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = all
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     (status, body)
 }
 
@@ -122,7 +132,9 @@ pub struct DeliveryClient {
 impl DeliveryClient {
     pub fn connect(addr: SocketAddr, secret: &[u8]) -> Result<DeliveryClient, String> {
         let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut c = DeliveryClient {
             stream: stream.try_clone().unwrap(),
             reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
@@ -200,7 +212,9 @@ pub fn msg(seq: u64, user: &str, device: Option<&str>, payload: &[u8]) -> Delive
 /// Clients of every shard's delivery port.
 pub fn delivery_clients(edge: &EdgeHandle) -> Vec<DeliveryClient> {
     (0..edge.shards)
-        .map(|i| DeliveryClient::connect(edge.delivery_addr(i), DELIVERY_SECRET.as_bytes()).unwrap())
+        .map(|i| {
+            DeliveryClient::connect(edge.delivery_addr(i), DELIVERY_SECRET.as_bytes()).unwrap()
+        })
         .collect()
 }
 
