@@ -89,6 +89,7 @@ impl LookupCache {
     ) -> Result<Vec<Arc<[DeviceLocation]>>, RegistryError> {
         let mut answers: Vec<Option<Arc<[DeviceLocation]>>> = Vec::with_capacity(users.len());
         let mut misses: Vec<&str> = Vec::new();
+        let mut miss_index: HashMap<&str, usize> = HashMap::new();
         let epoch = {
             let state = self.lock();
             for user in users {
@@ -97,8 +98,11 @@ impl LookupCache {
                     .get(*user)
                     .filter(|e| now_ms < e.valid_until_ms)
                     .map(|e| e.locations.clone());
-                if hit.is_none() && !misses.contains(user) {
-                    misses.push(user);
+                if hit.is_none() {
+                    miss_index.entry(user).or_insert_with(|| {
+                        misses.push(user);
+                        misses.len() - 1
+                    });
                 }
                 answers.push(hit);
             }
@@ -118,8 +122,7 @@ impl LookupCache {
             drop(state);
             for (answer, user) in answers.iter_mut().zip(users) {
                 if answer.is_none() {
-                    let i = misses.iter().position(|m| m == user).unwrap_or_default();
-                    *answer = fetched.get(i).cloned();
+                    *answer = miss_index.get(user).and_then(|&i| fetched.get(i)).cloned();
                 }
             }
         }

@@ -495,6 +495,49 @@ mod tests {
     }
 
     #[test]
+    fn drains_in_order_on_a_current_thread_runtime_and_drops_invalid_ops() {
+        use herald_protocol::registry_record::RegistryRecord;
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let registry = Registry::in_process();
+            let writer =
+                RegistryWriter::spawn(registry.clone(), WriterConfig::default(), Box::new(|| {}));
+            let now = unix_now_ms();
+            let reg = |device: &str, nonce: u64| {
+                RegistryOp::Register(crate::Registration {
+                    user: "u".into(),
+                    device: device.into(),
+                    record: RegistryRecord {
+                        node_id: "edge".into(),
+                        shard: 0,
+                        conn_nonce: nonce,
+                        expires_at_ms: now + 60_000,
+                    },
+                })
+            };
+            writer.submit(reg("", 1));
+            assert_eq!(writer.queue_depth(), 0, "invalid op dropped at submit");
+            writer.submit(reg("a", 1));
+            writer.submit(reg("b", 1));
+            writer.submit(unreg("u", "a"));
+            writer.submit(reg("a", 2));
+            assert!(writer.queue_depth() > 0);
+            assert!(writer.flush(Duration::from_secs(5)).await);
+            assert_eq!(writer.queue_depth(), 0);
+            let found = registry.lookup(&["u"], now).await.unwrap();
+            let got: Vec<(&str, u64)> = found[0]
+                .iter()
+                .map(|l| (l.device.as_str(), l.record.conn_nonce))
+                .collect();
+            assert_eq!(got, [("a", 2), ("b", 1)]);
+        });
+    }
+
+    #[test]
     fn backoff_doubles_to_its_cap_with_bounded_jitter_and_resets() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
         let bases = [100, 200, 350, 350];
