@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::messages::ShardCommand;
+use crate::messages::{ControlRequest, ShardCommand};
 use crate::metrics_export;
 use crate::probe::ShardSnapshot;
 
@@ -25,6 +25,8 @@ pub struct AdminState {
     pub shards: Vec<mpsc::UnboundedSender<ShardCommand>>,
     /// Registry writer queue depth and health, updated by the control loop.
     pub registry: Arc<std::sync::Mutex<RegistryStatus>>,
+    /// Drain requests go to the control loop.
+    pub requests: mpsc::UnboundedSender<ControlRequest>,
 }
 
 /// Registry health as the control loop last saw it.
@@ -62,6 +64,8 @@ pub struct Stats {
     pub shards: Vec<ShardSnapshot>,
     /// Registry.
     pub registry: RegistryStatus,
+    /// Whether the edge is draining.
+    pub draining: bool,
 }
 
 /// Asks every shard for a snapshot (shards that do not answer within a second are skipped).
@@ -94,6 +98,7 @@ pub async fn stats(state: &AdminState) -> Stats {
         totals.users += s.users;
     }
     Stats {
+        draining: shards.iter().any(|s| s.draining),
         node_id: state.node_id.clone(),
         totals,
         shards,
@@ -166,7 +171,17 @@ async fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()
             )
             .await
         }
-        (_, "/healthz" | "/readyz" | "/stats" | "/metrics") => {
+        ("POST", "/admin/drain") => {
+            let _ = state.requests.send(ControlRequest::Drain);
+            respond(
+                &mut stream,
+                202,
+                "application/json",
+                b"{\"draining\":true}\n",
+            )
+            .await
+        }
+        (_, "/healthz" | "/readyz" | "/stats" | "/metrics" | "/admin/drain") => {
             respond(&mut stream, 405, "text/plain", b"method not allowed\n").await
         }
         _ => respond(&mut stream, 404, "text/plain", b"not found\n").await,

@@ -131,7 +131,7 @@ pub fn main() -> ExitCode {
     if !kernel_checks(&cfg, m.get_flag("strict")) {
         return ExitCode::FAILURE;
     }
-    let mut edge = match crate::server::start(cfg.clone()) {
+    let edge = match crate::server::start(cfg.clone()) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("herald-edge: {e}");
@@ -174,13 +174,13 @@ pub fn main() -> ExitCode {
         edge.delivery_base_port as usize + edge.shards - 1,
         edge.shards
     );
-    let stop = edge.take_shutdown();
-    wait_for_signal();
-    log::info!("stopping: closing connections and flushing registry writes");
-    if let Some(stop) = stop {
-        let _ = stop.send(());
-    }
+    let controller = edge.controller();
+    std::thread::Builder::new()
+        .name("herald-signals".into())
+        .spawn(move || handle_signals(&controller))
+        .expect("signal thread");
     edge.wait();
+    log::info!("stopped");
     ExitCode::SUCCESS
 }
 
@@ -215,18 +215,36 @@ fn kernel_checks(cfg: &EdgeConfig, strict: bool) -> bool {
     true
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() {
+/// SIGTERM / SIGINT: the first starts a drain (the edge exits 0 when it is done), the second
+/// shortens it, the third stops at once.
+fn handle_signals(controller: &crate::server::EdgeController) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a signal runtime");
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        for n in 1.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            match n {
+                1 => {
+                    log::info!("signal: draining (send again to shorten the drain, a third time to stop now)");
+                    controller.drain();
+                }
+                2 => {
+                    log::info!("signal: shortening the drain");
+                    controller.shorten_drain();
+                }
+                _ => {
+                    log::info!("signal: stopping now");
+                    controller.stop();
+                }
+            }
         }
     });
 }

@@ -249,9 +249,26 @@ fn on_handshake_bytes(shard: &Shard, id: ConnId, bytes: &[u8]) {
     let now_secs = crate::shard::unix_ms() / 1000;
     let decision = {
         let mut table = shard.table.borrow_mut();
+        let open = table.indexed();
         let Some(conn) = table.get(id) else { return };
         let head = conn.head.get_or_insert_with(Default::default);
         head.extend_from_slice(bytes);
+        // Admission control once the head is complete, before authentication spends CPU.
+        if head.windows(4).any(|w| w == b"\r\n\r\n") && !head.starts_with(b"GET /healthz") {
+            if let Err((reason, retry_after)) = shard.admit_handshake(open) {
+                conn.head = None;
+                conn.enqueue(
+                    Rc::from(handshake::reject_response(503, Some(retry_after))),
+                    usize::MAX,
+                );
+                conn.close(Closing::AfterFlush, "admission");
+                drop(table);
+                let mut probe = shard.probe.borrow_mut();
+                probe.handshake_rejected(503);
+                probe.admission_rejected(reason);
+                return;
+            }
+        }
         let policy = Policy {
             max_head_bytes: shard.cfg.max_head_bytes,
             allowed_origins: &shard.cfg.allowed_origins,

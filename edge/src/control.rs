@@ -13,11 +13,12 @@ use herald_protocol::registry_record::RegistryRecord;
 use herald_registry::{
     EdgeInfo, Registration, Registry, RegistryOp, RegistryWriter, Unregistration, WriterConfig,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::admin::{self, AdminState, RegistryStatus};
 use crate::config::EdgeConfig;
-use crate::messages::{ControlEvent, ShardCommand};
+use crate::drain::DrainPlan;
+use crate::messages::{ControlEvent, ControlRequest, ShardCommand};
 
 /// Everything the control thread is started with.
 #[derive(Debug)]
@@ -32,8 +33,10 @@ pub struct ControlSetup {
     pub shards: Vec<mpsc::UnboundedSender<ShardCommand>>,
     /// Events from the shards.
     pub events: mpsc::UnboundedReceiver<ControlEvent>,
-    /// Stop signal.
-    pub shutdown: oneshot::Receiver<()>,
+    /// Drain / stop requests (signals, admin API, the edge handle).
+    pub requests: mpsc::UnboundedReceiver<ControlRequest>,
+    /// A sender of the same channel, for the admin API.
+    pub requests_tx: mpsc::UnboundedSender<ControlRequest>,
     /// A registry to use instead of the configured one (embedding, `herald dev`).
     pub registry: Option<Registry>,
 }
@@ -67,7 +70,8 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         delivery_base_port,
         shards,
         mut events,
-        mut shutdown,
+        mut requests,
+        requests_tx,
         registry,
     } = setup;
     crate::metrics_export::install();
@@ -130,28 +134,68 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
             node_id: cfg.node_id.clone(),
             shards: shards.clone(),
             registry: status.clone(),
+            requests: requests_tx,
         },
     ));
     let _ = ready.send(Ok(()));
 
     let ttl_ms = cfg.registry_ttl.as_millis() as u64;
-    let mut status_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut status_tick = tokio::time::interval(Duration::from_millis(200));
+    // While draining: when it started, and the schedule (only its deadline is used here).
+    let mut drain: Option<(tokio::time::Instant, DrainPlan)> = None;
+    let grace = cfg.conn.close_grace + Duration::from_secs(2);
     loop {
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
+                supersede_elsewhere(&shards, &ev);
                 writer.submit(to_op(&cfg.node_id, ttl_ms, ev));
                 // Drain whatever else is already waiting, without yielding in between.
                 while let Ok(ev) = events.try_recv() {
+                    supersede_elsewhere(&shards, &ev);
                     writer.submit(to_op(&cfg.node_id, ttl_ms, ev));
                 }
             }
+            req = requests.recv() => match req {
+                Some(ControlRequest::Drain) if drain.is_none() => {
+                    log::info!(
+                        "draining: no new connections; asking clients to reconnect over {:?} (at most {}/s)",
+                        cfg.ops.drain_window, cfg.ops.drain_rate
+                    );
+                    let per_shard = f64::from(cfg.ops.drain_rate) / shards.len() as f64;
+                    for s in &shards {
+                        let _ = s.send(ShardCommand::Drain { window: cfg.ops.drain_window, max_rate: per_shard });
+                    }
+                    drain = Some((tokio::time::Instant::now(), DrainPlan::new(0, cfg.ops.drain_window, 1.0)));
+                }
+                Some(ControlRequest::Drain) | Some(ControlRequest::ShortenDrain) => {
+                    if let Some((started, plan)) = drain.as_mut() {
+                        plan.shorten(started.elapsed(), 0, Duration::from_secs(1));
+                        log::info!("drain shortened: {:?} left", plan.deadline.saturating_sub(started.elapsed()));
+                        for s in &shards {
+                            let _ = s.send(ShardCommand::ShortenDrain);
+                        }
+                    }
+                }
+                Some(ControlRequest::Stop) | None => break,
+            },
             _ = status_tick.tick() => {
                 if let Ok(mut s) = status.lock() {
                     s.queue_depth = writer.queue_depth();
                 }
+                if let Some((started, plan)) = &drain {
+                    let snaps = admin::snapshots(&shards).await;
+                    let open: usize = snaps.iter().map(|s| s.connections).sum();
+                    if open == 0 {
+                        log::info!("drain complete after {:?}", started.elapsed());
+                        break;
+                    }
+                    if started.elapsed() > plan.deadline + grace {
+                        log::warn!("drain window over with {open} connections left; stopping");
+                        break;
+                    }
+                }
             }
-            _ = &mut shutdown => break,
         }
     }
     // Shutdown: stop the shards, wait for their unregisters, flush, leave the membership.
@@ -169,6 +213,28 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         log::warn!("could not remove edge from membership: {e}");
     }
     admin_task.abort();
+}
+
+/// A registration on one shard replaces an older connection of the same (user, device) on
+/// the other shards of this edge (each shard's table only sees its own connections).
+fn supersede_elsewhere(shards: &[mpsc::UnboundedSender<ShardCommand>], ev: &ControlEvent) {
+    if let ControlEvent::Register {
+        user,
+        device,
+        shard,
+        nonce,
+    } = ev
+    {
+        for (i, s) in shards.iter().enumerate() {
+            if i != usize::from(*shard) {
+                let _ = s.send(ShardCommand::Supersede {
+                    user: user.clone(),
+                    device: device.clone(),
+                    nonce: *nonce,
+                });
+            }
+        }
+    }
 }
 
 fn to_op(node_id: &str, ttl_ms: u64, ev: ControlEvent) -> RegistryOp {

@@ -10,7 +10,8 @@
 //! - [`control`]: the control thread (tokio): registry writes, admin API, metrics.
 //! - Sans-io pieces, unit-tested without sockets: [`handshake`] (HTTP head → decision),
 //!   [`auth`] (JWT, signed cookies), [`ws_codec`] (WebSocket frames), [`lifecycle`]
-//!   (deadlines → actions), [`timer_wheel`], [`conn_table`].
+//!   (deadlines → actions), [`timer_wheel`], [`conn_table`], [`admission`] (cap and token
+//!   bucket), [`drain`] (the bounded-rate drain schedule).
 //! - [`config`]: settings layers (defaults, TOML, `HERALD_*`, flags) → [`config::EdgeConfig`].
 //!
 //! ## Invariants
@@ -19,6 +20,7 @@
 //! buffer and no timer (see docs/density.md).
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod conn_table;
 pub mod connection;
 pub mod control;
 pub mod delivery_port;
+pub mod drain;
 pub mod handshake;
 pub mod lifecycle;
 pub mod messages;
@@ -39,4 +42,4 @@ pub mod util;
 pub mod ws_codec;
 
 pub use config::EdgeConfig;
-pub use server::{start, EdgeHandle, EdgeOptions};
+pub use server::{start, start_with, EdgeController, EdgeHandle, EdgeOptions};

@@ -41,6 +41,37 @@ pub enum ShardCommand {
     Snapshot(oneshot::Sender<ShardSnapshot>),
     /// Re-send a `Register` for every live connection (the registry lost records).
     Reassert,
+    /// Start draining: stop accepting, ask connections to reconnect over `window` at most
+    /// `max_rate` per second, force-close the rest at the end.
+    Drain {
+        /// Spread of the reconnect requests.
+        window: std::time::Duration,
+        /// Most reconnect requests per second on this shard.
+        max_rate: f64,
+    },
+    /// Shorten a drain in progress (second SIGTERM).
+    ShortenDrain,
+    /// Another shard of this edge accepted `(user, device)` as connection `nonce`: close an
+    /// older connection of the same pair here as replaced.
+    Supersede {
+        /// User id.
+        user: String,
+        /// Device id.
+        device: String,
+        /// The newer connection's nonce.
+        nonce: u64,
+    },
     /// Stop: close listeners and every connection, then end the shard.
     Shutdown,
+}
+
+/// Requests to the control thread (admin API, signals, the edge handle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// Drain: stop accepting, move clients away at a bounded rate, then stop (exit 0).
+    Drain,
+    /// Shorten a drain in progress.
+    ShortenDrain,
+    /// Stop now: close every connection, flush registry writes.
+    Stop,
 }

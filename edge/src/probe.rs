@@ -45,12 +45,23 @@ pub struct ShardProbe {
     pub delivery_conns: u64,
     /// Delivery-port authentication failures.
     pub delivery_auth_failures: u64,
+    /// Handshakes refused by admission control, by reason (at_capacity, rate_limited, draining).
+    pub admission_rejects: BTreeMap<&'static str, u64>,
+    /// Connections asked to reconnect by a drain.
+    pub drain_asked: u64,
+    /// Connections asked to reconnect because their lifetime ended.
+    pub lifetime_asked: u64,
 }
 
 impl ShardProbe {
     /// A refused handshake.
     pub fn handshake_rejected(&mut self, status: u16) {
         *self.handshake_rejects.entry(status).or_default() += 1;
+    }
+
+    /// A handshake refused by admission control.
+    pub fn admission_rejected(&mut self, reason: &'static str) {
+        *self.admission_rejects.entry(reason).or_default() += 1;
     }
 
     /// An authentication failure.
@@ -89,6 +100,27 @@ pub struct ShardSnapshot {
     pub delivery_port: u16,
     /// Whether the shard is draining.
     pub draining: bool,
+    /// Connections that may still be admitted (None = no cap).
+    pub capacity_left: Option<usize>,
+    /// Handshake tokens available now.
+    pub handshake_tokens: f64,
+    /// Drain progress, while draining.
+    pub drain: Option<DrainProgress>,
     /// Counters.
     pub probe: ShardProbe,
+}
+
+/// A shard's drain progress.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DrainProgress {
+    /// Connections the drain started with.
+    pub total: usize,
+    /// Asked to reconnect so far.
+    pub asked: usize,
+    /// Milliseconds since the drain started.
+    pub elapsed_ms: u64,
+    /// Milliseconds until what is left is force-closed.
+    pub remaining_ms: u64,
+    /// Current ask rate (per second).
+    pub rate: f64,
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 use herald_registry::Registry;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::auth::{Authenticator, ConfiguredAuth};
 use crate::config::EdgeConfig;
 use crate::control::{self, ControlSetup};
-use crate::messages::ShardCommand;
+use crate::messages::{ControlRequest, ShardCommand};
 use crate::shard::{self, Shard};
 
 /// Builds one authenticator per shard (authenticators are shard-local, not `Send`).
@@ -56,7 +56,7 @@ pub struct EdgeHandle {
     pub delivery_ip: std::net::IpAddr,
     /// Number of shards.
     pub shards: usize,
-    shutdown: Option<oneshot::Sender<()>>,
+    controller: EdgeController,
     control: Option<std::thread::JoinHandle<()>>,
     pool: Option<PoolThreadHandles<()>>,
 }
@@ -84,9 +84,11 @@ impl EdgeHandle {
     }
 
     fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.controller.stop();
+        self.join();
+    }
+
+    fn join(&mut self) {
         if let Some(c) = self.control.take() {
             let _ = c.join();
         }
@@ -99,20 +101,47 @@ impl EdgeHandle {
         }
     }
 
-    /// A sender that stops the edge when used (for signal handlers); `wait` then returns.
-    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
-        self.shutdown.take()
+    /// A cloneable remote control (drain, shorten, stop), e.g. for signal handlers.
+    pub fn controller(&self) -> EdgeController {
+        self.controller.clone()
     }
 
-    /// Blocks until the edge has stopped (after [`EdgeHandle::take_shutdown`]'s sender fired).
+    /// Blocks until the edge has stopped by itself (a drain completed, or a controller's
+    /// `stop`).
     pub fn wait(mut self) {
-        self.stop();
+        self.join();
+    }
+
+    /// Whether the edge has stopped (its control thread ended).
+    pub fn is_finished(&self) -> bool {
+        self.control.as_ref().is_none_or(|c| c.is_finished())
     }
 }
 
 impl Drop for EdgeHandle {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Sends drain / stop requests to a running edge.
+#[derive(Debug, Clone)]
+pub struct EdgeController(mpsc::UnboundedSender<ControlRequest>);
+
+impl EdgeController {
+    /// Starts a drain (like SIGTERM or `POST /admin/drain`); the edge stops when it is done.
+    pub fn drain(&self) {
+        let _ = self.0.send(ControlRequest::Drain);
+    }
+
+    /// Shortens a drain in progress (like a second SIGTERM).
+    pub fn shorten_drain(&self) {
+        let _ = self.0.send(ControlRequest::ShortenDrain);
+    }
+
+    /// Stops now: connections are closed, registry writes flushed.
+    pub fn stop(&self) {
+        let _ = self.0.send(ControlRequest::Stop);
     }
 }
 
@@ -206,7 +235,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
         cmd_txs.push(tx);
         cmd_rxs.push(Some(rx));
     }
-    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let (requests_tx, requests_rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let control = {
         let setup = ControlSetup {
@@ -215,7 +244,8 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
             delivery_base_port,
             shards: cmd_txs.clone(),
             events: events_rx,
-            shutdown: shutdown_rx,
+            requests: requests_rx,
+            requests_tx: requests_tx.clone(),
             registry: opts.registry.clone(),
         };
         std::thread::Builder::new()
@@ -293,7 +323,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
     let pool = match pool {
         Ok(p) => p,
         Err(e) => {
-            let _ = shutdown_tx.send(());
+            let _ = requests_tx.send(ControlRequest::Stop);
             let _ = control.join();
             return Err(err(format!(
                 "cannot start {n} shard executors: {e} (each shard locks io_memory = {} bytes; \
@@ -309,7 +339,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
         delivery_base_port,
         delivery_ip: cfg.delivery_listen_ip,
         shards: n,
-        shutdown: Some(shutdown_tx),
+        controller: EdgeController(requests_tx),
         control: Some(control),
         pool: Some(pool),
     };

@@ -16,13 +16,15 @@ use herald_protocol::delivery::{Answer, BroadcastMsg, DeliverMsg, Outcome};
 use herald_protocol::sse;
 use tokio::sync::mpsc;
 
+use crate::admission::{self, Refusal, TokenBucket};
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::conn_table::{Closing, Conn, ConnId, ConnTable};
+use crate::drain::DrainPlan;
 use crate::handshake::ConnKind;
 use crate::lifecycle::{jittered_lifetime, Life, TimerAction, Timing};
 use crate::messages::{ControlEvent, ShardCommand};
-use crate::probe::{ShardProbe, ShardSnapshot};
+use crate::probe::{DrainProgress, ShardProbe, ShardSnapshot};
 use crate::timer_wheel::{Entry, TimerWheel};
 use crate::ws_codec::{self, close_code};
 
@@ -98,7 +100,22 @@ pub struct Shard {
     pub draining: Cell<bool>,
     /// This shard's delivery port.
     pub delivery_port: Cell<u16>,
+    /// Handshake token bucket (admission control).
+    bucket: RefCell<TokenBucket>,
+    /// The drain in progress, if any.
+    drain: RefCell<Option<ShardDrain>>,
     rng: RefCell<fastrand::Rng>,
+}
+
+/// A drain in progress on this shard.
+#[derive(Debug)]
+struct ShardDrain {
+    started: Instant,
+    plan: DrainPlan,
+    /// Connections not yet asked.
+    queue: Vec<ConnId>,
+    asked: usize,
+    forced: bool,
 }
 
 impl std::fmt::Debug for Shard {
@@ -160,6 +177,11 @@ impl Shard {
             canned: Canned::new(),
             draining: Cell::new(false),
             delivery_port: Cell::new(0),
+            bucket: RefCell::new(TokenBucket::new(
+                cfg.ops.handshake_rate,
+                cfg.ops.handshake_burst,
+            )),
+            drain: RefCell::new(None),
             rng: RefCell::new(fastrand::Rng::new()),
             cfg,
         })
@@ -214,6 +236,96 @@ impl Shard {
         id
     }
 
+    /// Admission control for a complete request head, with `open` authenticated connections
+    /// on the shard: Ok, or the refusal and a jittered `Retry-After` in seconds.
+    pub fn admit_handshake(&self, open: usize) -> Result<(), (&'static str, u32)> {
+        let retry = || {
+            let u = self.rng.borrow_mut().f64();
+            admission::retry_after_secs(self.cfg.ops.retry_after_max, u)
+        };
+        if self.draining.get() {
+            return Err(("draining", retry()));
+        }
+        admission::admit(
+            &mut self.bucket.borrow_mut(),
+            self.epoch.elapsed(),
+            open,
+            self.cfg.ops.max_connections_per_shard,
+        )
+        .map_err(|r: Refusal| (r.as_str(), retry()))
+    }
+
+    /// Starts a drain: every authenticated connection will be asked to reconnect over
+    /// `window`, at most `max_rate` per second; the caller stops accepting.
+    pub fn start_drain(&self, window: Duration, max_rate: f64) {
+        self.draining.set(true);
+        if self.drain.borrow().is_some() {
+            return;
+        }
+        let mut queue = self.table.borrow().all_indexed();
+        self.rng.borrow_mut().shuffle(&mut queue);
+        let plan = DrainPlan::new(queue.len(), window, max_rate);
+        log::info!(
+            "shard {}: draining {} connections over {window:?} at {:.0}/s",
+            self.index,
+            queue.len(),
+            plan.rate()
+        );
+        *self.drain.borrow_mut() = Some(ShardDrain {
+            started: Instant::now(),
+            plan,
+            queue,
+            asked: 0,
+            forced: false,
+        });
+    }
+
+    /// Shortens the drain in progress.
+    pub fn shorten_drain(&self) {
+        if let Some(d) = self.drain.borrow_mut().as_mut() {
+            let floor = self.cfg.timer_tick.max(Duration::from_secs(1));
+            d.plan.shorten(d.started.elapsed(), d.asked, floor);
+            log::info!(
+                "shard {}: drain shortened, {:?} left",
+                self.index,
+                d.plan.deadline.saturating_sub(d.started.elapsed())
+            );
+        }
+    }
+
+    /// Asks the connections due by now; at the end of the window force-closes the rest.
+    pub fn drain_step(&self) {
+        let mut guard = self.drain.borrow_mut();
+        let Some(d) = guard.as_mut() else { return };
+        let elapsed = d.started.elapsed();
+        let due = d.plan.due(elapsed);
+        let now = self.now_tick();
+        let mut table = self.table.borrow_mut();
+        while d.asked < due {
+            let Some(id) = d.queue.pop() else { break };
+            d.asked += 1;
+            let Some(conn) = table.get(id) else { continue };
+            if conn.closing != Closing::No {
+                continue;
+            }
+            let bytes = self.reconnect_request(conn.kind);
+            conn.enqueue(bytes, usize::MAX);
+            conn.close(Closing::AwaitClient, "drain");
+            if conn.life.start_closing(now, &self.timing) {
+                self.schedule(id, conn);
+            }
+            self.probe.borrow_mut().drain_asked += 1;
+        }
+        if d.plan.expired(elapsed) && !d.forced {
+            d.forced = true;
+            for id in d.queue.drain(..) {
+                if let Some(conn) = table.get(id) {
+                    conn.close(Closing::Now, "drain_forced");
+                }
+            }
+        }
+    }
+
     /// Sends a registry event (never blocks; the control thread is gone only at shutdown).
     pub fn send_control(&self, ev: ControlEvent) {
         let _ = self.control.send(ev);
@@ -266,6 +378,7 @@ impl Shard {
                     conn.wake();
                 }
                 TimerAction::AskReconnect => {
+                    self.probe.borrow_mut().lifetime_asked += 1;
                     let bytes = self.reconnect_request(conn.kind);
                     conn.enqueue(bytes, usize::MAX);
                     conn.close(Closing::AwaitClient, "lifetime");
@@ -310,14 +423,25 @@ impl Shard {
         self.probe.borrow_mut().replaced += 1;
     }
 
+    /// A newer connection of `(user, device)` opened on another shard of this edge: close
+    /// the older one here as replaced.
+    pub fn supersede(&self, user: &str, device: &str, nonce: u64) {
+        let mut table = self.table.borrow_mut();
+        for id in table.find(user, Some(device)) {
+            if let Some(conn) = table.get(id) {
+                if conn.nonce < nonce && conn.closing == Closing::No {
+                    self.close_replaced(conn, id);
+                }
+            }
+        }
+    }
+
     /// Applies a batch of targeted deliveries; one answer per message.
     pub fn deliver_batch(&self, msgs: &[DeliverMsg]) -> Vec<Answer> {
         let now_ms = unix_ms();
         msgs.iter()
             .map(|m| {
-                let (outcome, delivered) = if self.draining.get() {
-                    (Outcome::Draining, 0)
-                } else if m.is_expired(now_ms) {
+                let (outcome, delivered) = if m.is_expired(now_ms) {
                     (Outcome::Expired, 0)
                 } else {
                     let ids = self.table.borrow().find(&m.user, m.device.as_deref());
@@ -335,9 +459,7 @@ impl Shard {
 
     /// Applies a broadcast to every authenticated connection of the shard.
     pub fn broadcast(&self, b: &BroadcastMsg) -> Answer {
-        let (outcome, delivered) = if self.draining.get() {
-            (Outcome::Draining, 0)
-        } else if b.is_expired(unix_ms()) {
+        let (outcome, delivered) = if b.is_expired(unix_ms()) {
             (Outcome::Expired, 0)
         } else {
             let ids = self.table.borrow().all_indexed();
@@ -351,11 +473,19 @@ impl Shard {
         }
     }
 
-    /// Encodes the payload at most once per kind and queues it on each connection.
+    /// Encodes the payload at most once per kind and queues it on each connection. A target
+    /// whose connections are all leaving (asked to reconnect, replaced, drain) — or absent while
+    /// the shard drains — is answered `Draining`: the client is moving, look it up again later.
     fn write_to(&self, ids: &[ConnId], message_id: &str, payload: &[u8]) -> (Outcome, u32) {
         if ids.is_empty() {
-            return (Outcome::NotHere, 0);
+            let outcome = if self.draining.get() {
+                Outcome::Draining
+            } else {
+                Outcome::NotHere
+            };
+            return (outcome, 0);
         }
+        let mut leaving = 0u32;
         let mut ws: Option<Rc<[u8]>> = None;
         let mut sse_bytes: Option<Option<Rc<[u8]>>> = None;
         let (mut delivered, mut slow, mut unencodable) = (0u32, 0u32, 0u32);
@@ -364,6 +494,7 @@ impl Shard {
         for &id in ids {
             let Some(conn) = table.get(id) else { continue };
             if conn.closing != Closing::No || conn.user.is_none() {
+                leaving += 1;
                 continue;
             }
             let bytes = match conn.kind {
@@ -405,6 +536,8 @@ impl Shard {
             Outcome::SlowConsumer
         } else if unencodable > 0 {
             Outcome::Unencodable
+        } else if leaving > 0 || self.draining.get() {
+            Outcome::Draining
         } else {
             Outcome::NotHere
         };
@@ -431,6 +564,19 @@ impl Shard {
             }
         }
         snap.handshaking = snap.connections - snap.websocket - snap.sse;
+        let cap = self.cfg.ops.max_connections_per_shard;
+        snap.capacity_left = (cap > 0).then(|| cap.saturating_sub(snap.websocket + snap.sse));
+        snap.handshake_tokens = self.bucket.borrow().available();
+        snap.drain = self.drain.borrow().as_ref().map(|d| {
+            let elapsed = d.started.elapsed();
+            DrainProgress {
+                total: d.plan.total,
+                asked: d.asked,
+                elapsed_ms: elapsed.as_millis() as u64,
+                remaining_ms: d.plan.deadline.saturating_sub(elapsed).as_millis() as u64,
+                rate: d.plan.rate(),
+            }
+        });
         snap
     }
 
@@ -489,13 +635,17 @@ pub async fn run(
     delivery: TcpListener,
     mut commands: mpsc::UnboundedReceiver<ShardCommand>,
 ) {
-    let accept = glommio::spawn_local(crate::connection::accept_loop(shard.clone(), client));
+    let mut accept = Some(glommio::spawn_local(crate::connection::accept_loop(
+        shard.clone(),
+        client,
+    )));
     let timer = glommio::spawn_local({
         let shard = shard.clone();
         async move {
             loop {
                 glommio::timer::sleep(shard.cfg.timer_tick).await;
                 shard.on_tick();
+                shard.drain_step();
             }
         }
     });
@@ -506,6 +656,16 @@ pub async fn run(
                 let _ = tx.send(shard.snapshot());
             }
             ShardCommand::Reassert => shard.reassert(),
+            ShardCommand::Drain { window, max_rate } => {
+                accept = None; // stop accepting: the listener closes with the task
+                shard.start_drain(window, max_rate);
+            }
+            ShardCommand::ShortenDrain => shard.shorten_drain(),
+            ShardCommand::Supersede {
+                user,
+                device,
+                nonce,
+            } => shard.supersede(&user, &device, nonce),
             ShardCommand::Shutdown => break,
         }
     }

@@ -61,6 +61,12 @@ keys! {
     "registry_slack" = "60s" : "Registry record TTL = max_lifetime + close_grace + registry_slack, so live records never need refreshing.";
     "redis" = "" : "Registry URL: redis://host:port (single node) or redis-cluster://host:port[?node=host:port…]. Empty = in-process registry (single node).";
     "registry_heartbeat" = "2s" : "Edge membership heartbeat period in the registry.";
+    "drain_window" = "30s" : "A drain (SIGTERM or POST /admin/drain) spreads reconnect requests over this window, then force-closes what is left. A second SIGTERM shortens it.";
+    "drain_rate" = "1000" : "Most reconnect requests per second per edge during a drain (all shards together).";
+    "max_connections_per_shard" = "0" : "Admission: handshakes beyond this many connections on a shard get 503 + Retry-After. 0 = no cap.";
+    "handshake_rate" = "5000" : "Admission: handshakes per second per shard (token bucket); beyond it 503 + Retry-After. 0 = unlimited.";
+    "handshake_burst" = "10000" : "Admission: token-bucket burst of handshake_rate.";
+    "retry_after_max" = "10s" : "503 answers carry Retry-After uniform in [1 s, retry_after_max], so refused clients come back spread out.";
     "expected_connections" = "100000" : "Connections this edge is sized for: the start-up kernel and limits checks (herald-tune) use it.";
 }
 
@@ -111,6 +117,25 @@ pub struct EdgeConfig {
     pub registry_heartbeat: Duration,
     /// Capacity the start-up checks size for.
     pub expected_connections: u64,
+    /// Drain and admission control.
+    pub ops: OpsConfig,
+}
+
+/// Drain and admission control settings.
+#[derive(Debug, Clone)]
+pub struct OpsConfig {
+    /// Window over which a drain asks connections to reconnect.
+    pub drain_window: Duration,
+    /// Most reconnect requests per second per edge during a drain.
+    pub drain_rate: u32,
+    /// Connection cap per shard (0 = none).
+    pub max_connections_per_shard: usize,
+    /// Handshakes per second per shard (0 = unlimited).
+    pub handshake_rate: u32,
+    /// Token-bucket burst.
+    pub handshake_burst: u32,
+    /// Upper bound of the jittered Retry-After.
+    pub retry_after_max: Duration,
 }
 
 /// Authentication settings.
@@ -324,7 +349,28 @@ impl EdgeConfig {
             return Err(s.error("registry_heartbeat", "must be at least 100ms"));
         }
         let expected_connections: u64 = s.get("expected_connections", parse_num)?;
+        let ops = OpsConfig {
+            drain_window: s.get("drain_window", parse_duration)?,
+            drain_rate: s.get("drain_rate", parse_num)?,
+            max_connections_per_shard: s.get("max_connections_per_shard", parse_num)?,
+            handshake_rate: s.get("handshake_rate", parse_num)?,
+            handshake_burst: s.get("handshake_burst", parse_num)?,
+            retry_after_max: s.get("retry_after_max", parse_duration)?,
+        };
+        if ops.drain_rate == 0 {
+            return Err(s.error("drain_rate", "must be at least 1"));
+        }
+        if ops.handshake_rate > 0 && ops.handshake_burst == 0 {
+            return Err(s.error(
+                "handshake_burst",
+                "must be at least 1 when handshake_rate is set",
+            ));
+        }
+        if ops.retry_after_max < Duration::from_secs(1) {
+            return Err(s.error("retry_after_max", "must be at least 1s"));
+        }
         Ok(EdgeConfig {
+            ops,
             expected_connections,
             listen,
             admin_listen,

@@ -218,24 +218,33 @@ pub fn delivery_clients(edge: &EdgeHandle) -> Vec<DeliveryClient> {
         .collect()
 }
 
-/// Delivers to whichever shard holds the target: returns the non-`NotHere` answer (or NotHere).
+/// Delivers to every shard and returns the answer of the shard holding the target: the one
+/// that wrote it (at most one may), else the most telling other answer, else `NotHere`.
 pub fn deliver_anywhere(clients: &mut [DeliveryClient], m: DeliverMsg) -> Answer {
-    let mut best = None;
-    for c in clients.iter_mut() {
-        let a = c.deliver(std::slice::from_ref(&m))[0];
-        if matches!(a.outcome, Outcome::Expired | Outcome::Draining) {
-            return a; // decided before any look-up: every shard answers the same
-        }
-        if a.outcome != Outcome::NotHere {
-            assert!(best.is_none(), "two shards answered for one connection");
-            best = Some(a);
-        }
+    let answers: Vec<Answer> = clients
+        .iter_mut()
+        .map(|c| c.deliver(std::slice::from_ref(&m))[0])
+        .collect();
+    let written: Vec<&Answer> = answers.iter().filter(|a| a.delivered > 0).collect();
+    assert!(
+        written.len() <= 1,
+        "two shards wrote one message: {answers:?}"
+    );
+    if let Some(a) = written.first() {
+        return **a;
     }
-    best.unwrap_or(Answer {
-        seq: m.seq,
-        outcome: Outcome::NotHere,
-        delivered: 0,
-    })
+    let rank = |o: Outcome| match o {
+        Outcome::SlowConsumer => 5,
+        Outcome::Unencodable => 4,
+        Outcome::Expired => 3,
+        Outcome::Draining => 2,
+        Outcome::Delivered => 1,
+        Outcome::NotHere => 0,
+    };
+    *answers
+        .iter()
+        .max_by_key(|a| rank(a.outcome))
+        .expect("at least one shard")
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
