@@ -120,5 +120,44 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
         counter!("herald_edge_delivery_connections_total", &l(vec![])).absolute(p.delivery_conns);
         counter!("herald_edge_delivery_auth_failures_total", &l(vec![]))
             .absolute(p.delivery_auth_failures);
+        for (reason, n) in &p.admission_rejects {
+            counter!(
+                "herald_edge_admission_rejects_total",
+                &l(vec![("reason", reason.to_string())])
+            )
+            .absolute(*n);
+        }
+        counter!("herald_edge_drain_asked_total", &l(vec![])).absolute(p.drain_asked);
+        counter!("herald_edge_lifetime_reconnects_total", &l(vec![])).absolute(p.lifetime_asked);
+        gauge!("herald_edge_handshake_tokens", &l(vec![])).set(s.handshake_tokens);
+        if let Some(left) = s.capacity_left {
+            gauge!("herald_edge_capacity_left", &l(vec![])).set(left as f64);
+        }
+        if let Some(d) = &s.drain {
+            gauge!("herald_edge_drain_remaining", &l(vec![]))
+                .set(d.total.saturating_sub(d.asked) as f64);
+            gauge!("herald_edge_drain_seconds_left", &l(vec![]))
+                .set(d.remaining_ms as f64 / 1000.0);
+        }
     }
+    let handshakes: u64 = snaps
+        .iter()
+        .map(|s| s.probe.handshakes_ws + s.probe.handshakes_sse)
+        .sum();
+    gauge!("herald_edge_handshake_rate", "node" => node.clone()).set(handshake_rate(handshakes));
+}
+
+/// Handshakes per second since the previous scrape (one scraper assumed; the counter
+/// `herald_edge_handshakes_total` with `rate()` is the scraper-independent form).
+fn handshake_rate(total: u64) -> f64 {
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<(std::time::Instant, u64)>> = Mutex::new(None);
+    let now = std::time::Instant::now();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let rate = match *last {
+        Some((t, n)) if now > t => total.saturating_sub(n) as f64 / (now - t).as_secs_f64(),
+        _ => 0.0,
+    };
+    *last = Some((now, total));
+    rate
 }
