@@ -209,7 +209,7 @@ pub fn main() -> i32 {
                 eprintln!("herald-processor: {e}");
                 EXIT_CONFIG
             }
-            Err(e @ ProcessorError::Kafka(_)) => {
+            Err(e @ (ProcessorError::Kafka(_) | ProcessorError::Topic(_))) => {
                 eprintln!("herald-processor: {e}");
                 EXIT_UNAVAILABLE
             }

@@ -7,8 +7,9 @@
 //! - `enable.auto.offset.store=false`: offsets are stored by [`TopicState::settle`] only for
 //!   the settled prefix of each partition; `enable.auto.commit=true` commits what is stored
 //!   every `commit_interval` and when partitions are revoked or the consumer closes.
-//! - The rebalance callbacks drop revoked partitions' windows and start fresh ones on assign
-//!   ([`PartitionTable`]).
+//! - Cooperative (incremental) rebalancing: when a processor joins or leaves, only the
+//!   partitions that change owner are revoked; the callbacks drop those partitions' windows
+//!   and start fresh ones for newly assigned partitions ([`PartitionTable`]).
 //! - librdkafka statistics (every `lag_interval`) feed `herald_processor_lag{topic,partition}`
 //!   and the total lag used by the autoscaling estimate.
 
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext};
@@ -175,6 +176,13 @@ pub struct TopicContext {
     state: Arc<TopicState>,
 }
 
+impl TopicContext {
+    /// The topic this consumer reads.
+    pub fn topic(&self) -> &str {
+        &self.state.topic
+    }
+}
+
 impl ClientContext for TopicContext {
     fn stats(&self, statistics: Statistics) {
         let mut total: u64 = 0;
@@ -247,7 +255,7 @@ impl ConsumerContext for TopicContext {
     }
 }
 
-/// Creates the consumer of `state.topic` in the group and subscribes it.
+/// Creates the consumer of `state.topic` in the group (not yet subscribed).
 pub fn create(
     kafka: &KafkaConfig,
     state: &Arc<TopicState>,
@@ -271,7 +279,10 @@ pub fn create(
             "statistics.interval.ms",
             kafka.lag_interval.as_millis().max(1).to_string(),
         )
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Incremental rebalancing: a joining or leaving member moves only the partitions that
+        // change owner; everyone else keeps forwarding (and keeps its in-flight windows).
+        .set("partition.assignment.strategy", "cooperative-sticky");
     for (k, v) in &kafka.properties {
         c.set(k, v);
     }
@@ -279,6 +290,47 @@ pub fn create(
         state: state.clone(),
     })?);
     let _ = state.consumer.set(Arc::downgrade(&consumer));
-    consumer.subscribe(&[&state.topic])?;
     Ok(consumer)
+}
+
+/// Why a topic cannot be consumed.
+#[derive(Debug)]
+pub enum TopicError {
+    /// Kafka did not answer the metadata request.
+    Unreachable(KafkaError),
+    /// Kafka answered that the topic is not there.
+    Missing(String),
+}
+
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicError::Unreachable(e) => write!(f, "no metadata from Kafka: {e}"),
+            TopicError::Missing(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reads the topic's metadata (blocking, up to `timeout`): a clear start-up error when Kafka
+/// is unreachable or the topic does not exist, and a warm metadata cache, so the consumer's
+/// first group join already names its topic (otherwise it may join empty and miss the first
+/// assignment round).
+pub fn check_topic(
+    consumer: &TopicConsumer,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> Result<(), TopicError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(TopicError::Unreachable)?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+        Some(t) => Err(TopicError::Missing(format!(
+            "topic {topic} is not available: {}",
+            t.error()
+                .map(|e| rdkafka::error::RDKafkaErrorCode::from(e).to_string())
+                .unwrap_or_else(|| "no partitions".into())
+        ))),
+        None => Err(TopicError::Missing(format!("topic {topic} does not exist"))),
+    }
 }

@@ -145,6 +145,7 @@ impl Driver {
 
     fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
+            log::debug!("{}: {action:?}", self.message_id);
             match action {
                 Action::Send { route, attempt } => {
                     let key = self.headers.target.user().unwrap_or(&self.message_id);
@@ -249,6 +250,7 @@ impl Driver {
                 continue;
             };
             let now = now_ms();
+            log::debug!("{}: {event:?}", self.message_id);
             let actions = match event {
                 Event::Reply {
                     route,

@@ -42,5 +42,5 @@ pub mod processor;
 pub mod sender;
 
 pub use config::{ConfigError, ProcessorConfig, Topics};
-pub use processor::{run, Processor, ProcessorError};
+pub use processor::{run, Processor, ProcessorError, ProcessorStatus};
 pub use sender::{MessageId, Push, SendError, Sender, SenderConfig};

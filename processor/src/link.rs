@@ -225,9 +225,9 @@ impl Drop for Conn {
 
 impl Conn {
     /// Fails every unanswered message (the connection is going away).
-    fn fail_pending(&mut self, why: &str) {
+    fn fail_pending(&mut self, err: LinkError) {
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.send(Err(LinkError::Lost(why.to_string())));
+            let _ = p.reply.send(Err(err.clone()));
         }
     }
 
@@ -283,7 +283,7 @@ async fn run(
                     }
                     ReaderEvent::Closed(why) => {
                         log::info!("delivery connection to {addr} closed: {why}");
-                        drop_conn(&mut conn, &why);
+                        drop_conn(&mut conn, LinkError::Lost(why));
                     }
                 }
                 continue;
@@ -323,10 +323,10 @@ async fn run(
         };
         if let Err(why) = write_batch(c, batch, &mut next_seq, &settings).await {
             log::info!("delivery connection to {addr} failed: {why}");
-            drop_conn(&mut conn, &why);
+            drop_conn(&mut conn, LinkError::Lost(why));
         }
     }
-    drop_conn(&mut conn, "link stopped");
+    drop_conn(&mut conn, LinkError::Lost("link stopped".into()));
 }
 
 /// The next reader event, or never when there is no connection.
@@ -341,9 +341,9 @@ async fn recv_event(conn: &mut Option<Conn>) -> ReaderEvent {
     }
 }
 
-fn drop_conn(conn: &mut Option<Conn>, why: &str) {
+fn drop_conn(conn: &mut Option<Conn>, err: LinkError) {
     if let Some(mut c) = conn.take() {
-        c.fail_pending(why);
+        c.fail_pending(err);
     }
 }
 
@@ -361,7 +361,8 @@ fn sweep_conn(conn: &mut Option<Conn>, settings: &LinkSettings, addr: &str) {
             c.last_answer.elapsed()
         );
         metrics::counter!(m::DELIVERY_STALLED).increment(1);
-        drop_conn(conn, "edge stopped answering");
+        // Messages still waiting on a silent edge fail like a timeout.
+        drop_conn(conn, LinkError::Timeout);
     }
 }
 

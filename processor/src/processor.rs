@@ -51,6 +51,8 @@ pub enum ProcessorError {
     Config(ConfigError),
     /// A Kafka client could not be created or subscribed.
     Kafka(KafkaError),
+    /// Kafka is unreachable or a topic is missing.
+    Topic(consumer::TopicError),
     /// The registry failed at start-up.
     Registry(RegistryError),
     /// The metrics endpoint could not be bound.
@@ -62,6 +64,7 @@ impl std::fmt::Display for ProcessorError {
         match self {
             ProcessorError::Config(e) => write!(f, "{e}"),
             ProcessorError::Kafka(e) => write!(f, "Kafka: {e}"),
+            ProcessorError::Topic(e) => write!(f, "Kafka: {e}"),
             ProcessorError::Registry(e) => write!(f, "registry: {e}"),
             ProcessorError::Io(e) => write!(f, "metrics endpoint: {e}"),
         }
@@ -109,6 +112,30 @@ impl Shared {
             self.settled_total.fetch_add(1, Ordering::Relaxed);
             self.settled_counters[origin.level].increment(1);
         }
+    }
+}
+
+/// A read-only view of a running processor, for embedders and tests.
+#[derive(Debug, Clone)]
+pub struct ProcessorStatus {
+    /// The processor's shared state.
+    shared: Arc<Shared>,
+}
+
+impl ProcessorStatus {
+    /// Partitions currently assigned, per priority level (high, normal, low).
+    pub fn assigned(&self) -> [Vec<i32>; 3] {
+        [0, 1, 2].map(|l| self.shared.topics[l].partitions())
+    }
+
+    /// Records admitted and not yet settled.
+    pub fn unsettled(&self) -> usize {
+        self.shared.topics.iter().map(|t| t.unsettled()).sum()
+    }
+
+    /// Records settled since start.
+    pub fn settled(&self) -> u64 {
+        self.shared.settled_total.load(Ordering::Relaxed)
     }
 }
 
@@ -230,6 +257,25 @@ impl Processor {
         let consumers: [Arc<TopicConsumer>; 3] = consumers
             .try_into()
             .unwrap_or_else(|_| unreachable!("three topics"));
+        let checks = consumers.clone().map(|c| {
+            let topic = c.context().topic().to_string();
+            let timeout = config.kafka.metadata_timeout;
+            tokio::task::spawn_blocking(move || consumer::check_topic(&c, &topic, timeout))
+        });
+        for check in checks {
+            check
+                .await
+                .unwrap_or_else(|e| {
+                    Err(consumer::TopicError::Missing(format!(
+                        "metadata task failed: {e}"
+                    )))
+                })
+                .map_err(ProcessorError::Topic)?;
+        }
+        for (c, state) in consumers.iter().zip(&shared.topics) {
+            c.subscribe(&[&state.topic])
+                .map_err(ProcessorError::Kafka)?;
+        }
         background.push(Background(tokio::spawn(refresh_edges(
             shared.clone(),
             d.edges_refresh,
@@ -258,6 +304,13 @@ impl Processor {
     /// Where `/metrics` is served (the bound address when the port was 0).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// A handle to watch this processor while it runs (assignment, in-flight, settled).
+    pub fn status(&self) -> ProcessorStatus {
+        ProcessorStatus {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Consumes and forwards until `shutdown` resolves, then settles, commits and leaves the
@@ -346,9 +399,14 @@ impl Processor {
         }
         drop(lanes);
         drop(background);
-        // Closing a consumer blocks while it leaves the group.
-        let closing = tokio::task::spawn_blocking(move || drop(consumers));
-        let _ = closing.await;
+        // Leave the group with all three at once (each close waits for its rebalance).
+        for c in &consumers {
+            c.unsubscribe();
+        }
+        let closing = consumers.map(|c| tokio::task::spawn_blocking(move || drop(c)));
+        for c in closing {
+            let _ = c.await;
+        }
         log::info!("processor stopped");
         Ok(())
     }

@@ -33,6 +33,7 @@ keys! {
     "topic_low" = "herald.push.low" : "Low-priority push topic.";
     "topic_dead" = "herald.push.dead" : "Dead-letter topic (records that could not be forwarded, with a `herald-dead-reason` header).";
     "kafka_properties" = "" : "Extra librdkafka properties for every Kafka client, comma-separated `name=value` (e.g. security.protocol=ssl).";
+    "kafka_timeout" = "10s" : "Start-up deadline for Kafka metadata: an unreachable Kafka or a missing topic fails the start (exit 69).";
     "session_timeout" = "10s" : "Consumer group session timeout: how long a crashed processor keeps its partitions.";
     "commit_interval" = "1s" : "Period of the commit of stored (settled) offsets.";
     "auto_offset_reset" = "earliest" : "Where a partition without a committed offset starts: earliest or latest.";
@@ -116,6 +117,8 @@ pub struct KafkaConfig {
     pub auto_offset_reset: String,
     /// librdkafka statistics period (lag gauges).
     pub lag_interval: Duration,
+    /// Start-up metadata deadline.
+    pub metadata_timeout: Duration,
 }
 
 /// Forwarding to edges.
@@ -340,6 +343,7 @@ impl ProcessorConfig {
             commit_interval: nonzero("commit_interval")?,
             auto_offset_reset,
             lag_interval: nonzero("lag_interval")?,
+            metadata_timeout: nonzero("kafka_timeout")?,
         };
         let redis = s
             .get("redis", parse_text)

@@ -1,0 +1,269 @@
+//! A delivery-port server that behaves like an edge node: per shard a listener on
+//! `base_port + shard`, the `Challenge` / `Auth` / `AuthOk` handshake with the shared secret,
+//! then `Deliver` / `Broadcast` frames in and `Answers` out. What it answers is decided per
+//! message by a policy closure; every message received is recorded.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use herald_protocol::delivery::{self, Answer, Frame, FrameReader, Outcome, DEFAULT_MAX_FRAME_LEN};
+use herald_protocol::delivery_auth::ServerAuth;
+use herald_registry::{EdgeInfo, Registry};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// One message the edge received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Node id of the edge.
+    pub node: String,
+    /// Shard it arrived on.
+    pub shard: u16,
+    /// When.
+    pub at: Instant,
+    /// User (`None` for a broadcast).
+    pub user: Option<String>,
+    /// Device, if targeted.
+    pub device: Option<String>,
+    /// The push id.
+    pub message_id: String,
+    /// Expiry the processor sent.
+    pub expires_at_ms: u64,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// What to do with a message.
+#[derive(Debug, Clone, Copy)]
+pub enum Reply {
+    /// Answer with this outcome and delivered count.
+    Answer(Outcome, u32),
+    /// Never answer.
+    Silent,
+}
+
+/// Decides the reply for a received message.
+pub type Policy = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+
+/// Answers every message `delivered` to one connection.
+pub fn deliver_all() -> Policy {
+    Arc::new(|_| Reply::Answer(Outcome::Delivered, 1))
+}
+
+/// A running test edge.
+pub struct TestEdge {
+    /// Node id.
+    pub node: String,
+    /// First delivery port.
+    pub base_port: u16,
+    /// Shards listening.
+    pub shards: u16,
+    /// Everything received, in arrival order.
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Accept loops.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for TestEdge {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind_consecutive(shards: u16) -> (u16, Vec<TcpListener>) {
+    for _ in 0..50 {
+        let first = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = first.local_addr().unwrap().port();
+        if u32::from(base) + u32::from(shards) > 65535 {
+            continue;
+        }
+        let mut listeners = vec![first];
+        for s in 1..shards {
+            match TcpListener::bind(("127.0.0.1", base + s)).await {
+                Ok(l) => listeners.push(l),
+                Err(_) => break,
+            }
+        }
+        if listeners.len() == usize::from(shards) {
+            return (base, listeners);
+        }
+    }
+    panic!("no {shards} consecutive free ports");
+}
+
+impl TestEdge {
+    /// Starts `shards` shard listeners answering with `policy`, and registers the edge's
+    /// membership in `registry`.
+    pub async fn start(registry: &Registry, node: &str, shards: u16, policy: Policy) -> TestEdge {
+        let (base_port, listeners) = bind_consecutive(shards).await;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (shard, listener) in listeners.into_iter().enumerate() {
+            let received = received.clone();
+            let policy = policy.clone();
+            let node = node.to_string();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    tokio::spawn(serve(
+                        stream,
+                        node.clone(),
+                        shard as u16,
+                        policy.clone(),
+                        received.clone(),
+                    ));
+                }
+            }));
+        }
+        let edge = TestEdge {
+            node: node.to_string(),
+            base_port,
+            shards,
+            received,
+            tasks,
+        };
+        registry
+            .heartbeat_edge(&edge.info())
+            .await
+            .expect("heartbeat");
+        // Keep the membership fresh, like a real edge.
+        let (registry, mut info) = (registry.clone(), edge.info());
+        let mut edge = edge;
+        edge.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                info.heartbeat_ms = super::now_ms();
+                let _ = registry.heartbeat_edge(&info).await;
+            }
+        }));
+        edge
+    }
+
+    /// The membership entry.
+    pub fn info(&self) -> EdgeInfo {
+        EdgeInfo {
+            node_id: self.node.clone(),
+            delivery_host: "127.0.0.1".into(),
+            delivery_base_port: self.base_port,
+            shards: self.shards,
+            heartbeat_ms: super::now_ms(),
+        }
+    }
+
+    /// A copy of what was received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many messages were received.
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+async fn read_frame(stream: &mut TcpStream, reader: &mut FrameReader) -> Option<Frame> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.next_frame() {
+            Ok(Some(f)) => return Some(f),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        reader.feed(&buf[..n]);
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    node: String,
+    shard: u16,
+    policy: Policy,
+    received: Arc<Mutex<Vec<Received>>>,
+) {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).unwrap();
+    let auth = ServerAuth::new(super::SECRET, nonce);
+    let mut out = Vec::new();
+    delivery::encode(&auth.challenge(), &mut out).unwrap();
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
+    let Some(frame) = read_frame(&mut stream, &mut reader).await else {
+        return;
+    };
+    let Ok(ok) = auth.verify(&frame) else {
+        return; // wrong secret: close, like the edge
+    };
+    out.clear();
+    delivery::encode(&ok, &mut out).unwrap();
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    while let Some(frame) = read_frame(&mut stream, &mut reader).await {
+        let mut answers = Vec::new();
+        let mut record = |r: Received, seq: u64| {
+            let reply = policy(&r);
+            received.lock().unwrap().push(r);
+            if let Reply::Answer(outcome, delivered) = reply {
+                answers.push(Answer {
+                    seq,
+                    outcome,
+                    delivered,
+                });
+            }
+        };
+        match frame {
+            Frame::Deliver(msgs) => {
+                for m in msgs {
+                    record(
+                        Received {
+                            node: node.clone(),
+                            shard,
+                            at: Instant::now(),
+                            user: Some(m.user),
+                            device: m.device,
+                            message_id: m.message_id,
+                            expires_at_ms: m.expires_at_ms,
+                            payload: m.payload,
+                        },
+                        m.seq,
+                    );
+                }
+            }
+            Frame::Broadcast(b) => record(
+                Received {
+                    node: node.clone(),
+                    shard,
+                    at: Instant::now(),
+                    user: None,
+                    device: None,
+                    message_id: b.message_id,
+                    expires_at_ms: b.expires_at_ms,
+                    payload: b.payload,
+                },
+                b.seq,
+            ),
+            _ => return,
+        }
+        if answers.is_empty() {
+            continue;
+        }
+        // Answer in reverse order: the processor must match by seq.
+        answers.reverse();
+        out.clear();
+        delivery::encode_answers(&answers, &mut out).unwrap();
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
