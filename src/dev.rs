@@ -1,0 +1,208 @@
+//! `herald dev`: the whole system in one process on embedded defaults — an embedded Kafka
+//! (librdkafka's mock cluster on loopback, topics created), the in-process registry (or Redis
+//! with `--redis`), an edge with all shards and a processor — then one machine-readable
+//! `HERALD_READY …` line. Ctrl-C stops it cleanly: the processor commits, the edge closes its
+//! connections and removes their registry records.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use herald_edge::auth::jwt::{issue_hs256, Claims};
+use herald_edge::config::{EdgeConfig, Settings, Source, KEYS};
+use herald_edge::EdgeOptions;
+use herald_processor::{Processor, ProcessorConfig};
+use herald_protocol::kafka::{TOPIC_DEAD, TOPIC_HIGH, TOPIC_LOW, TOPIC_NORMAL};
+use herald_registry::{RedisOptions, Registry};
+use rdkafka::mocking::MockCluster;
+
+/// Arguments of `herald dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Client address of the edge (WebSocket `/ws`, SSE `/sse`).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin address of the edge (`/healthz`, `/readyz`, `/stats`, `/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+    /// HS256 secret clients' tokens are signed with (default: random, printed).
+    #[arg(long, env = "HERALD_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// Registry URL (`redis://…` or `redis-cluster://…`); default: in-process.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Edge shards (default: all CPUs).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Partitions per push topic in the embedded Kafka.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    getrandom::fill(&mut raw).expect("the OS random source works");
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn fail(code: u8, msg: &str) -> ExitCode {
+    eprintln!("herald dev: {msg}");
+    ExitCode::from(code)
+}
+
+/// Runs the whole system until Ctrl-C / SIGTERM.
+pub fn run(a: &DevArgs) -> ExitCode {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,rdkafka=warn,librdkafka=warn"),
+    )
+    .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(dev(a))
+}
+
+async fn dev(a: &DevArgs) -> ExitCode {
+    // Kafka: librdkafka's mock cluster, real protocol on loopback.
+    let cluster = match MockCluster::new(1) {
+        Ok(c) => c,
+        Err(e) => return fail(1, &format!("embedded Kafka: {e}")),
+    };
+    for (topic, partitions) in [
+        (TOPIC_HIGH, a.partitions),
+        (TOPIC_NORMAL, a.partitions),
+        (TOPIC_LOW, a.partitions),
+        (TOPIC_DEAD, 1),
+    ] {
+        if let Err(e) = cluster.create_topic(topic, partitions, 1) {
+            return fail(1, &format!("creating topic {topic}: {e}"));
+        }
+    }
+    let bootstrap = cluster.bootstrap_servers();
+
+    let registry = match &a.redis {
+        None => Registry::in_process(),
+        Some(url) => match Registry::connect(url, &RedisOptions::default()).await {
+            Ok(r) => r,
+            Err(e) => return fail(69, &format!("registry {url}: {e}")),
+        },
+    };
+
+    let jwt_secret = a.jwt_secret.clone().unwrap_or_else(|| random_hex(16));
+    let delivery_secret = random_hex(24);
+    let mut s = Settings::defaults(KEYS);
+    let mut set = |k: &str, v: String| s.set(k, v, Source::Flag(k.replace('_', "-")));
+    let settings = [
+        ("listen", a.listen.to_string()),
+        ("admin_listen", a.admin.to_string()),
+        ("jwt_secret", jwt_secret.clone()),
+        ("delivery_secret", delivery_secret.clone()),
+        ("delivery_base_port", "0".into()),
+        ("node_id", "dev-edge".into()),
+        ("drain_window", "2s".into()),
+        ("close_grace", "1s".into()),
+        ("shards", a.shards.unwrap_or(0).to_string()),
+        ("expected_connections", "10000".into()),
+    ];
+    for (k, v) in settings {
+        if let Err(e) = set(k, v) {
+            return fail(64, &e.to_string());
+        }
+    }
+    let edge_cfg = match EdgeConfig::from_settings(&s) {
+        Ok(c) => c,
+        Err(e) => return fail(64, &e.to_string()),
+    };
+    let edge = match tokio::task::block_in_place(|| {
+        herald_edge::start_with(
+            edge_cfg,
+            EdgeOptions {
+                registry: Some(registry.clone()),
+                ..Default::default()
+            },
+        )
+    }) {
+        Ok(e) => e,
+        Err(e) => return fail(1, &format!("edge: {e}")),
+    };
+
+    let mut pcfg = ProcessorConfig::defaults();
+    pcfg.kafka.bootstrap = bootstrap.clone();
+    pcfg.kafka.group_id = "herald-dev".into();
+    pcfg.delivery.secret = delivery_secret.into_bytes();
+    // One process, one metrics recorder: the edge's admin `/metrics` shows every component.
+    pcfg.metrics_listen = None;
+    pcfg.redis = a.redis.clone();
+    // The edge heartbeats its membership right after start; read it promptly.
+    pcfg.delivery.edges_refresh = Duration::from_millis(500);
+    let processor = match Processor::start(pcfg, registry.clone()).await {
+        Ok(p) => p,
+        Err(e) => return fail(1, &format!("processor: {e}")),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let processor_task = tokio::spawn(processor.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let sample = issue_hs256(
+        jwt_secret.as_bytes(),
+        &Claims {
+            sub: "alice".into(),
+            did: None,
+            exp: now + 3600,
+            nbf: None,
+            iss: None,
+            aud: None,
+        },
+    );
+    let ws = format!("ws://{}/ws", edge.client_addr);
+    let sse = format!("http://{}/sse", edge.client_addr);
+    let admin = format!("http://{}", edge.admin_addr);
+    println!("Herald dev is running (Ctrl-C stops it).");
+    println!("  edge        {ws}  {sse}  ({} shards)", edge.shards);
+    println!("  admin       {admin}/stats  {admin}/metrics (edge, registry and processor metrics)");
+    println!("  kafka       {bootstrap} (embedded mock cluster; topics herald.push.{{high,normal,low}}, herald.push.dead)");
+    println!(
+        "  registry    {}",
+        a.redis.as_deref().unwrap_or("in-process")
+    );
+    println!("  processor   consumer group herald-dev");
+    println!("  JWT secret  {jwt_secret}");
+    println!();
+    println!("Try it:");
+    println!("  curl -N '{sse}?access_token={sample}'");
+    println!("  herald send --kafka {bootstrap} --user alice 'hello'");
+    println!("  (tokens for other users: herald token --jwt-secret {jwt_secret} --user bob)");
+    println!(
+        "HERALD_READY ws={ws} sse={sse} kafka={bootstrap} admin={admin} jwt_secret={jwt_secret}"
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    wait_for_signal().await;
+    log::info!("stopping: processor commits, edge closes connections");
+    let _ = stop_tx.send(());
+    match processor_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!("processor stopped with an error: {e}"),
+        Err(e) => log::warn!("processor task: {e}"),
+    }
+    tokio::task::block_in_place(|| edge.shutdown());
+    drop(cluster);
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
