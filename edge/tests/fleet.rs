@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use herald_edge::EdgeOptions;
 use herald_registry::Registry;
-use support::clients::*;
+use herald_testkit::clients::*;
 use support::*;
 
 fn runtime() -> tokio::runtime::Runtime {

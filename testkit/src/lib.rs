@@ -11,14 +11,21 @@
 //! - [`redis`]: [`RedisServer`] (one plain node) and [`RedisCluster`] (3 masters + 3
 //!   replicas), started in a temp dir, polled until ready (no fixed sleeps), controllable
 //!   (kill -9, SIGSTOP/SIGCONT, `CLUSTER FAILOVER`) and killed on drop, also when a test panics.
+//! - [`clients`]: many lightweight async (tokio) WebSocket/SSE clients for tests with
+//!   thousands of connections, and a TIME_WAIT counter.
+//! - [`kafka`]: [`MockKafka`], librdkafka's mock cluster with Herald's topics, a raw
+//!   producer and offset/topic readers.
 //! - `cli` (private): runs `redis-cli` with a watchdog so a stopped node can never hang a test.
 //!
-//! Everything here is blocking `std` code: fixtures are set up before a test's runtime
-//! starts and controlled from any thread.
+//! The fixtures are blocking `std` code: set up before a test's runtime starts and controlled
+//! from any thread. Only [`clients`] is async.
 
+pub mod clients;
 mod cli;
+pub mod kafka;
 pub mod ports;
 pub mod redis;
 
+pub use kafka::MockKafka;
 pub use ports::{free_cluster_port, free_port, free_port_range};
 pub use redis::{NodeState, RedisCluster, RedisServer};

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod clients;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -1,8 +1,7 @@
-//! Many lightweight async clients (tokio, raw WebSocket framing) for the fleet tests: they
-//! connect from chosen source addresses, answer the edge's reconnect request by closing
-//! first (compliant) or ignore it (non-compliant), and report what happened when.
-
-#![allow(dead_code)]
+//! Many lightweight async edge clients (tokio, raw WebSocket framing, SSE) for tests that
+//! need thousands of connections: they connect from chosen source addresses (spreading
+//! ephemeral ports), read pushes, answer the edge's reconnect request by closing first
+//! (compliant) or ignore it, and report what happened when.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -33,6 +32,57 @@ pub fn source_ip(i: usize) -> IpAddr {
         1 + (i / 250 % 200) as u8,
         2 + (i % 250) as u8,
     ))
+}
+
+/// Opens an SSE stream from `src`; returns the stream after a 200 head, or the status code.
+pub async fn sse_open(addr: SocketAddr, src: IpAddr, token: &str) -> Result<TcpStream, u16> {
+    let sock = TcpSocket::new_v4().map_err(|_| 0u16)?;
+    sock.bind(SocketAddr::new(src, 0)).map_err(|_| 0u16)?;
+    let mut s = sock.connect(addr).await.map_err(|_| 0u16)?;
+    let req = format!("GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\nAccept: text/event-stream\r\n\r\n");
+    s.write_all(req.as_bytes()).await.map_err(|_| 0u16)?;
+    let head = read_head_async(&mut s).await.map_err(|_| 0u16)?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if status == 200 {
+        Ok(s)
+    } else {
+        Err(status)
+    }
+}
+
+/// Reads SSE events from a stream opened with [`sse_open`].
+#[derive(Debug, Default)]
+pub struct SseReader {
+    parser: herald_protocol::sse::SseParser,
+}
+
+impl SseReader {
+    /// A reader at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next event (EOF or an error ends the stream).
+    pub async fn next(
+        &mut self,
+        s: &mut TcpStream,
+    ) -> std::io::Result<herald_protocol::sse::SseEvent> {
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(ev) = self.parser.next_event() {
+                return Ok(ev);
+            }
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.parser.feed(&buf[..n]);
+        }
+    }
 }
 
 /// Opens a WebSocket (raw) from `src`; returns the stream after a 101, or the status code.

@@ -1,0 +1,173 @@
+//! Fixtures for the whole-system tests: edges, processors, clients against a real Redis
+//! Cluster and the mock Kafka cluster.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_edge::auth::jwt::{issue_hs256, Claims};
+use herald_edge::config::EdgeConfig;
+use herald_edge::EdgeHandle;
+use herald_processor::{Processor, ProcessorConfig};
+use herald_registry::{RedisOptions, Registry};
+use herald_testkit::clients::{read_frame, source_ip, sse_open, ws_open, SseReader};
+use herald_testkit::MockKafka;
+
+pub const JWT_SECRET: &str = "pipeline-test-jwt-secret";
+pub const DELIVERY_SECRET: &str = "pipeline-delivery-secret-0123456789";
+
+pub fn token(user: &str, device: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    issue_hs256(
+        JWT_SECRET.as_bytes(),
+        &Claims {
+            sub: user.into(),
+            did: Some(device.into()),
+            exp: now + 3600,
+            nbf: None,
+            iss: None,
+            aud: None,
+        },
+    )
+}
+
+/// An edge with its own node id, using the registry at `redis` (None = `registry` given).
+pub fn edge(node_id: &str, redis: Option<String>, registry: Option<Registry>) -> EdgeHandle {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut cfg = EdgeConfig::for_tests(JWT_SECRET);
+    cfg.node_id = node_id.into();
+    cfg.redis = redis;
+    cfg.delivery_secret = DELIVERY_SECRET.as_bytes().to_vec();
+    cfg.timer_tick = Duration::from_millis(10);
+    cfg.registry_heartbeat = Duration::from_millis(200);
+    cfg.ops.handshake_rate = 0;
+    cfg.conn.ping_interval = Duration::from_secs(600);
+    herald_edge::start_with(
+        cfg,
+        herald_edge::EdgeOptions {
+            registry,
+            ..Default::default()
+        },
+    )
+    .expect("edge starts")
+}
+
+pub fn processor_config(kafka: &MockKafka, group: &str) -> ProcessorConfig {
+    let mut c = ProcessorConfig::defaults();
+    c.kafka.bootstrap = kafka.bootstrap.clone();
+    c.kafka.group_id = group.to_string();
+    c.kafka.commit_interval = Duration::from_millis(200);
+    c.kafka.session_timeout = Duration::from_secs(6);
+    c.delivery.secret = DELIVERY_SECRET.as_bytes().to_vec();
+    c.delivery.retry_backoff = Duration::from_millis(20);
+    c.delivery.retry_backoff_max = Duration::from_millis(300);
+    c.delivery.edges_refresh = Duration::from_millis(200);
+    c.lookup_cache_ttl = Duration::from_millis(200);
+    c.metrics_listen = None;
+    c.shutdown_grace = Duration::from_secs(3);
+    c
+}
+
+/// A processor running on the current tokio runtime; stop it with the returned sender.
+pub async fn start_processor(
+    config: ProcessorConfig,
+    registry: Registry,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let p = Processor::start(config, registry).await.expect("processor starts");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        p.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("processor ran");
+    });
+    (tx, task)
+}
+
+pub async fn redis_registry(url: &str) -> Registry {
+    Registry::connect(url, &RedisOptions::default())
+        .await
+        .expect("registry connects")
+}
+
+/// What every client received, by (user, device), in arrival order.
+pub type Inbox = Arc<Mutex<HashMap<(String, String), Vec<String>>>>;
+
+/// Which protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ws,
+    Sse,
+}
+
+/// Connects one client, then records every push it receives until `stop` is set (checked
+/// every 100 ms) or the connection ends. `connected` is incremented once the edge answered.
+pub async fn client(
+    addr: SocketAddr,
+    n: usize,
+    user: String,
+    device: String,
+    kind: Kind,
+    inbox: Inbox,
+    connected: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
+    let token = token(&user, &device);
+    let key = (user.clone(), device.clone());
+    inbox.lock().unwrap().entry(key.clone()).or_default();
+    let tick = Duration::from_millis(100);
+    match kind {
+        Kind::Ws => {
+            let mut s = ws_open(addr, source_ip(n), &token).await.expect("ws 101");
+            connected.fetch_add(1, Ordering::SeqCst);
+            loop {
+                match tokio::time::timeout(tick, read_frame(&mut s)).await {
+                    Ok(Ok(f)) if f.opcode == 0x1 => {
+                        let text = String::from_utf8(f.payload).unwrap();
+                        inbox.lock().unwrap().get_mut(&key).unwrap().push(text);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) if stop.load(Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+        }
+        Kind::Sse => {
+            let mut s = sse_open(addr, source_ip(n), &token).await.expect("sse 200");
+            connected.fetch_add(1, Ordering::SeqCst);
+            let mut r = SseReader::new();
+            loop {
+                match tokio::time::timeout(tick, r.next(&mut s)).await {
+                    Ok(Ok(ev)) if ev.event.is_none() => {
+                        inbox.lock().unwrap().get_mut(&key).unwrap().push(ev.data);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) if stop.load(Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
