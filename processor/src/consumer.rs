@@ -74,6 +74,7 @@ impl<C: Consumer<TopicContext>> PartitionControl for Control<'_, C> {
     }
 
     fn pause(&self, partition: i32) {
+        log::debug!("{}[{partition}]: window full, pausing", self.topic);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(self.topic, partition);
         if let Err(e) = self.consumer.pause(&tpl) {
@@ -82,6 +83,7 @@ impl<C: Consumer<TopicContext>> PartitionControl for Control<'_, C> {
     }
 
     fn resume(&self, partition: i32) {
+        log::debug!("{}[{partition}]: resuming", self.topic);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(self.topic, partition);
         if let Err(e) = self.consumer.resume(&tpl) {
@@ -280,6 +282,10 @@ pub fn create(
             kafka.lag_interval.as_millis().max(1).to_string(),
         )
         .set("enable.partition.eof", "false")
+        .set(
+            "fetch.wait.max.ms",
+            kafka.fetch_wait_max.as_millis().to_string(),
+        )
         // Incremental rebalancing: a joining or leaving member moves only the partitions that
         // change owner; everyone else keeps forwarding (and keeps its in-flight windows).
         .set("partition.assignment.strategy", "cooperative-sticky");

@@ -5,8 +5,11 @@
 //! 1. parses the headers: a malformed record or an oversized payload is dead-lettered (with
 //!    the contract's reason) and settled at once, a record already expired is settled and
 //!    counted — none of them waits for, or blocks, the records around it;
-//! 2. starts the record's registry look-up right away (up to `lookup_concurrency` in
-//!    flight, pipelined by the registry client);
+//! 2. starts the record's registry look-up (up to `lookup_concurrency` in flight, pipelined by
+//!    the registry client), as long as fewer than `inflight_per_partition` records of the
+//!    partition are being forwarded — the rest wait in the lane's queue, consumed but not
+//!    started, so a crash can duplicate at most `inflight_per_partition` records per partition
+//!    (plus those settled since the last commit);
 //! 3. takes results strictly in partition order and starts a [`Driver`] for each, whose first
 //!    sends are queued on the links synchronously — so a user's records reach the edge in the
 //!    order they have in the partition (the link of a user is fixed);
@@ -18,6 +21,7 @@
 //! its queued records instead of forwarding them. Dropping the lane aborts its drivers.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,6 +205,11 @@ async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Ow
     let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut closed = false;
     loop {
+        if shared.stopping.load(Ordering::Relaxed) {
+            // Shutdown: what has not started is dropped unsettled (re-read by the next owner).
+            queue.clear();
+            closed = true;
+        }
         if closed && queue.is_empty() && drivers.is_empty() {
             return;
         }
@@ -226,7 +235,9 @@ async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Ow
                 let driver = Driver::start(shared.clone(), origin, q.msg, q.headers, routes);
                 drivers.spawn(driver.run());
             }
-            msg = rx.recv(), if !closed && queue.len() < shared.lookup_concurrency => {
+            msg = rx.recv(), if !closed
+                && queue.len() < shared.lookup_concurrency
+                && queue.len() + drivers.len() < shared.inflight_per_partition => {
                 match msg {
                     Some(msg) => intake(&shared, id, msg, &mut drivers, &mut queue),
                     None => closed = true,

@@ -89,6 +89,10 @@ pub(crate) struct Shared {
     pub(crate) max_payload_bytes: usize,
     /// Look-ups in flight per partition.
     pub(crate) lookup_concurrency: usize,
+    /// Records forwarded at once per partition.
+    pub(crate) inflight_per_partition: usize,
+    /// Set at shutdown: lanes start nothing new.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// The topics by priority level.
     pub(crate) topics: [Arc<TopicState>; 3],
     /// Records settled since start (autoscaling throughput).
@@ -224,7 +228,7 @@ impl Processor {
             log::warn!("edge membership not readable yet: {e}");
         }
         let t = &config.kafka.topics;
-        let window = config.inflight_per_partition;
+        let window = config.buffer_per_partition;
         let topics = [
             TopicState::new(&t.high, 0, window),
             TopicState::new(&t.normal, 1, window),
@@ -243,6 +247,8 @@ impl Processor {
             request_timeout: d.request_timeout,
             max_payload_bytes: config.max_payload_bytes,
             lookup_concurrency: config.lookup_concurrency,
+            inflight_per_partition: config.inflight_per_partition,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             settled_counters: [0, 1, 2]
                 .map(|l| metrics::counter!(m::SETTLED, "topic" => topics[l].topic.clone())),
             topics,
@@ -377,20 +383,24 @@ impl Processor {
                 }
                 let _ = entry.1.send(owned);
             }
-            // Closing the lanes' inputs lets them finish what they hold.
+            // Lanes finish what they started and drop what waits (it is not settled, so
+            // it is not committed either: the next owner forwards it).
+            shared.stopping.store(true, Ordering::Relaxed);
             senders.clear();
         }
+        // Let started records settle (their lanes end), up to the grace period.
         let deadline = Instant::now() + config.shutdown_grace;
-        loop {
-            let unsettled: usize = shared.topics.iter().map(|t| t.unsettled()).sum();
-            if unsettled == 0 {
-                break;
+        while !lanes.is_empty() {
+            match tokio::time::timeout_at(deadline, lanes.join_next()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    log::warn!(
+                        "shutdown: records still being forwarded after {:?}; they will be delivered again",
+                        config.shutdown_grace
+                    );
+                    break;
+                }
             }
-            if Instant::now() >= deadline {
-                log::warn!("shutdown: {unsettled} records unsettled after {:?}; they will be delivered again", config.shutdown_grace);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for (c, t) in consumers.iter().zip(&shared.topics) {
             if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {

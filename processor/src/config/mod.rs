@@ -34,6 +34,7 @@ keys! {
     "topic_dead" = "herald.push.dead" : "Dead-letter topic (records that could not be forwarded, with a `herald-dead-reason` header).";
     "kafka_properties" = "" : "Extra librdkafka properties for every Kafka client, comma-separated `name=value` (e.g. security.protocol=ssl).";
     "kafka_timeout" = "10s" : "Start-up deadline for Kafka metadata: an unreachable Kafka or a missing topic fails the start (exit 69).";
+    "fetch_wait_max" = "100ms" : "Longest a fetch waits on an empty partition (librdkafka fetch.wait.max.ms). Brokers answer at once when data arrives; librdkafka's mock cluster waits it out, so `herald dev` uses 5ms.";
     "session_timeout" = "10s" : "Consumer group session timeout: how long a crashed processor keeps its partitions.";
     "commit_interval" = "1s" : "Period of the commit of stored (settled) offsets.";
     "auto_offset_reset" = "earliest" : "Where a partition without a committed offset starts: earliest or latest.";
@@ -54,7 +55,8 @@ keys! {
     "retry_backoff_max" = "1s" : "Upper bound of the retry backoff.";
     "edges_refresh" = "1s" : "Period of the edge membership refresh (delivery addresses, broadcast fan-out).";
     "edge_max_age" = "10s" : "An edge whose last membership heartbeat is older than this is not live (no broadcasts, its records count as stale).";
-    "inflight_per_partition" = "512" : "In-flight window per partition: unsettled records before the partition pauses; bounds duplicates after a crash.";
+    "inflight_per_partition" = "512" : "Records per partition being forwarded at once (looked up, sent, awaiting answers); bounds the duplicates a crash can cause.";
+    "buffer_per_partition" = "4096" : "Consumed, unsettled records per partition (forwarding or waiting their turn) before the partition is paused; bounds memory.";
     "starvation_guard" = "64" : "A lower-priority topic is polled first after watching this many records in a row go to higher ones.";
     "max_payload_bytes" = "1MiB" : "Larger payloads are dead-lettered (an edge frame carries at most 1 MiB of payload).";
     "metrics_listen" = "127.0.0.1:9400" : "Prometheus endpoint (GET /metrics). Empty = no endpoint. Port 0 picks a free port.";
@@ -119,6 +121,8 @@ pub struct KafkaConfig {
     pub lag_interval: Duration,
     /// Start-up metadata deadline.
     pub metadata_timeout: Duration,
+    /// librdkafka `fetch.wait.max.ms`.
+    pub fetch_wait_max: Duration,
 }
 
 /// Forwarding to edges.
@@ -193,8 +197,10 @@ pub struct ProcessorConfig {
     pub lookup_concurrency: usize,
     /// Forwarding.
     pub delivery: DeliveryConfig,
-    /// In-flight window per partition.
+    /// Records per partition being forwarded at once.
     pub inflight_per_partition: usize,
+    /// Consumed, unsettled records per partition before it pauses.
+    pub buffer_per_partition: usize,
     /// Priority starvation guard.
     pub starvation_guard: u32,
     /// Payload cap.
@@ -299,6 +305,12 @@ impl ProcessorConfig {
             };
             return Err(ConfigError::new(key, "must be above 0"));
         }
+        if self.buffer_per_partition < self.inflight_per_partition {
+            return Err(ConfigError::new(
+                "buffer_per_partition",
+                "must be at least inflight_per_partition",
+            ));
+        }
         if d.retry_backoff_max < d.retry_backoff {
             return Err(ConfigError::new(
                 "retry_backoff_max",
@@ -344,6 +356,7 @@ impl ProcessorConfig {
             auto_offset_reset,
             lag_interval: nonzero("lag_interval")?,
             metadata_timeout: nonzero("kafka_timeout")?,
+            fetch_wait_max: s.get("fetch_wait_max", parse_duration)?,
         };
         let redis = s
             .get("redis", parse_text)
@@ -414,6 +427,7 @@ impl ProcessorConfig {
             lookup_concurrency: s.get("lookup_concurrency", parse_num)?,
             delivery,
             inflight_per_partition: s.get("inflight_per_partition", parse_num)?,
+            buffer_per_partition: s.get("buffer_per_partition", parse_num)?,
             starvation_guard: s.get("starvation_guard", parse_num)?,
             max_payload_bytes: s.get("max_payload_bytes", parse_bytes)? as usize,
             metrics_listen,
@@ -498,6 +512,7 @@ mod tests {
             ("max_payload_bytes", "2MiB"),
             ("batch_max_messages", "70000"),
             ("retry_backoff_max", "10ms"),
+            ("buffer_per_partition", "100"),
             ("worker_threads", "0"),
         ];
         for (key, value) in cases {

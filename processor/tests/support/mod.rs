@@ -205,6 +205,8 @@ pub fn processor_config(kafka: &Kafka, group: &str) -> ProcessorConfig {
     c.kafka.commit_interval = Duration::from_millis(200);
     c.kafka.session_timeout = Duration::from_secs(6);
     c.kafka.lag_interval = Duration::from_millis(500);
+    // The mock broker holds empty fetches for the whole wait, even when data arrives.
+    c.kafka.fetch_wait_max = Duration::from_millis(5);
     c.delivery.secret = SECRET.to_vec();
     c.delivery.request_timeout = Duration::from_millis(500);
     c.delivery.connect_timeout = Duration::from_millis(500);

@@ -1,0 +1,146 @@
+//! Strict priority: with a low-priority backlog waiting, high-priority pushes overtake it;
+//! per-user order holds within a topic.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use herald_processor::{Processor, Sender, SenderConfig};
+use herald_protocol::kafka::{Priority, Target};
+use herald_registry::Registry;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use support::edge::{deliver_all, TestEdge};
+use support::{processor_config, register, wait_for, Kafka};
+
+const LOW: usize = 20_000;
+const HIGH: usize = 100;
+const USERS: usize = 50;
+
+async fn produce_many(kafka: &Kafka, topic: &str, prefix: &str, n: usize) {
+    let producer = kafka.producer();
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let user = format!("user{}", i % USERS);
+        let payload = format!("{prefix}:{user}:{i}");
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "herald-target",
+            value: Some(user.as_str()),
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(&user)
+            .payload(&payload)
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    // Local queue full: let it drain.
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    for f in pending {
+        f.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_overtakes_a_low_backlog() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let kafka = Kafka::start(1, 4);
+    let registry = Registry::in_process();
+    let edge = TestEdge::start(&registry, "e1", 2, deliver_all()).await;
+    for u in 0..USERS {
+        register(&registry, &format!("user{u}"), "d", "e1", (u % 2) as u16).await;
+    }
+    produce_many(&kafka, "herald.push.low", "low", LOW).await;
+
+    let processor = Processor::start(processor_config(&kafka, "priority"), registry.clone())
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(processor.run(async {
+        let _ = stopped.await;
+    }));
+    // The backlog is being worked through; now the urgent pushes arrive.
+    assert!(wait_for(Duration::from_secs(60), || edge.count() >= 1_000).await);
+    let sender = Sender::new(&SenderConfig::new(&kafka.bootstrap)).unwrap();
+    let mut sent_at = HashMap::new();
+    for i in 0..HIGH {
+        let user = format!("user{}", i % USERS);
+        let payload = format!("high:{user}:{i}");
+        let id = sender
+            .send(
+                &Target::User(user),
+                payload.as_bytes(),
+                Priority::High,
+                None,
+            )
+            .await
+            .unwrap();
+        sent_at.insert(id.to_string(), Instant::now());
+    }
+    assert!(
+        wait_for(Duration::from_secs(60), || edge.count() >= LOW + HIGH).await,
+        "everything delivered ({} of {})",
+        edge.count(),
+        LOW + HIGH
+    );
+    let got = edge.received();
+    let span = got.last().unwrap().at - got[0].at;
+    eprintln!(
+        "{} pushes forwarded in {span:?} ({:.0}/s, debug build)",
+        got.len(),
+        got.len() as f64 / span.as_secs_f64()
+    );
+    let mut latencies: Vec<Duration> = got
+        .iter()
+        .filter_map(|r| sent_at.get(&r.message_id).map(|t| r.at - *t))
+        .collect();
+    assert_eq!(latencies.len(), HIGH);
+    latencies.sort();
+    let p99 = latencies[HIGH * 99 / 100 - 1];
+    let last_high = got
+        .iter()
+        .rposition(|r| r.payload.starts_with(b"high:"))
+        .unwrap();
+    let low_after = got.len() - last_high - 1;
+    eprintln!(
+        "high pushes: p50 {:?}, p99 {p99:?}, max {:?}; {low_after} backlog pushes delivered after the last one",
+        latencies[HIGH / 2],
+        latencies[HIGH - 1]
+    );
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    // They overtook the backlog: a good part of it was still waiting.
+    assert!(
+        low_after >= LOW / 4,
+        "only {low_after} of {LOW} were behind them"
+    );
+
+    // Per-user order within each topic.
+    let mut last_seq: HashMap<(String, String), usize> = HashMap::new();
+    for r in &got {
+        let text = String::from_utf8(r.payload.clone()).unwrap();
+        let mut parts = text.split(':');
+        let (prio, user, seq) = (
+            parts.next().unwrap().to_string(),
+            parts.next().unwrap().to_string(),
+            parts.next().unwrap().parse::<usize>().unwrap(),
+        );
+        assert_eq!(r.user.as_deref(), Some(user.as_str()));
+        if let Some(prev) = last_seq.insert((prio, user.clone()), seq) {
+            assert!(prev < seq, "{user}: {seq} after {prev}");
+        }
+    }
+    assert_eq!(got.len(), LOW + HIGH, "no duplicates without faults");
+
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}
