@@ -44,10 +44,18 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     let _guard = rt.enter();
     let group = "pipeline";
     let (stop1, p1) = rt.block_on(async {
-        start_processor(processor_config(&kafka, group), redis_registry(&redis.url()).await).await
+        start_processor(
+            processor_config(&kafka, group),
+            redis_registry(&redis.url()).await,
+        )
+        .await
     });
     let (stop2, p2) = rt.block_on(async {
-        start_processor(processor_config(&kafka, group), redis_registry(&redis.url()).await).await
+        start_processor(
+            processor_config(&kafka, group),
+            redis_registry(&redis.url()).await,
+        )
+        .await
     });
 
     // 2,000 clients, alternating edges.
@@ -58,7 +66,11 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     let mut n = 0;
     for u in 0..USERS {
         for (device, kind) in devices(u) {
-            let addr = if n % 2 == 0 { edge_a.client_addr } else { edge_b.client_addr };
+            let addr = if n % 2 == 0 {
+                edge_a.client_addr
+            } else {
+                edge_b.client_addr
+            };
             clients.push(rt.spawn(client(
                 addr,
                 n,
@@ -87,7 +99,10 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
                 .lookup(&refs, herald_edge::shard::unix_ms())
                 .await
                 .unwrap();
-            let ok = found.iter().enumerate().all(|(u, l)| l.len() == devices(u).len());
+            let ok = found
+                .iter()
+                .enumerate()
+                .all(|(u, l)| l.len() == devices(u).len());
             if ok || Instant::now() > end {
                 return ok;
             }
@@ -99,7 +114,11 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     // (user, priority) so order can be checked; then a broadcast.
     let sender = Sender::new(&SenderConfig::new(kafka.bootstrap.clone())).unwrap();
     let mut expected: HashMap<(String, String), usize> = (0..USERS)
-        .flat_map(|u| devices(u).into_iter().map(move |(d, _)| ((format!("u{u}"), d.to_string()), 0)))
+        .flat_map(|u| {
+            devices(u)
+                .into_iter()
+                .map(move |(d, _)| ((format!("u{u}"), d.to_string()), 0))
+        })
         .collect();
     let mut seq: HashMap<(usize, usize), usize> = HashMap::new();
     let mut plan = Vec::with_capacity(MESSAGES);
@@ -112,7 +131,9 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
         let target_dev = (u < MULTI_DEVICE_USERS && k % 3 == 0).then(|| devs[k % 2].0);
         for (d, _) in &devs {
             if target_dev.is_none_or(|t| t == *d) {
-                *expected.entry((format!("u{u}"), d.to_string())).or_default() += 1;
+                *expected
+                    .entry((format!("u{u}"), d.to_string()))
+                    .or_default() += 1;
             }
         }
         plan.push((u, p, target_dev, *s));
@@ -132,14 +153,24 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
                 let priority = [Priority::High, Priority::Normal, Priority::Low][p];
                 let payload = format!("p{p}|u{u}|{}|{s}", dev.unwrap_or("*"));
                 sender
-                    .send(&target, payload.as_bytes(), priority, Some(Duration::from_secs(120)))
+                    .send(
+                        &target,
+                        payload.as_bytes(),
+                        priority,
+                        Some(Duration::from_secs(120)),
+                    )
                     .await
                     .expect("kafka acknowledged");
             });
             futures_join_all(sends).await;
         }
         sender
-            .send(&Target::Broadcast, b"broadcast|all", Priority::Normal, Some(Duration::from_secs(120)))
+            .send(
+                &Target::Broadcast,
+                b"broadcast|all",
+                Priority::Normal,
+                Some(Duration::from_secs(120)),
+            )
             .await
             .unwrap();
     });
@@ -158,7 +189,10 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
                 &producer,
                 "herald.push.normal",
                 Some(&u),
-                &[("herald-target", u.as_bytes()), ("herald-expires-at", past.as_bytes())],
+                &[
+                    ("herald-target", u.as_bytes()),
+                    ("herald-expires-at", past.as_bytes()),
+                ],
                 format!("expired|{u}|{i}").as_bytes(),
             )
             .await;
@@ -166,12 +200,24 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
         for i in 0..100 {
             let target = format!("ghost{i}");
             sender
-                .send(&Target::User(target), b"offline", Priority::Low, Some(Duration::from_secs(60)))
+                .send(
+                    &Target::User(target),
+                    b"offline",
+                    Priority::Low,
+                    Some(Duration::from_secs(60)),
+                )
                 .await
                 .unwrap();
         }
         for i in 0..10 {
-            produce_raw(&producer, "herald.push.high", Some("u1"), &[], format!("no target {i}").as_bytes()).await;
+            produce_raw(
+                &producer,
+                "herald.push.high",
+                Some("u1"),
+                &[],
+                format!("no target {i}").as_bytes(),
+            )
+            .await;
             produce_raw(
                 &producer,
                 "herald.push.low",
@@ -186,7 +232,9 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     // Wait until every connection has what it should, then a little longer for duplicates.
     let want_total: usize = expected.values().sum();
     let got_total = || -> usize { inbox.lock().unwrap().values().map(Vec::len).sum() };
-    let complete = rt.block_on(wait_until(Duration::from_secs(120), || got_total() >= want_total));
+    let complete = rt.block_on(wait_until(Duration::from_secs(120), || {
+        got_total() >= want_total
+    }));
     let elapsed = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
@@ -199,24 +247,39 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
         got_total_of(&inbox),
         got_total_of(&inbox) as f64 / elapsed.as_secs_f64()
     );
-    assert!(complete, "only {} of {want_total} deliveries arrived", got_total_of(&inbox));
+    assert!(
+        complete,
+        "only {} of {want_total} deliveries arrived",
+        got_total_of(&inbox)
+    );
 
     // Exactly once, in order per (user, priority), nothing expired.
     for (key, msgs) in &inbox {
         let want = expected.get(key).copied().unwrap_or(0);
-        assert_eq!(msgs.len(), want, "{key:?} received {} of {want}", msgs.len());
+        assert_eq!(
+            msgs.len(),
+            want,
+            "{key:?} received {} of {want}",
+            msgs.len()
+        );
         let mut last: HashMap<&str, usize> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for m in msgs {
             assert!(seen.insert(m.as_str()), "{key:?} received {m} twice");
-            assert!(!m.starts_with("expired"), "{key:?} received an expired push {m}");
+            assert!(
+                !m.starts_with("expired"),
+                "{key:?} received an expired push {m}"
+            );
             if m.starts_with("broadcast") {
                 continue;
             }
             let parts: Vec<&str> = m.split('|').collect();
             let s: usize = parts[3].parse().unwrap();
             let prev = last.insert(parts[0], s).unwrap_or(0);
-            assert!(s > prev, "{key:?}: {m} after sequence {prev} (out of order)");
+            assert!(
+                s > prev,
+                "{key:?}: {m} after sequence {prev} (out of order)"
+            );
         }
     }
 
@@ -225,13 +288,15 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     let dead = kafka.read(DEAD_TOPIC, 20, Duration::from_secs(20));
     let mut reasons: HashMap<String, usize> = HashMap::new();
     for m in &dead {
-        *reasons.entry(header(m, "herald-dead-reason").unwrap_or_default()).or_default() += 1;
+        *reasons
+            .entry(header(m, "herald-dead-reason").unwrap_or_default())
+            .or_default() += 1;
     }
     assert_eq!(reasons.get("missing-target"), Some(&10), "{reasons:?}");
     assert_eq!(reasons.get("bad-expires-at"), Some(&10), "{reasons:?}");
-    assert!(rt.block_on(wait_until(Duration::from_secs(30), || tokio::task::block_in_place(
-        || kafka.all_committed(group)
-    ))));
+    assert!(rt.block_on(wait_until(Duration::from_secs(30), || {
+        tokio::task::block_in_place(|| kafka.all_committed(group))
+    })));
 
     let _ = stop1.send(());
     let _ = stop2.send(());

@@ -25,6 +25,10 @@ pub enum Closing {
     AfterFlush,
     /// Close the socket now, dropping what is queued.
     Now,
+    /// The socket is gone but the entry lingers (the client was asked to move and is
+    /// reconnecting elsewhere): deliveries are answered `draining` and the registry record is
+    /// removed only when the linger ends, after the client's new registration.
+    Departed,
 }
 
 /// One connection's state (the socket itself is owned by its driver task).
@@ -112,6 +116,7 @@ impl Conn {
             Closing::AwaitClient => 1,
             Closing::AfterFlush => 2,
             Closing::Now => 3,
+            Closing::Departed => 4,
         };
         if rank(how) > rank(self.closing) {
             self.closing = how;

@@ -94,6 +94,8 @@ pub struct ShardSnapshot {
     pub sse: usize,
     /// Connections still in their handshake.
     pub handshaking: usize,
+    /// Entries of clients asked to move whose socket is gone, lingering for `close_grace`.
+    pub departed: usize,
     /// Distinct users.
     pub users: usize,
     /// Delivery port of this shard.

@@ -96,8 +96,10 @@ pub struct Shard {
     control: mpsc::UnboundedSender<ControlEvent>,
     /// Shared canned frames.
     pub canned: Canned,
-    /// No new deliveries or connections (shutdown).
+    /// No new connections (drain or shutdown).
     pub draining: Cell<bool>,
+    /// Shutting down: connections end without lingering.
+    stopping: Cell<bool>,
     /// This shard's delivery port.
     pub delivery_port: Cell<u16>,
     /// Handshake token bucket (admission control).
@@ -176,6 +178,7 @@ impl Shard {
             control,
             canned: Canned::new(),
             draining: Cell::new(false),
+            stopping: Cell::new(false),
             delivery_port: Cell::new(0),
             bucket: RefCell::new(TokenBucket::new(
                 cfg.ops.handshake_rate,
@@ -331,8 +334,36 @@ impl Shard {
         let _ = self.control.send(ev);
     }
 
-    /// Removes a finished connection: table, registry record, counters.
+    /// A connection's socket is gone. If the edge had asked the client to move (lifetime,
+    /// drain, replaced), the entry lingers for `close_grace` so the client's new registration
+    /// lands before this one is removed and deliveries meanwhile get `draining` (retry after a
+    /// fresh look-up) instead of `not_here`; otherwise it is removed now.
     pub fn finish(&self, id: ConnId) {
+        {
+            let mut table = self.table.borrow_mut();
+            let Some(conn) = table.get(id) else { return };
+            let moving = matches!(conn.close_reason, Some("lifetime" | "drain" | "replaced"));
+            if moving
+                && conn.user.is_some()
+                && conn.closing != Closing::Departed
+                && !self.stopping.get()
+            {
+                conn.closing = Closing::Departed;
+                conn.out = Default::default();
+                conn.out_bytes = 0;
+                conn.out_off = 0;
+                conn.waker = None;
+                conn.ws = Default::default();
+                conn.life.start_closing(self.now_tick(), &self.timing);
+                self.schedule(id, conn);
+                return;
+            }
+        }
+        self.remove(id);
+    }
+
+    /// Removes a connection entry: table, registry record, counters.
+    fn remove(&self, id: ConnId) {
         let Some(conn) = self.table.borrow_mut().remove(id) else {
             return;
         };
@@ -357,6 +388,7 @@ impl Shard {
         if due.is_empty() {
             return;
         }
+        let mut departed = Vec::new();
         let mut table = self.table.borrow_mut();
         let mut wheel = self.wheel.borrow_mut();
         for (e, t) in due {
@@ -364,6 +396,14 @@ impl Shard {
             let Some(conn) = table.get(id) else { continue };
             if conn.wheel_at != t {
                 continue; // superseded entry
+            }
+            if conn.closing == Closing::Departed {
+                if t >= conn.life.deadline() {
+                    departed.push(id);
+                } else {
+                    conn.wheel_at = wheel.insert(e, conn.life.deadline());
+                }
+                continue;
             }
             let action = conn.life.on_deadline(t, conn.kind, &self.timing);
             match action {
@@ -389,6 +429,11 @@ impl Shard {
                 }
             }
             conn.wheel_at = wheel.insert(e, conn.life.deadline());
+        }
+        drop(table);
+        drop(wheel);
+        for id in departed {
+            self.remove(id);
         }
     }
 
@@ -557,13 +602,14 @@ impl Shard {
         snap.connections = table.live();
         snap.users = table.users();
         for id in table.all_indexed() {
-            match table.get(id).map(|c| c.kind) {
-                Some(ConnKind::WebSocket) => snap.websocket += 1,
-                Some(ConnKind::Sse) => snap.sse += 1,
+            match table.get(id).map(|c| (c.kind, c.closing)) {
+                Some((_, Closing::Departed)) => snap.departed += 1,
+                Some((ConnKind::WebSocket, _)) => snap.websocket += 1,
+                Some((ConnKind::Sse, _)) => snap.sse += 1,
                 None => {}
             }
         }
-        snap.handshaking = snap.connections - snap.websocket - snap.sse;
+        snap.handshaking = snap.connections - snap.websocket - snap.sse - snap.departed;
         let cap = self.cfg.ops.max_connections_per_shard;
         snap.capacity_left = (cap > 0).then(|| cap.saturating_sub(snap.websocket + snap.sse));
         snap.handshake_tokens = self.bucket.borrow().available();
@@ -584,7 +630,7 @@ impl Shard {
     pub fn reassert(&self) {
         let mut table = self.table.borrow_mut();
         for id in table.all_indexed() {
-            if let Some(c) = table.get(id) {
+            if let Some(c) = table.get(id).filter(|c| c.closing != Closing::Departed) {
                 if let Some(user) = &c.user {
                     let ev = ControlEvent::Register {
                         user: user.to_string(),
@@ -598,9 +644,26 @@ impl Shard {
         }
     }
 
-    /// Closes every connection for shutdown (WebSocket: close 1001 first).
+    /// Closes every connection for shutdown (WebSocket: close 1001 first); lingering entries
+    /// of departed clients are removed now.
     pub fn close_all(&self) {
         self.draining.set(true);
+        self.stopping.set(true);
+        let departed: Vec<ConnId> = {
+            let mut table = self.table.borrow_mut();
+            table
+                .all_slots()
+                .into_iter()
+                .filter(|&id| {
+                    table
+                        .get(id)
+                        .is_some_and(|c| c.closing == Closing::Departed)
+                })
+                .collect()
+        };
+        for id in departed {
+            self.remove(id);
+        }
         let mut table = self.table.borrow_mut();
         for id in table.all_indexed() {
             if let Some(c) = table.get(id) {

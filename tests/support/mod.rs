@@ -38,17 +38,23 @@ pub fn token(user: &str, device: &str) -> String {
     )
 }
 
-/// An edge with its own node id, using the registry at `redis` (None = `registry` given).
-pub fn edge(node_id: &str, redis: Option<String>, registry: Option<Registry>) -> EdgeHandle {
+/// A test edge configuration with its own node id (loopback, free ports, fast timers).
+pub fn edge_config(node_id: &str) -> EdgeConfig {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut cfg = EdgeConfig::for_tests(JWT_SECRET);
     cfg.node_id = node_id.into();
-    cfg.redis = redis;
     cfg.delivery_secret = DELIVERY_SECRET.as_bytes().to_vec();
     cfg.timer_tick = Duration::from_millis(10);
     cfg.registry_heartbeat = Duration::from_millis(200);
     cfg.ops.handshake_rate = 0;
     cfg.conn.ping_interval = Duration::from_secs(600);
+    cfg
+}
+
+/// An edge with its own node id, using the registry at `redis` (None = `registry` given).
+pub fn edge(node_id: &str, redis: Option<String>, registry: Option<Registry>) -> EdgeHandle {
+    let mut cfg = edge_config(node_id);
+    cfg.redis = redis;
     herald_edge::start_with(
         cfg,
         herald_edge::EdgeOptions {
@@ -79,8 +85,13 @@ pub fn processor_config(kafka: &MockKafka, group: &str) -> ProcessorConfig {
 pub async fn start_processor(
     config: ProcessorConfig,
     registry: Registry,
-) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let p = Processor::start(config, registry).await.expect("processor starts");
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let p = Processor::start(config, registry)
+        .await
+        .expect("processor starts");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         p.run(async {
