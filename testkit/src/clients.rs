@@ -34,24 +34,32 @@ pub fn source_ip(i: usize) -> IpAddr {
     ))
 }
 
-/// Opens an SSE stream from `src`; returns the stream after a 200 head, or the status code.
-pub async fn sse_open(addr: SocketAddr, src: IpAddr, token: &str) -> Result<TcpStream, u16> {
+/// Connects from `src`, sends `request`, reads the response head: the stream when the status
+/// is `expect`, else the status (0 when the exchange failed).
+async fn open(addr: SocketAddr, src: IpAddr, request: &str, expect: u16) -> Result<TcpStream, u16> {
     let sock = TcpSocket::new_v4().map_err(|_| 0u16)?;
     sock.bind(SocketAddr::new(src, 0)).map_err(|_| 0u16)?;
     let mut s = sock.connect(addr).await.map_err(|_| 0u16)?;
-    let req = format!("GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\nAccept: text/event-stream\r\n\r\n");
-    s.write_all(req.as_bytes()).await.map_err(|_| 0u16)?;
+    s.write_all(request.as_bytes()).await.map_err(|_| 0u16)?;
     let head = read_head_async(&mut s).await.map_err(|_| 0u16)?;
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    if status == 200 {
+    if status == expect {
         Ok(s)
     } else {
         Err(status)
     }
+}
+
+/// Opens an SSE stream from `src`; returns the stream after a 200 head, or the status code.
+pub async fn sse_open(addr: SocketAddr, src: IpAddr, token: &str) -> Result<TcpStream, u16> {
+    let req = format!(
+        "GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    open(addr, src, &req, 200).await
 }
 
 /// Reads SSE events from a stream opened with [`sse_open`].
@@ -87,25 +95,11 @@ impl SseReader {
 
 /// Opens a WebSocket (raw) from `src`; returns the stream after a 101, or the status code.
 pub async fn ws_open(addr: SocketAddr, src: IpAddr, token: &str) -> Result<TcpStream, u16> {
-    let sock = TcpSocket::new_v4().map_err(|_| 0u16)?;
-    sock.bind(SocketAddr::new(src, 0)).map_err(|_| 0u16)?;
-    let mut s = sock.connect(addr).await.map_err(|_| 0u16)?;
     let req = format!(
         "GET /ws?access_token={token} HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    s.write_all(req.as_bytes()).await.map_err(|_| 0u16)?;
-    let head = read_head_async(&mut s).await.map_err(|_| 0u16)?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if status == 101 {
-        Ok(s)
-    } else {
-        Err(status)
-    }
+    open(addr, src, &req, 101).await
 }
 
 /// Reads a response head (byte-wise; heads are small).

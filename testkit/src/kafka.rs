@@ -39,9 +39,13 @@ impl MockKafka {
     pub fn start(brokers: i32, partitions: i32) -> MockKafka {
         let cluster = MockCluster::new(brokers).expect("mock Kafka cluster");
         for t in PUSH_TOPICS {
-            cluster.create_topic(t, partitions, 1).expect("create topic");
+            cluster
+                .create_topic(t, partitions, 1)
+                .expect("create topic");
         }
-        cluster.create_topic(DEAD_TOPIC, 1, 1).expect("create topic");
+        cluster
+            .create_topic(DEAD_TOPIC, 1, 1)
+            .expect("create topic");
         let bootstrap = cluster.bootstrap_servers();
         MockKafka {
             cluster,

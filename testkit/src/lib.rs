@@ -20,8 +20,8 @@
 //! The fixtures are blocking `std` code: set up before a test's runtime starts and controlled
 //! from any thread. Only [`clients`] is async.
 
-pub mod clients;
 mod cli;
+pub mod clients;
 pub mod kafka;
 pub mod ports;
 pub mod redis;
