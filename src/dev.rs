@@ -132,6 +132,8 @@ async fn dev(a: &DevArgs) -> ExitCode {
     let mut pcfg = ProcessorConfig::defaults();
     pcfg.kafka.bootstrap = bootstrap.clone();
     pcfg.kafka.group_id = "herald-dev".into();
+    // librdkafka's mock brokers hold an empty fetch for the full wait; keep it short.
+    pcfg.kafka.fetch_wait_max = Duration::from_millis(5);
     pcfg.delivery.secret = delivery_secret.into_bytes();
     // One process, one metrics recorder: the edge's admin `/metrics` shows every component.
     pcfg.metrics_listen = None;

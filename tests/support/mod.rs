@@ -71,6 +71,7 @@ pub fn processor_config(kafka: &MockKafka, group: &str) -> ProcessorConfig {
     c.kafka.group_id = group.to_string();
     c.kafka.commit_interval = Duration::from_millis(200);
     c.kafka.session_timeout = Duration::from_secs(6);
+    c.kafka.fetch_wait_max = Duration::from_millis(5);
     c.delivery.secret = DELIVERY_SECRET.as_bytes().to_vec();
     c.delivery.retry_backoff = Duration::from_millis(20);
     c.delivery.retry_backoff_max = Duration::from_millis(300);
