@@ -90,9 +90,7 @@ impl Autoscaler {
             lag,
             settled,
         };
-        let Some(prev) = self.last.replace(current) else {
-            return None;
-        };
+        let prev = self.last.replace(current)?;
         let dt = now_secs - prev.at;
         if dt <= 0.0 {
             self.last = Some(prev);

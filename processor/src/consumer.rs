@@ -16,7 +16,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -59,6 +61,7 @@ struct Control<'a, C: Consumer<TopicContext>> {
 
 impl<C: Consumer<TopicContext>> PartitionControl for Control<'_, C> {
     fn store(&self, partition: i32, next_offset: i64) {
+        log::trace!("{}[{partition}]: store {next_offset}", self.topic);
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(self.topic, partition, Offset::Offset(next_offset))
@@ -99,12 +102,12 @@ fn lock(table: &Mutex<PartitionTable>) -> std::sync::MutexGuard<'_, PartitionTab
 }
 
 impl TopicState {
-    /// State for `topic` at priority `level` with windows of `window` records.
-    pub fn new(topic: &str, level: usize, window: usize) -> Arc<TopicState> {
+    /// State for `topic` at priority `level`: windows of `window`, buffers of `buffer` records.
+    pub fn new(topic: &str, level: usize, window: usize, buffer: usize) -> Arc<TopicState> {
         Arc::new(TopicState {
             topic: topic.to_string(),
             level,
-            table: Mutex::new(PartitionTable::new(window)),
+            table: Mutex::new(PartitionTable::new(window, buffer)),
             consumer: OnceLock::new(),
             lag_total: AtomicU64::new(0),
             inflight_gauge: metrics::gauge!(m::INFLIGHT, "topic" => topic.to_string()),
@@ -127,16 +130,26 @@ impl TopicState {
         }
     }
 
-    /// Admits a consumed record (pausing its partition when the window fills); returns the
-    /// generation to settle it with.
-    pub fn admit(&self, partition: i32, offset: i64) -> u64 {
+    /// The loop took a record of `partition` (pausing the partition when its buffer is
+    /// full); returns the generation to admit and settle it with.
+    pub fn received(&self, partition: i32) -> u64 {
         let mut generation = 0;
         self.with_consumer(|control| {
             let mut table = lock(&self.table);
-            generation = table.admit(partition, offset, control);
+            generation = table.received(partition, control);
             self.publish(&table);
         });
         generation
+    }
+
+    /// Whether the partition's window can admit another record.
+    pub fn has_room(&self, partition: i32, generation: u64) -> bool {
+        lock(&self.table).has_room(partition, generation)
+    }
+
+    /// The lane starts forwarding a record; `false` if its generation is gone.
+    pub fn admit(&self, partition: i32, generation: u64, offset: i64) -> bool {
+        lock(&self.table).admit(partition, generation, offset)
     }
 
     /// Settles a record; stores the new commit position. Returns whether it counted.
@@ -224,13 +237,21 @@ fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
 }
 
 impl ConsumerContext for TopicContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = partitions_of(tpl, &self.state.topic);
             log::info!("{}: partitions {parts:?} revoked", self.state.topic);
-            let mut table = lock(&self.state.table);
-            table.revoke(&parts);
-            self.state.publish(&table);
+            {
+                let mut table = lock(&self.state.table);
+                table.revoke(&parts);
+                self.state.publish(&table);
+            }
+            // Commit what was settled before the partitions go: the new owner starts there.
+            // (librdkafka's own commit of revoked partitions is skipped when a consumer is
+            // destroyed, e.g. a processor task aborted.)
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                log::debug!("{}: commit on revoke: {e}", self.state.topic);
+            }
             for p in parts {
                 metrics::gauge!(m::LAG, "topic" => self.state.topic.clone(), "partition" => p.to_string())
                     .set(0.0);

@@ -10,9 +10,9 @@
 //! read, i.e. the last settled offset of the contiguous prefix plus one.
 //!
 //! Offsets need not be contiguous (compaction and transaction markers leave gaps); only their
-//! order matters. The window's capacity is a soft limit the caller enforces by pausing the
-//! partition when [`InflightWindow::is_full`] and resuming when [`InflightWindow::can_resume`]:
-//! it bounds the duplicates a crash can cause, since at most the unsettled tail is replayed.
+//! order matters. The window's capacity is a limit the caller enforces by admitting only while
+//! the window is not [full](InflightWindow::is_full): it bounds the duplicates a crash can
+//! cause, since at most the window is replayed.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -58,7 +58,7 @@ pub struct InflightWindow {
     last_admitted: Option<i64>,
     /// Unsettled entries; `entries.len()` also counts settled ones waiting behind the front.
     unsettled: usize,
-    /// Soft bound on `entries.len()` the caller enforces by pausing the partition.
+    /// Bound on `entries.len()` the caller enforces by admitting only below it.
     capacity: usize,
 }
 
@@ -126,18 +126,12 @@ impl InflightWindow {
         self.unsettled
     }
 
-    /// True when the caller should stop admitting (pause the partition).
+    /// True when the caller must not admit more.
     pub fn is_full(&self) -> bool {
         self.entries.len() >= self.capacity
     }
 
-    /// True when a paused partition may resume: the window drained to half its capacity, so
-    /// pause/resume does not flap on every settle.
-    pub fn can_resume(&self) -> bool {
-        self.entries.len() <= self.capacity / 2
-    }
-
-    /// The soft bound this window was created with.
+    /// The bound this window was created with.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -224,23 +218,22 @@ mod tests {
     }
 
     #[test]
-    fn full_and_resume_have_hysteresis() {
+    fn full_until_the_front_settles() {
         let mut w = InflightWindow::new(4);
         for o in 0..4 {
             assert!(!w.is_full());
             w.admit(o).unwrap();
         }
         assert!(w.is_full());
-        assert!(!w.can_resume());
         // Settling out of order frees nothing: the front still blocks.
         w.settle(3);
         w.settle(2);
         assert!(w.is_full());
         assert_eq!(w.settle(0), Some(1));
         assert!(!w.is_full());
-        assert!(!w.can_resume(), "3 held, resume only at 2");
+        assert_eq!(w.len(), 3);
         assert_eq!(w.settle(1), Some(4));
-        assert!(w.can_resume());
+        assert!(w.is_empty());
     }
 
     #[test]

@@ -5,11 +5,10 @@
 //! 1. parses the headers: a malformed record or an oversized payload is dead-lettered (with
 //!    the contract's reason) and settled at once, a record already expired is settled and
 //!    counted — none of them waits for, or blocks, the records around it;
-//! 2. starts the record's registry look-up (up to `lookup_concurrency` in flight, pipelined by
-//!    the registry client), as long as fewer than `inflight_per_partition` records of the
-//!    partition are being forwarded — the rest wait in the lane's queue, consumed but not
-//!    started, so a crash can duplicate at most `inflight_per_partition` records per partition
-//!    (plus those settled since the last commit);
+//! 2. admits the record to the partition's in-flight window — only while the window has room;
+//!    the rest wait in the lane's input, received but not started, so a crash re-delivers at
+//!    most a window of records that may have been forwarded — and starts its registry look-up
+//!    (up to `lookup_concurrency` in flight, pipelined by the registry client);
 //! 3. takes results strictly in partition order and starts a [`Driver`] for each, whose first
 //!    sends are queued on the links synchronously — so a user's records reach the edge in the
 //!    order they have in the partition (the link of a user is fixed);
@@ -142,6 +141,10 @@ fn intake(
     drivers: &mut JoinSet<()>,
     queue: &mut VecDeque<Queued>,
 ) {
+    if !shared.topics[id.level].admit(id.partition, id.generation, msg.offset()) {
+        // Revoked: the partition's new owner forwards it.
+        return;
+    }
     let origin = Origin {
         level: id.level,
         partition: id.partition,
@@ -237,7 +240,7 @@ async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Ow
             }
             msg = rx.recv(), if !closed
                 && queue.len() < shared.lookup_concurrency
-                && queue.len() + drivers.len() < shared.inflight_per_partition => {
+                && topic.has_room(id.partition, id.generation) => {
                 match msg {
                     Some(msg) => intake(&shared, id, msg, &mut drivers, &mut queue),
                     None => closed = true,

@@ -1,15 +1,26 @@
-//! # Partition table — in-flight windows of one topic's assigned partitions
+//! # Partition table — in-flight windows and buffers of one topic's assigned partitions
 //!
-//! The consumer loop admits each record into its partition's [`InflightWindow`]; the
-//! forwarding tasks settle it. Whenever the settled prefix grows, the new position is stored
-//! for the next (auto) commit right away, under the table's lock, so stores never go backwards.
-//! A full window pauses its partition; draining to half resumes it.
+//! Per partition, records pass three stages:
+//!
+//! 1. *received*: the consumer loop took the record from Kafka and queued it for its lane;
+//! 2. *admitted*: the lane started forwarding it — it enters the partition's
+//!    [`InflightWindow`], which only admits while it holds fewer than `window` records;
+//! 3. *settled*: the forwarding finished (delivered or otherwise answered, expired, offline,
+//!    dead-lettered). Whenever the settled prefix of the window grows, the new position is
+//!    stored for the next (auto) commit right away, under the table's lock, so stores never go
+//!    backwards.
+//!
+//! A crash re-delivers at most the window (records started but not committed past; plus, after
+//! a kill -9, those settled since the last commit): records received but not admitted were
+//! never forwarded. Received-and-unsettled records are bounded by `buffer`: reaching it pauses
+//! the partition, draining to half resumes it. Pausing makes librdkafka drop what it prefetched
+//! for the partition, so the buffer should hold several windows.
 //!
 //! Rebalances: a revoked partition's state is dropped (what was settled is already stored and
-//! librdkafka commits it as the partition leaves); an assigned partition starts a fresh
-//! window. Every state carries a *generation*; a settle from a generation that is gone (the
-//! record was admitted before a revoke) is ignored, so it can never store an offset for a
-//! partition this processor no longer owns — the new owner re-delivers it instead.
+//! is committed as the partition leaves); an assigned partition starts fresh. Every state
+//! carries a *generation*; admits and settles from a generation that is gone are refused, so a
+//! processor never stores an offset for a partition it no longer owns — the new owner
+//! re-delivers those records instead.
 //!
 //! The Kafka side effects go through [`PartitionControl`], so the table is tested with a fake.
 
@@ -32,10 +43,19 @@ pub trait PartitionControl {
 struct PartitionState {
     /// Identifies this assignment of the partition.
     generation: u64,
-    /// Unsettled records.
+    /// Admitted, not yet committed-past records.
     window: InflightWindow,
-    /// Whether the partition is paused because the window is full.
+    /// Received, not yet admitted records.
+    waiting: usize,
+    /// Whether the partition is paused because its buffer is full.
     paused: bool,
+}
+
+impl PartitionState {
+    /// Received and not settled (the buffer's fill).
+    fn held(&self) -> usize {
+        self.waiting + self.window.len()
+    }
 }
 
 /// The in-flight state of one topic's partitions.
@@ -45,71 +65,100 @@ pub struct PartitionTable {
     parts: HashMap<i32, PartitionState>,
     /// Next generation number.
     next_generation: u64,
-    /// Window capacity.
-    capacity: usize,
+    /// Window capacity (records admitted and not committed past).
+    window: usize,
+    /// Buffer capacity (records received and not settled) before pausing.
+    buffer: usize,
 }
 
 impl PartitionTable {
-    /// An empty table with windows of `capacity`.
-    pub fn new(capacity: usize) -> PartitionTable {
+    /// An empty table with windows of `window` and buffers of `buffer` records.
+    pub fn new(window: usize, buffer: usize) -> PartitionTable {
         PartitionTable {
             parts: HashMap::new(),
             next_generation: 1,
-            capacity,
+            window: window.max(1),
+            buffer: buffer.max(window).max(1),
         }
     }
 
-    fn fresh(&mut self, partition: i32) -> &mut PartitionState {
+    fn fresh(&mut self, partition: i32, waiting: usize) -> &mut PartitionState {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.parts.insert(
             partition,
             PartitionState {
                 generation,
-                window: InflightWindow::new(self.capacity),
+                window: InflightWindow::new(self.window),
+                waiting,
                 paused: false,
             },
         );
         self.parts.get_mut(&partition).expect("just inserted")
     }
 
-    /// Partitions were assigned: each starts a fresh window (and is resumed, in case it was
-    /// paused in an earlier assignment).
+    /// Partitions were assigned: each starts fresh (and is resumed, in case it was paused in
+    /// an earlier assignment).
     pub fn assign(&mut self, partitions: &[i32], control: &impl PartitionControl) {
         for &p in partitions {
-            self.fresh(p);
+            self.fresh(p, 0);
             control.resume(p);
         }
     }
 
-    /// Partitions were revoked: their state goes; late settles are ignored.
+    /// Partitions were revoked: their state goes; late admits and settles are refused.
     pub fn revoke(&mut self, partitions: &[i32]) {
         for p in partitions {
             self.parts.remove(p);
         }
     }
 
-    /// Admits a record; returns its generation. A partition without state (a record raced a
-    /// rebalance) or a rewind (offset not above the last admitted) starts a fresh window.
-    pub fn admit(&mut self, partition: i32, offset: i64, control: &impl PartitionControl) -> u64 {
+    /// The loop took a record of `partition` from Kafka; returns the generation its lane must
+    /// admit and settle it with. Pauses the partition when its buffer is full. A partition
+    /// without state (a record raced a rebalance) starts fresh.
+    pub fn received(&mut self, partition: i32, control: &impl PartitionControl) -> u64 {
+        let buffer = self.buffer;
         let state = match self.parts.get_mut(&partition) {
             Some(s) => s,
-            None => self.fresh(partition),
+            None => self.fresh(partition, 0),
         };
-        if let Err(e) = state.window.admit(offset) {
-            if let AdmitError::NotIncreasing { .. } = e {
-                log::warn!("partition {partition}: {e}; starting a fresh in-flight window");
-            }
-            let state = self.fresh(partition);
-            // A fresh window accepts any non-negative offset.
-            let _ = state.window.admit(offset);
-        }
-        let state = self.parts.get_mut(&partition).expect("state exists");
-        if state.window.is_full() && !state.paused {
+        state.waiting += 1;
+        if state.held() >= buffer && !state.paused {
             state.paused = true;
             control.pause(partition);
         }
         state.generation
+    }
+
+    /// Whether the window of `partition` can admit another record now.
+    pub fn has_room(&self, partition: i32, generation: u64) -> bool {
+        self.parts
+            .get(&partition)
+            .is_some_and(|s| s.generation == generation && !s.window.is_full())
+    }
+
+    /// The lane starts forwarding a record: it enters the window. Returns `false` when the
+    /// generation is gone (drop the record: the partition's new owner forwards it). A rewind
+    /// (offset not above the last admitted) restarts the window.
+    pub fn admit(&mut self, partition: i32, generation: u64, offset: i64) -> bool {
+        let Some(state) = self.parts.get_mut(&partition) else {
+            return false;
+        };
+        if state.generation != generation {
+            return false;
+        }
+        state.waiting = state.waiting.saturating_sub(1);
+        if let Err(e) = state.window.admit(offset) {
+            if let AdmitError::NotIncreasing { .. } = e {
+                log::warn!("partition {partition}: {e}; restarting its in-flight window");
+            }
+            let waiting = state.waiting;
+            let state = self.fresh(partition, waiting);
+            state.generation = generation;
+            // A fresh window accepts any non-negative offset.
+            let _ = state.window.admit(offset);
+        }
+        true
     }
 
     /// Settles a record; stores the new position and resumes the partition as needed.
@@ -121,6 +170,7 @@ impl PartitionTable {
         offset: i64,
         control: &impl PartitionControl,
     ) -> bool {
+        let buffer = self.buffer;
         let Some(state) = self.parts.get_mut(&partition) else {
             return false;
         };
@@ -130,7 +180,7 @@ impl PartitionTable {
         if let Some(next) = state.window.settle(offset) {
             control.store(partition, next);
         }
-        if state.paused && state.window.can_resume() {
+        if state.paused && state.held() <= buffer / 2 {
             state.paused = false;
             control.resume(partition);
         }
@@ -144,9 +194,12 @@ impl PartitionTable {
             .is_some_and(|s| s.generation == generation)
     }
 
-    /// Unsettled records over all partitions.
+    /// Records received and not settled, over all partitions.
     pub fn unsettled(&self) -> usize {
-        self.parts.values().map(|s| s.window.unsettled()).sum()
+        self.parts
+            .values()
+            .map(|s| s.waiting + s.window.unsettled())
+            .sum()
     }
 
     /// Partitions currently paused.
@@ -190,14 +243,23 @@ mod tests {
         }
     }
 
+    /// Receives and admits `offsets` of partition `p`; returns the generation.
+    fn start(t: &mut PartitionTable, f: &Fake, p: i32, offsets: &[i64]) -> u64 {
+        let mut g = 0;
+        for &o in offsets {
+            g = t.received(p, f);
+            assert!(t.admit(p, g, o));
+        }
+        g
+    }
+
     #[test]
     fn settles_store_contiguous_prefix() {
         let f = Fake::default();
-        let mut t = PartitionTable::new(10);
+        let mut t = PartitionTable::new(10, 100);
         t.assign(&[0, 1], &f);
         assert_eq!(f.take(), ["resume 0", "resume 1"]);
-        let g = t.admit(0, 5, &f);
-        t.admit(0, 6, &f);
+        let g = start(&mut t, &f, 0, &[5, 6]);
         assert!(t.settle(0, g, 6, &f));
         assert!(f.take().is_empty());
         assert!(t.settle(0, g, 5, &f));
@@ -206,11 +268,32 @@ mod tests {
     }
 
     #[test]
-    fn full_window_pauses_and_half_drained_resumes() {
+    fn window_limits_admission_and_unsettled_counts_waiting() {
         let f = Fake::default();
-        let mut t = PartitionTable::new(4);
-        let g = (0..4).map(|o| t.admit(3, o, &f)).last().unwrap();
-        assert_eq!(f.take(), ["pause 3"]);
+        let mut t = PartitionTable::new(2, 100);
+        let g = start(&mut t, &f, 0, &[0, 1]);
+        assert!(!t.has_room(0, g), "window of 2 is full");
+        assert_eq!(t.received(0, &f), g);
+        assert_eq!(t.unsettled(), 3, "two admitted, one waiting");
+        // Settling out of order frees nothing: the front still blocks.
+        t.settle(0, g, 1, &f);
+        assert!(!t.has_room(0, g));
+        t.settle(0, g, 0, &f);
+        assert_eq!(f.take(), ["store 0@2"]);
+        assert!(t.has_room(0, g));
+        assert!(t.admit(0, g, 2));
+        assert_eq!(t.unsettled(), 1);
+    }
+
+    #[test]
+    fn full_buffer_pauses_and_half_drained_resumes() {
+        let f = Fake::default();
+        let mut t = PartitionTable::new(2, 4);
+        let g = start(&mut t, &f, 3, &[0, 1]);
+        t.received(3, &f);
+        assert!(f.take().is_empty());
+        t.received(3, &f);
+        assert_eq!(f.take(), ["pause 3"], "2 admitted + 2 waiting = buffer");
         assert_eq!(t.paused(), 1);
         t.settle(3, g, 0, &f);
         assert_eq!(f.take(), ["store 3@1"]);
@@ -220,32 +303,39 @@ mod tests {
     }
 
     #[test]
-    fn revoked_generation_settles_are_ignored() {
+    fn revoked_generation_admits_and_settles_are_refused() {
         let f = Fake::default();
-        let mut t = PartitionTable::new(8);
-        let old = t.admit(2, 10, &f);
+        let mut t = PartitionTable::new(8, 64);
+        let old = start(&mut t, &f, 2, &[10]);
+        let old_waiting = t.received(2, &f);
         t.revoke(&[2]);
         assert!(!t.settle(2, old, 10, &f), "partition gone");
+        assert!(!t.admit(2, old_waiting, 11), "partition gone");
         t.assign(&[2], &f);
         f.take();
         assert!(!t.is_current(2, old));
-        let new = t.admit(2, 10, &f);
+        let new = start(&mut t, &f, 2, &[10]);
         assert_ne!(old, new);
         assert!(!t.settle(2, old, 10, &f), "stale generation");
+        assert!(!t.admit(2, old, 11), "stale generation");
         assert!(f.take().is_empty());
         assert!(t.settle(2, new, 10, &f));
         assert_eq!(f.take(), ["store 2@11"]);
     }
 
     #[test]
-    fn rewind_starts_a_fresh_window() {
+    fn rewind_restarts_the_window_in_the_same_generation() {
         let f = Fake::default();
-        let mut t = PartitionTable::new(8);
-        let g1 = t.admit(0, 10, &f);
-        let g2 = t.admit(0, 4, &f);
-        assert_ne!(g1, g2);
-        assert!(!t.settle(0, g1, 10, &f));
-        assert!(t.settle(0, g2, 4, &f));
+        let mut t = PartitionTable::new(8, 64);
+        let g = start(&mut t, &f, 0, &[10]);
+        t.received(0, &f);
+        assert!(t.admit(0, g, 4));
+        assert!(t.settle(0, g, 10, &f));
+        assert!(
+            f.take().is_empty(),
+            "10 belonged to the window before the rewind"
+        );
+        assert!(t.settle(0, g, 4, &f));
         assert_eq!(f.take(), ["store 0@5"]);
     }
 }

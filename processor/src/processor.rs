@@ -3,8 +3,9 @@
 //! [`Processor::start`] validates the configuration, opens the Prometheus endpoint, reads edge
 //! membership and creates the three topic consumers (nothing is consumed yet);
 //! [`Processor::run`] consumes until `shutdown` resolves. The loop takes records in strict
-//! priority order with the starvation guard ([`PriorityScheduler`]), admits each into its
-//! partition's in-flight window and hands it to the partition's lane (see `lane.rs`).
+//! priority order with the starvation guard ([`PriorityScheduler`]), counts it into its
+//! partition's buffer and hands it to the partition's lane (see `lane.rs`), which admits it to
+//! the in-flight window when it starts forwarding it.
 //!
 //! Shutdown: stop taking records, let in-flight records settle for up to `shutdown_grace`,
 //! commit what is stored synchronously, then close the consumers (leaving the group, which
@@ -89,8 +90,6 @@ pub(crate) struct Shared {
     pub(crate) max_payload_bytes: usize,
     /// Look-ups in flight per partition.
     pub(crate) lookup_concurrency: usize,
-    /// Records forwarded at once per partition.
-    pub(crate) inflight_per_partition: usize,
     /// Set at shutdown: lanes start nothing new.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// The topics by priority level.
@@ -228,11 +227,11 @@ impl Processor {
             log::warn!("edge membership not readable yet: {e}");
         }
         let t = &config.kafka.topics;
-        let window = config.buffer_per_partition;
+        let (window, buffer) = (config.inflight_per_partition, config.buffer_per_partition);
         let topics = [
-            TopicState::new(&t.high, 0, window),
-            TopicState::new(&t.normal, 1, window),
-            TopicState::new(&t.low, 2, window),
+            TopicState::new(&t.high, 0, window, buffer),
+            TopicState::new(&t.normal, 1, window, buffer),
+            TopicState::new(&t.low, 2, window, buffer),
         ];
         let dead = DeadLetters::new(&config.kafka, &instance).map_err(ProcessorError::Kafka)?;
         let shared = Arc::new(Shared {
@@ -247,7 +246,6 @@ impl Processor {
             request_timeout: d.request_timeout,
             max_payload_bytes: config.max_payload_bytes,
             lookup_concurrency: config.lookup_concurrency,
-            inflight_per_partition: config.inflight_per_partition,
             stopping: std::sync::atomic::AtomicBool::new(false),
             settled_counters: [0, 1, 2]
                 .map(|l| metrics::counter!(m::SETTLED, "topic" => topics[l].topic.clone())),
@@ -329,13 +327,11 @@ impl Processor {
             metrics_addr: _,
             background,
         } = self;
+        let consumers = Consumers(Some(consumers));
         let mut lanes: JoinSet<()> = JoinSet::new();
         {
-            let mut streams = [
-                consumers[0].stream(),
-                consumers[1].stream(),
-                consumers[2].stream(),
-            ];
+            let c = consumers.get();
+            let mut streams = [c[0].stream(), c[1].stream(), c[2].stream()];
             let mut shutdown = std::pin::pin!(shutdown);
             let mut scheduler = PriorityScheduler::<3>::new(config.starvation_guard);
             let mut senders: HashMap<(usize, i32), (u64, mpsc::UnboundedSender<OwnedMessage>)> =
@@ -368,7 +364,7 @@ impl Processor {
                 scheduler.taken(level);
                 consumed[level].increment(1);
                 let partition = msg.partition();
-                let generation = shared.topics[level].admit(partition, msg.offset());
+                let generation = shared.topics[level].received(partition);
                 let owned = msg.detach();
                 let entry = senders
                     .entry((level, partition))
@@ -402,23 +398,54 @@ impl Processor {
                 }
             }
         }
-        for (c, t) in consumers.iter().zip(&shared.topics) {
-            if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
-                log::debug!("{}: final commit: {e}", t.topic);
-            }
-        }
         drop(lanes);
         drop(background);
-        // Leave the group with all three at once (each close waits for its rebalance).
-        for c in &consumers {
-            c.unsubscribe();
-        }
+        let consumers = consumers.leave();
+        // Each close waits for its rebalance: close the three in parallel.
         let closing = consumers.map(|c| tokio::task::spawn_blocking(move || drop(c)));
         for c in closing {
             let _ = c.await;
         }
         log::info!("processor stopped");
         Ok(())
+    }
+}
+
+/// The three consumers; however the processor ends (shutdown, or its task dropped), they
+/// commit what is stored *before* any of them leaves the group — once one leaves, the group
+/// rebalances and the others' commits are refused.
+struct Consumers(Option<[Arc<TopicConsumer>; 3]>);
+
+impl Consumers {
+    fn get(&self) -> &[Arc<TopicConsumer>; 3] {
+        self.0.as_ref().expect("consumers are taken only by leave")
+    }
+
+    /// Commits stored offsets (synchronously), then leaves the group with all three; returns
+    /// them for closing.
+    fn leave(mut self) -> [Arc<TopicConsumer>; 3] {
+        self.commit_and_unsubscribe();
+        self.0.take().expect("consumers are taken only once")
+    }
+
+    fn commit_and_unsubscribe(&self) {
+        let Some(consumers) = &self.0 else {
+            return;
+        };
+        for c in consumers {
+            if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
+                log::debug!("{}: final commit: {e}", c.context().topic());
+            }
+        }
+        for c in consumers {
+            c.unsubscribe();
+        }
+    }
+}
+
+impl Drop for Consumers {
+    fn drop(&mut self) {
+        self.commit_and_unsubscribe();
     }
 }
 

@@ -26,7 +26,13 @@ async fn malformed_records_are_dead_lettered_with_a_reason() {
     let topic = "herald.push.normal";
     let big = vec![b'x'; 2000];
     // (key, headers, payload, expected reason or None for valid)
-    let cases: Vec<(Option<&str>, Vec<(&str, &[u8])>, &[u8], Option<&str>)> = vec![
+    type Case<'a> = (
+        Option<&'a str>,
+        Vec<(&'a str, &'a [u8])>,
+        &'a [u8],
+        Option<&'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (Some("u1"), vec![("herald-target", b"u1")], b"first", None),
         (
             Some("u1"),

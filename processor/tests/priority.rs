@@ -9,47 +9,12 @@ use std::time::{Duration, Instant};
 use herald_processor::{Processor, Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use support::edge::{deliver_all, TestEdge};
-use support::{processor_config, register, wait_for, Kafka};
+use support::{processor_config, produce_many, register, wait_for, Kafka};
 
 const LOW: usize = 20_000;
 const HIGH: usize = 100;
 const USERS: usize = 50;
-
-async fn produce_many(kafka: &Kafka, topic: &str, prefix: &str, n: usize) {
-    let producer = kafka.producer();
-    let mut pending = Vec::with_capacity(n);
-    for i in 0..n {
-        let user = format!("user{}", i % USERS);
-        let payload = format!("{prefix}:{user}:{i}");
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "herald-target",
-            value: Some(user.as_str()),
-        });
-        let mut record = FutureRecord::to(topic)
-            .key(&user)
-            .payload(&payload)
-            .headers(headers);
-        loop {
-            match producer.send_result(record) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
-                Err((_, back)) => {
-                    // Local queue full: let it drain.
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
-    }
-    for f in pending {
-        f.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn high_overtakes_a_low_backlog() {
@@ -60,7 +25,7 @@ async fn high_overtakes_a_low_backlog() {
     for u in 0..USERS {
         register(&registry, &format!("user{u}"), "d", "e1", (u % 2) as u16).await;
     }
-    produce_many(&kafka, "herald.push.low", "low", LOW).await;
+    produce_many(&kafka, "herald.push.low", "low", LOW, USERS).await;
 
     let processor = Processor::start(processor_config(&kafka, "priority"), registry.clone())
         .await

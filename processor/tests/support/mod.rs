@@ -158,6 +158,41 @@ pub async fn produce_raw(
     (d.partition, d.offset)
 }
 
+/// Produces `n` records to `topic` for users `user0..user{users}` (round robin), payload
+/// `{prefix}:{user}:{i}`, as fast as the producer takes them.
+pub async fn produce_many(kafka: &Kafka, topic: &str, prefix: &str, n: usize, users: usize) {
+    let producer = kafka.producer();
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let user = format!("user{}", i % users);
+        let payload = format!("{prefix}:{user}:{i}");
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "herald-target",
+            value: Some(user.as_str()),
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(&user)
+            .payload(&payload)
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    // Local queue full: let it drain.
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    for f in pending {
+        f.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
 /// A header's value as text.
 pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
     m.headers()?
