@@ -546,6 +546,30 @@ mod tests {
         assert!(c.metrics_listen.is_none());
     }
 
+    /// docs/processor-configuration.md (or configuration.md, once merged) has one row per key
+    /// with this default and help text.
+    #[test]
+    fn documentation_lists_every_setting() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/");
+        let doc: String = ["processor-configuration.md", "configuration.md"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(format!("{dir}{f}")).ok())
+            .collect();
+        for k in KEYS {
+            let default = if k.default.is_empty() {
+                "(empty)"
+            } else {
+                k.default
+            };
+            let row = format!("| `{}` | `{default}` | {} |", k.name, k.help);
+            assert!(
+                doc.contains(&row),
+                "the docs miss or disagree on `{}`; expected the row\n{row}",
+                k.name
+            );
+        }
+    }
+
     #[test]
     fn debug_redacts_the_secret() {
         let c = with(&[]).unwrap();
