@@ -85,6 +85,7 @@ async fn every_edge_answer_is_handled() {
     let mut config = processor_config(&kafka, "forwarding");
     config.lookup_cache_ttl = Duration::from_secs(60);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.autoscale.interval = Duration::from_millis(200);
     let processor = Processor::start(config, registry.clone()).await.unwrap();
     let metrics_addr = processor.metrics_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -268,6 +269,16 @@ async fn every_edge_answer_is_handled() {
     assert!(metric(&text, "herald_processor_retries_total{error=\"timeout\"}") >= 2.0);
     assert!(text.contains("herald_processor_e2e_latency_seconds_bucket"));
     assert!(text.contains("herald_processor_consumed_total{topic=\"herald.push.high\"}"));
+    // Lag per partition (from librdkafka statistics) and the autoscaling signal.
+    assert!(
+        text.contains("herald_processor_lag{topic=\"herald.push.normal\",partition=\"0\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_processor_recommended_replicas "),
+        "{text}"
+    );
+    assert!(metric(&text, "herald_processor_capacity_per_second") >= 10_000.0);
 
     let _ = stop.send(());
     running.await.unwrap().unwrap();

@@ -1,0 +1,136 @@
+//! Scaling the group while pushes flow: a second processor joins (cooperative rebalance moves
+//! some partitions over), then the first one shuts down (the second takes everything). Nothing
+//! is lost; what was in flight during the hand-overs may arrive twice, at most a window per
+//! moved partition.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use herald_processor::Processor;
+use herald_registry::Registry;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use support::edge::{deliver_all, TestEdge};
+use support::{all_committed, processor_config, register, wait_for, Kafka};
+
+const N: usize = 12_000;
+const USERS: usize = 40;
+const PARTITIONS: i32 = 4;
+const INFLIGHT: usize = 64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processors_join_and_leave_mid_stream() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let kafka = Kafka::start(1, PARTITIONS);
+    let registry = Registry::in_process();
+    let edge = TestEdge::start(&registry, "e1", 2, deliver_all()).await;
+    for u in 0..USERS {
+        register(&registry, &format!("user{u}"), "d", "e1", (u % 2) as u16).await;
+    }
+    let config = || {
+        let mut c = processor_config(&kafka, "rebalance");
+        c.inflight_per_partition = INFLIGHT;
+        c.buffer_per_partition = 4 * INFLIGHT;
+        c
+    };
+
+    // A steady stream of ~1 500 pushes/s for 8 s.
+    let bootstrap = kafka.bootstrap.clone();
+    let producing = tokio::spawn(async move {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "2")
+            .create()
+            .unwrap();
+        for chunk in 0..(N / 150) {
+            let mut pending = Vec::new();
+            for j in 0..150 {
+                let i = chunk * 150 + j;
+                let user = format!("user{}", i % USERS);
+                let payload = format!("{user}:{i}");
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "herald-target",
+                    value: Some(user.as_str()),
+                });
+                let record = FutureRecord::to("herald.push.normal")
+                    .key(&user)
+                    .payload(&payload)
+                    .headers(headers);
+                pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+            }
+            for p in pending {
+                p.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let first = Processor::start(config(), registry.clone()).await.unwrap();
+    let (stop_first, first_stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn(first.run(async {
+        let _ = first_stopped.await;
+    }));
+    assert!(wait_for(Duration::from_secs(30), || edge.count() >= 1_000).await);
+
+    let second = Processor::start(config(), registry.clone()).await.unwrap();
+    let second_status = second.status();
+    let (stop_second, second_stopped) = tokio::sync::oneshot::channel::<()>();
+    let second = tokio::spawn(second.run(async {
+        let _ = second_stopped.await;
+    }));
+    // The join completes: the newcomer owns some normal partitions, while pushes keep flowing.
+    assert!(
+        wait_for(Duration::from_secs(30), || !second_status.assigned()[1]
+            .is_empty())
+        .await,
+        "the second processor got partitions"
+    );
+    let at_join = edge.count();
+    assert!(at_join < N, "the stream ended before the join ({at_join})");
+
+    let _ = stop_first.send(());
+    first.await.unwrap().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || second_status.assigned()[1]
+            .len()
+            == PARTITIONS as usize)
+        .await,
+        "the second processor took every partition"
+    );
+    producing.await.unwrap();
+
+    let everything = || {
+        let seen: std::collections::HashSet<_> =
+            edge.received().into_iter().map(|r| r.payload).collect();
+        seen.len() == N
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), everything).await,
+        "every push delivered"
+    );
+    let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+    for r in edge.received() {
+        *counts.entry(r.payload).or_default() += 1;
+    }
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    eprintln!("join at {at_join} deliveries; {duplicates} duplicates");
+    // Two hand-overs, each moving at most every partition with a full window.
+    assert!(
+        duplicates <= 2 * INFLIGHT * PARTITIONS as usize,
+        "{duplicates}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || all_committed(
+            &kafka,
+            "rebalance",
+            &["herald.push.normal"],
+            PARTITIONS
+        ))
+        .await
+    );
+    let _ = stop_second.send(());
+    second.await.unwrap().unwrap();
+}
