@@ -14,7 +14,12 @@ use tokio::net::TcpListener;
 
 /// Records read from Kafka, label `topic`.
 pub const CONSUMED: &str = "herald_processor_consumed_total";
-/// Final outcome per forwarded route or record, label `outcome` (see `docs/operations.md`).
+/// What happened, label `outcome`. Per route (edge shard) a push was sent to: the edge's
+/// answers `delivered`, `not_here`, `expired`, `slow_consumer`, `draining`, `unencodable`;
+/// `stale_route` (the registry named a node that is not a live edge); the final failures
+/// `failed_timeout`, `failed_unreachable`, `failed_connection_lost`, `failed_unencodable`
+/// (the push is dead-lettered). Per push: `offline` (no device, or none left after the
+/// re-look-up), `expired_before_send`, `malformed`, `payload_too_large` (dead-lettered).
 pub const OUTCOMES: &str = "herald_processor_outcomes_total";
 /// Connections written to, summed from the edges' answers.
 pub const DELIVERED_CONNECTIONS: &str = "herald_processor_delivered_connections_total";
@@ -24,7 +29,8 @@ pub const SETTLED: &str = "herald_processor_settled_total";
 pub const DEAD_LETTERED: &str = "herald_processor_dead_lettered_total";
 /// Retries of a route after a timeout or a broken connection, label `error`.
 pub const RETRIES: &str = "herald_processor_retries_total";
-/// Seconds from `herald-created-at` to the edge's `delivered` answer.
+/// Seconds from `herald-created-at` to the edge's `delivered` answer, one sample per route
+/// (a broadcast counts once per shard).
 pub const E2E_LATENCY: &str = "herald_processor_e2e_latency_seconds";
 /// Records behind the stored (settled) offset, labels `topic`, `partition`.
 pub const LAG: &str = "herald_processor_lag";

@@ -39,6 +39,9 @@ pub struct Received {
 pub enum Reply {
     /// Answer with this outcome and delivered count.
     Answer(Outcome, u32),
+    /// Answer like `Answer`, but only after this delay (a slow edge; other messages on the
+    /// connection are not held up).
+    Delayed(Outcome, u32, std::time::Duration),
     /// Never answer.
     Silent,
 }
@@ -166,7 +169,10 @@ impl TestEdge {
     }
 }
 
-async fn read_frame(stream: &mut TcpStream, reader: &mut FrameReader) -> Option<Frame> {
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    reader: &mut FrameReader,
+) -> Option<Frame> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.next_frame() {
@@ -209,17 +215,44 @@ async fn serve(
     if stream.write_all(&out).await.is_err() {
         return;
     }
-    while let Some(frame) = read_frame(&mut stream, &mut reader).await {
+    // Answers go out through a writer task, so delayed ones do not hold up the rest.
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Answer>>();
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Some(mut answers) = rx.recv().await {
+            // Answer in reverse order: the processor must match by seq.
+            answers.reverse();
+            out.clear();
+            delivery::encode_answers(&answers, &mut out).unwrap();
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(frame) = read_frame(&mut rd, &mut reader).await {
         let mut answers = Vec::new();
         let mut record = |r: Received, seq: u64| {
             let reply = policy(&r);
             received.lock().unwrap().push(r);
-            if let Reply::Answer(outcome, delivered) = reply {
-                answers.push(Answer {
+            match reply {
+                Reply::Answer(outcome, delivered) => answers.push(Answer {
                     seq,
                     outcome,
                     delivered,
-                });
+                }),
+                Reply::Delayed(outcome, delivered, delay) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(vec![Answer {
+                            seq,
+                            outcome,
+                            delivered,
+                        }]);
+                    });
+                }
+                Reply::Silent => {}
             }
         };
         match frame {
@@ -255,14 +288,7 @@ async fn serve(
             ),
             _ => return,
         }
-        if answers.is_empty() {
-            continue;
-        }
-        // Answer in reverse order: the processor must match by seq.
-        answers.reverse();
-        out.clear();
-        delivery::encode_answers(&answers, &mut out).unwrap();
-        if stream.write_all(&out).await.is_err() {
+        if !answers.is_empty() && tx.send(answers).is_err() {
             return;
         }
     }
