@@ -1,0 +1,288 @@
+//! The harness's side of the client processes: spawn them (this same executable with the
+//! hidden `client` subcommand), wait for their `READY`, ask for and merge their `STATS`,
+//! and stop them.
+//!
+//! Each connection step is spread over at least two processes (or more, at most
+//! `per_process` connections each), every process on its own block of source addresses.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::children;
+use crate::client::stats::StatsReport;
+use crate::client::{ReadyReport, MAX_PER_PROCESS};
+use crate::wire::handshake::Kind;
+
+/// How client connections reach a system.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientTarget {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// WebSocket or SSE.
+    pub kind: Kind,
+    /// Request path (with query); `{token}` and `{user}` are filled in per connection.
+    pub path: String,
+    /// HS256 secret for `{token}`.
+    #[serde(skip)]
+    pub jwt_secret: Option<String>,
+    /// User names are this prefix + a global connection index.
+    pub user_prefix: String,
+}
+
+/// How client processes behave.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    /// Where they connect.
+    pub target: ClientTarget,
+    /// Reconnect after closes (herd).
+    pub reconnect: bool,
+    /// Handshakes in flight per process.
+    pub concurrency: usize,
+    /// Back-off base and cap, ms.
+    pub backoff_ms: (u64, u64),
+    /// Each process exits after this long whatever happens.
+    pub deadline: Duration,
+}
+
+impl ClientSpec {
+    /// Plain idle/receiving clients for `target`.
+    pub fn new(target: ClientTarget) -> ClientSpec {
+        ClientSpec {
+            target,
+            reconnect: false,
+            concurrency: 256,
+            backoff_ms: (500, 30_000),
+            deadline: Duration::from_secs(7200),
+        }
+    }
+}
+
+/// How one batch of connections went.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Opened {
+    /// Connections that completed their handshake.
+    pub ok: usize,
+    /// Connections that failed.
+    pub failed: usize,
+    /// From the first connect to the last handshake, across processes, seconds.
+    pub seconds: f64,
+    /// `ok / seconds`: handshakes per second.
+    pub rate: f64,
+}
+
+#[derive(Debug)]
+struct ClientProc {
+    pid: u32,
+    count: usize,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+/// The running client processes.
+#[derive(Debug)]
+pub struct ClientPool {
+    exe: PathBuf,
+    procs: Vec<ClientProc>,
+    next_client_no: usize,
+    next_index: usize,
+}
+
+impl ClientPool {
+    /// A pool that spawns the current executable.
+    pub fn new() -> Result<ClientPool, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        Ok(ClientPool {
+            exe,
+            procs: Vec::new(),
+            next_client_no: 0,
+            next_index: 0,
+        })
+    }
+
+    /// Connections held by all processes (as spawned, not as open right now).
+    pub fn total(&self) -> usize {
+        self.procs.iter().map(|p| p.count).sum()
+    }
+
+    /// PIDs of the client processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.pid).collect()
+    }
+
+    /// Opens `count` more connections over new processes (at least two when `count` ≥ 2,
+    /// at most `per_process` each) and waits until every one concluded its handshake.
+    pub fn add(
+        &mut self,
+        spec: &ClientSpec,
+        count: usize,
+        per_process: usize,
+    ) -> Result<Opened, String> {
+        if count == 0 {
+            return Ok(Opened::default());
+        }
+        let per = per_process.clamp(1, MAX_PER_PROCESS);
+        let procs = count.div_ceil(per).max(2.min(count));
+        let mut new = Vec::new();
+        let mut left = count;
+        for i in 0..procs {
+            let n = left / (procs - i);
+            left -= n;
+            new.push(self.spawn(spec, n)?);
+        }
+        // Handshakes are concurrent across processes; allow ~200/s at worst plus start-up.
+        let timeout = Duration::from_secs(30 + (count / 200) as u64);
+        let end = Instant::now() + timeout;
+        let mut readies: Vec<ReadyReport> = Vec::new();
+        for p in &new {
+            let line = wait_line(&p.lines, "READY ", end)
+                .map_err(|e| format!("client process {} ({} connections): {e}", p.pid, p.count))?;
+            let r: ReadyReport =
+                serde_json::from_str(&line).map_err(|e| format!("bad READY line: {e}"))?;
+            readies.push(r);
+        }
+        self.procs.extend(new);
+        let ok = readies.iter().map(|r| r.ok).sum();
+        let failed = readies.iter().map(|r| r.failed).sum();
+        let start = readies
+            .iter()
+            .map(|r| r.started_us)
+            .filter(|&s| s > 0)
+            .min();
+        let done = readies.iter().map(|r| r.done_us).max();
+        let seconds = match (start, done) {
+            (Some(s), Some(d)) if d > s => (d - s) as f64 / 1e6,
+            _ => 0.0,
+        };
+        Ok(Opened {
+            ok,
+            failed,
+            seconds,
+            rate: if seconds > 0.0 {
+                ok as f64 / seconds
+            } else {
+                0.0
+            },
+        })
+    }
+
+    fn spawn(&mut self, spec: &ClientSpec, count: usize) -> Result<ClientProc, String> {
+        let t = &spec.target;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("client")
+            .args(["--addr", &t.addr.to_string()])
+            .args(["--kind", t.kind.as_str()])
+            .args(["--path", &t.path])
+            .args(["--count", &count.to_string()])
+            .args(["--client-no", &self.next_client_no.to_string()])
+            .args(["--first-index", &self.next_index.to_string()])
+            .args(["--user-prefix", &t.user_prefix])
+            .args(["--concurrency", &spec.concurrency.to_string()])
+            .args(["--backoff-base-ms", &spec.backoff_ms.0.to_string()])
+            .args(["--backoff-max-ms", &spec.backoff_ms.1.to_string()])
+            .args(["--deadline-s", &spec.deadline.as_secs().max(1).to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(s) = &t.jwt_secret {
+            cmd.args(["--jwt-secret", s]);
+        }
+        if spec.reconnect {
+            cmd.arg("--reconnect");
+        }
+        let sp = children::spawn("client", &mut cmd)
+            .map_err(|e| format!("cannot start a client process: {e}"))?;
+        let stdout = sp.stdout.ok_or("client stdout not piped")?;
+        let stdin = sp.stdin.ok_or("client stdin not piped")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.next_client_no += 1;
+        self.next_index += count;
+        Ok(ClientProc {
+            pid: sp.pid,
+            count,
+            stdin,
+            lines: rx,
+        })
+    }
+
+    fn send_all(&mut self, command: &str) -> Result<(), String> {
+        for p in &mut self.procs {
+            writeln!(p.stdin, "{command}")
+                .and_then(|_| p.stdin.flush())
+                .map_err(|e| format!("client process {} is gone: {e}", p.pid))?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes every process's counters (start of a measured phase).
+    pub fn reset(&mut self) -> Result<(), String> {
+        self.send_all("RESET")
+    }
+
+    /// Asks every process for its counters and merges them.
+    pub fn stats(&mut self) -> Result<StatsReport, String> {
+        self.send_all("STATS")?;
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut merged = StatsReport::default();
+        for p in &self.procs {
+            let line = wait_line(&p.lines, "STATS ", end)
+                .map_err(|e| format!("client process {}: {e}", p.pid))?;
+            let r: StatsReport =
+                serde_json::from_str(&line).map_err(|e| format!("bad STATS line: {e}"))?;
+            merged.merge(&r);
+        }
+        Ok(merged)
+    }
+
+    /// Stops every process: `QUIT`, a moment to exit, then SIGKILL.
+    pub fn quit(&mut self) {
+        let _ = self.send_all("QUIT");
+        for p in self.procs.drain(..) {
+            if children::wait_exit(p.pid, Duration::from_secs(5)).is_none() {
+                eprintln!("herald-bench: client {} did not quit; killing it", p.pid);
+            }
+            children::kill(p.pid);
+        }
+    }
+}
+
+impl Drop for ClientPool {
+    fn drop(&mut self) {
+        self.quit();
+    }
+}
+
+/// The next line starting with `prefix` (other lines are skipped), without the prefix.
+fn wait_line(rx: &Receiver<String>, prefix: &str, end: Instant) -> Result<String, String> {
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("no {}line in time", prefix));
+        }
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return Ok(rest.to_string());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("no {}line in time", prefix))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the process exited".into()),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Publishing a broadcast to every connection of a system, the way each system takes it:
+//! Herald through its delivery ports (the harness plays the processor: HMAC handshake, then
+//! `Broadcast` frames to every shard, answered with the number of connections written),
+//! nchan with an HTTP POST to its publisher location, and the tokio-tungstenite baseline
+//! through a WebSocket publisher connection whose text messages it relays to everyone.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use herald_protocol::delivery::{self, Answer, BroadcastMsg, Frame, FrameReader, NEVER_EXPIRES};
+use herald_protocol::delivery_auth::ClientAuth;
+use serde::Serialize;
+
+use crate::wire::{handshake, ws};
+
+/// How a system takes broadcasts.
+#[derive(Debug, Clone, Serialize)]
+pub enum PublishVia {
+    /// Herald: one delivery port per shard, shared secret.
+    Delivery {
+        /// `delivery_base_port + i` for every shard.
+        ports: Vec<SocketAddr>,
+        /// The edge's `--delivery-secret`.
+        #[serde(skip)]
+        secret: Vec<u8>,
+    },
+    /// nchan: `POST` the message to this location.
+    HttpPost {
+        /// nginx address.
+        addr: SocketAddr,
+        /// Publisher location.
+        path: String,
+    },
+    /// tokio-tungstenite baseline: text messages on a publisher WebSocket.
+    WsText {
+        /// Server address.
+        addr: SocketAddr,
+        /// Publisher path.
+        path: String,
+    },
+}
+
+/// A connected publisher.
+#[derive(Debug)]
+pub struct Publisher {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Delivery(Vec<DeliveryConn>),
+    Http { addr: SocketAddr, path: String },
+    Ws(TcpStream),
+}
+
+#[derive(Debug)]
+struct DeliveryConn {
+    stream: TcpStream,
+    reader: FrameReader,
+}
+
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn nonce() -> [u8; 16] {
+    let mut n = [0u8; 16];
+    if getrandom::fill(&mut n).is_err() {
+        n = fastrand::u128(..).to_be_bytes();
+    }
+    n
+}
+
+impl DeliveryConn {
+    fn connect(addr: SocketAddr, secret: &[u8]) -> Result<DeliveryConn, String> {
+        let err = |e: std::io::Error| format!("delivery port {addr}: {e}");
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(err)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(err)?;
+        stream.set_nodelay(true).map_err(err)?;
+        let mut c = DeliveryConn {
+            stream,
+            reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
+        };
+        let challenge = c.next_frame()?;
+        let mut auth = ClientAuth::new(secret, nonce());
+        let reply = auth
+            .respond(&challenge)
+            .map_err(|e| format!("delivery port {addr}: {e}"))?;
+        c.send(&reply)?;
+        let ok = c.next_frame()?;
+        auth.confirm(&ok)
+            .map_err(|e| format!("delivery port {addr}: {e} (wrong --delivery-secret?)"))?;
+        Ok(c)
+    }
+
+    fn send(&mut self, frame: &Frame) -> Result<(), String> {
+        let mut out = Vec::new();
+        delivery::encode(frame, &mut out).map_err(|e| e.to_string())?;
+        self.stream
+            .write_all(&out)
+            .map_err(|e| format!("delivery port: {e}"))
+    }
+
+    fn next_frame(&mut self) -> Result<Frame, String> {
+        let mut buf = [0u8; 4096];
+        // Bounded: the read timeout ends a silent peer, a frame is at most max_frame_len.
+        loop {
+            if let Some(f) = self.reader.next_frame().map_err(|e| e.to_string())? {
+                return Ok(f);
+            }
+            let n = self
+                .stream
+                .read(&mut buf)
+                .map_err(|e| format!("delivery port: {e}"))?;
+            if n == 0 {
+                return Err("delivery port closed the connection".into());
+            }
+            self.reader.feed(&buf[..n]);
+        }
+    }
+
+    fn answer_for(&mut self, seq: u64) -> Result<Answer, String> {
+        for _ in 0..1000 {
+            if let Frame::Answers(answers) = self.next_frame()? {
+                if let Some(a) = answers.into_iter().find(|a| a.seq == seq) {
+                    return Ok(a);
+                }
+            }
+        }
+        Err(format!("no answer for broadcast {seq}"))
+    }
+}
+
+impl Publisher {
+    /// Connects (and authenticates) to `via`.
+    pub fn connect(via: &PublishVia) -> Result<Publisher, String> {
+        let inner = match via {
+            PublishVia::Delivery { ports, secret } => Inner::Delivery(
+                ports
+                    .iter()
+                    .map(|&a| DeliveryConn::connect(a, secret))
+                    .collect::<Result<_, _>>()?,
+            ),
+            PublishVia::HttpPost { addr, path } => Inner::Http {
+                addr: *addr,
+                path: path.clone(),
+            },
+            PublishVia::WsText { addr, path } => {
+                let err = |e: std::io::Error| format!("publisher {addr}{path}: {e}");
+                let mut s = TcpStream::connect_timeout(addr, IO_TIMEOUT).map_err(err)?;
+                s.set_read_timeout(Some(IO_TIMEOUT)).map_err(err)?;
+                s.set_nodelay(true).map_err(err)?;
+                s.write_all(
+                    handshake::request(handshake::Kind::Ws, &addr.to_string(), path).as_bytes(),
+                )
+                .map_err(err)?;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let n = s.read(&mut chunk).map_err(err)?;
+                    if n == 0 {
+                        return Err(format!("publisher {addr}{path}: closed in handshake"));
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some((head, _)) = handshake::parse_response(&buf)? {
+                        if head.status != 101 {
+                            return Err(format!("publisher {addr}{path}: status {}", head.status));
+                        }
+                        break;
+                    }
+                }
+                Inner::Ws(s)
+            }
+        };
+        Ok(Publisher { inner })
+    }
+
+    /// Publishes one broadcast. Returns the connections the server says it wrote to, when
+    /// it says so (Herald's answers, nchan's subscriber count).
+    pub fn broadcast(&mut self, seq: u64, payload: &[u8]) -> Result<Option<u64>, String> {
+        match &mut self.inner {
+            Inner::Delivery(conns) => {
+                let frame = Frame::Broadcast(BroadcastMsg {
+                    seq,
+                    message_id: format!("bench-{seq}"),
+                    expires_at_ms: NEVER_EXPIRES,
+                    payload: payload.to_vec(),
+                });
+                for c in conns.iter_mut() {
+                    c.send(&frame)?;
+                }
+                let mut written = 0u64;
+                for c in conns.iter_mut() {
+                    written += u64::from(c.answer_for(seq)?.delivered);
+                }
+                Ok(Some(written))
+            }
+            Inner::Http { addr, path } => {
+                let r = crate::http_client::request(*addr, "POST", path, payload, IO_TIMEOUT)?;
+                if !(200..300).contains(&r.status) {
+                    return Err(format!(
+                        "publish to http://{addr}{path}: status {}",
+                        r.status
+                    ));
+                }
+                Ok(nchan_subscribers(&r.body))
+            }
+            Inner::Ws(s) => {
+                let mut frame = Vec::with_capacity(payload.len() + 14);
+                ws::encode_client(
+                    ws::OP_TEXT,
+                    payload,
+                    fastrand::u32(..).to_be_bytes(),
+                    &mut frame,
+                );
+                s.write_all(&frame).map_err(|e| format!("publisher: {e}"))?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// `subscribers: N` from nchan's publisher answer.
+fn nchan_subscribers(body: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(body).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("subscribers:"))?;
+    line.split(':').nth(1)?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_protocol::delivery::Outcome;
+    use herald_protocol::delivery_auth::ServerAuth;
+    use std::net::TcpListener;
+
+    #[test]
+    fn nchan_answer() {
+        let body = b"queued messages: 1\r\nlast requested: 0 sec. ago\r\nactive channels: 1\r\nsubscribers: 1234\r\n";
+        assert_eq!(nchan_subscribers(body), Some(1234));
+        assert_eq!(nchan_subscribers(b"nope"), None);
+    }
+
+    /// A fake edge shard: handshake, then answer each broadcast with `delivered = 7`.
+    #[test]
+    fn delivery_port_broadcast() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let secret = b"0123456789abcdef0123".to_vec();
+        let s2 = secret.clone();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = l.accept().unwrap();
+            let mut c = DeliveryConn {
+                stream,
+                reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
+            };
+            let auth = ServerAuth::new(&s2, [7u8; 16]);
+            c.send(&auth.challenge()).unwrap();
+            let reply = c.next_frame().unwrap();
+            c.send(&auth.verify(&reply).unwrap()).unwrap();
+            let Frame::Broadcast(b) = c.next_frame().unwrap() else {
+                panic!("expected a broadcast")
+            };
+            assert_eq!(crate::wire::payload::parse(&b.payload), Some((3, 99)));
+            c.send(&Frame::Answers(vec![Answer {
+                seq: b.seq,
+                outcome: Outcome::Delivered,
+                delivered: 7,
+            }]))
+            .unwrap();
+        });
+        let mut p = Publisher::connect(&PublishVia::Delivery {
+            ports: vec![addr],
+            secret,
+        })
+        .unwrap();
+        let written = p
+            .broadcast(3, &crate::wire::payload::make(3, 99, 16))
+            .unwrap();
+        assert_eq!(written, Some(7));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn wrong_secret_is_refused() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = l.accept().unwrap();
+            let mut c = DeliveryConn {
+                stream,
+                reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
+            };
+            let auth = ServerAuth::new(b"the-real-secret-0000", [1u8; 16]);
+            c.send(&auth.challenge()).unwrap();
+            let reply = c.next_frame().unwrap();
+            assert!(auth.verify(&reply).is_err());
+        });
+        let r = Publisher::connect(&PublishVia::Delivery {
+            ports: vec![addr],
+            secret: b"a-wrong-secret-00000".to_vec(),
+        });
+        assert!(r.is_err());
+        server.join().unwrap();
+    }
+}

@@ -1,0 +1,65 @@
+//! The tokio-tungstenite baseline as a system: the `herald-bench-tokio-ws` binary built with
+//! this crate, started on a free loopback port.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{Running, StartError, SystemId};
+use crate::children;
+use crate::pool::ClientTarget;
+use crate::procfs::ProcTree;
+use crate::publish::PublishVia;
+use crate::wire::handshake::Kind;
+
+/// Version of the baseline (the tokio-tungstenite it is built with).
+pub const VERSION: &str = "tokio 1 + tokio-tungstenite 0.30, default settings";
+
+/// Starts the baseline server.
+pub fn start() -> Result<Running, StartError> {
+    let candidates = super::sibling_binary("herald-bench-tokio-ws");
+    let bin = super::first_existing(&candidates).ok_or_else(|| {
+        StartError::Failed(
+            "herald-bench-tokio-ws not found next to herald-bench; build it: cargo build --release -p herald-bench"
+                .into(),
+        )
+    })?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let sp = children::spawn("herald-bench-tokio-ws", &mut cmd)
+        .map_err(|e| StartError::Failed(format!("cannot start {}: {e}", bin.display())))?;
+    let stdout = sp.stdout.ok_or("stdout not piped".to_string())?;
+    let sink = std::fs::File::create("/dev/null").map_err(|e| e.to_string())?;
+    let line = super::read_until_line(stdout, "ready addr=", sp.pid, Duration::from_secs(15), sink)
+        .map_err(|e| {
+            children::kill(sp.pid);
+            StartError::Failed(format!("herald-bench-tokio-ws {e}"))
+        })?;
+    let addr = line["ready addr=".len()..]
+        .trim()
+        .parse()
+        .map_err(|_| StartError::Failed(format!("bad ready line: {line}")))?;
+    Ok(Running {
+        id: SystemId::TokioWs,
+        target: ClientTarget {
+            addr,
+            kind: Kind::Ws,
+            path: "/".into(),
+            jwt_secret: None,
+            user_prefix: "b".into(),
+        },
+        tree: ProcTree::new(sp.pid),
+        publish: Some(PublishVia::WsText {
+            addr,
+            path: "/pub".into(),
+        }),
+        admin: None,
+        aux: Vec::new(),
+        version: VERSION.into(),
+        notes: vec!["multi-threaded runtime, backlog 1024 (tokio's default)".into()],
+        owned: vec![sp.pid],
+        work: None,
+    })
+}
