@@ -4,8 +4,10 @@
 //! The registry owns each `Child` (its pipes are handed to the caller at spawn), so exit
 //! status and reaping stay with std. Killing a registered process kills its descendants first
 //! (nginx workers outlive a SIGKILLed master otherwise), each by its own PID; nothing is ever
-//! killed by name. A client process also exits by itself when its stdin closes, so clients
-//! do not outlive a harness that was killed with SIGKILL (which no handler can catch).
+//! killed by name. Client processes and the calibration sink also exit by themselves when
+//! their stdin closes, so they do not outlive a harness killed with SIGKILL (which no handler
+//! can catch); the systems under test (edge, nginx, redis-server) would, and must then be
+//! stopped by hand.
 
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 use std::sync::Mutex;

@@ -117,6 +117,7 @@ pub fn external(
         notes: vec![format!("external server {url}")],
         owned: Vec::new(),
         work: None,
+        lifeline: None,
     })
 }
 

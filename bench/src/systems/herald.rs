@@ -323,6 +323,7 @@ pub fn start(opts: &EdgeOptions, secrets: &Secrets) -> Result<Running, StartErro
         notes,
         owned,
         work: Some(work),
+        lifeline: None,
     })
 }
 

@@ -118,6 +118,9 @@ pub struct Running {
     pub owned: Vec<u32>,
     /// Config files and logs; removed when dropped.
     pub work: Option<tempfile::TempDir>,
+    /// Stdin of a helper of ours (the sink), held open: it exits when this closes, so it
+    /// cannot outlive a harness killed with SIGKILL.
+    pub lifeline: Option<std::process::ChildStdin>,
 }
 
 impl Running {

@@ -112,6 +112,7 @@ pub fn start(kind: Kind, workers: usize) -> Result<Running, StartError> {
         )],
         owned: vec![sp.pid],
         work: Some(work),
+        lifeline: None,
     })
 }
 

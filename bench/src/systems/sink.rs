@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::{Running, StartError, SystemId};
@@ -24,7 +24,7 @@ use crate::wire::handshake::Kind;
 
 const UPGRADE: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
-/// Runs the sink on `listen` until killed; prints `ready addr=…`.
+/// Runs the sink on `listen` until killed or its stdin closes; prints `ready addr=…`.
 pub fn serve(listen: SocketAddr) -> u8 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -60,12 +60,22 @@ pub fn serve(listen: SocketAddr) -> u8 {
             }
         }
         let scratch = Rc::new(RefCell::new(vec![0u8; 16 * 1024]));
+        // The harness holds our stdin: when it closes (the harness is gone), stop.
+        let mut lifeline = tokio::io::stdin();
+        let mut byte = [0u8; 64];
         loop {
-            match listener.accept().await {
-                Ok((s, _)) => {
-                    tokio::task::spawn_local(hold(s, scratch.clone()));
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => {
+                        tokio::task::spawn_local(hold(s, scratch.clone()));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+                n = lifeline.read(&mut byte) => {
+                    if !matches!(n, Ok(k) if k > 0) {
+                        return 0;
+                    }
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
     })
@@ -107,7 +117,7 @@ pub fn start() -> Result<Running, StartError> {
     let exe = std::env::current_exe().map_err(|e| StartError::Failed(e.to_string()))?;
     let mut cmd = Command::new(exe);
     cmd.args(["sink", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let sp = children::spawn("sink", &mut cmd)
@@ -140,5 +150,6 @@ pub fn start() -> Result<Running, StartError> {
         notes: Vec::new(),
         owned: vec![sp.pid],
         work: None,
+        lifeline: sp.stdin,
     })
 }

@@ -61,5 +61,6 @@ pub fn start() -> Result<Running, StartError> {
         notes: vec!["multi-threaded runtime, backlog 1024 (tokio's default)".into()],
         owned: vec![sp.pid],
         work: None,
+        lifeline: None,
     })
 }
