@@ -353,10 +353,16 @@ pub fn markdown(doc: &CompareReport) -> (String, Vec<(String, String)>) {
         md += "\n## Fan-out\n\n";
         md += &fanout::markdown(&fan);
     }
+    let log = report::svg::wants_log_y(&series);
     let svg = report::svg::line_chart(
         "RSS against idle connections",
         "connections",
-        "RSS (MiB)",
+        if log {
+            "RSS (MiB, log scale)"
+        } else {
+            "RSS (MiB)"
+        },
+        log,
         &series,
     );
     (md, vec![("rss.svg".into(), svg)])

@@ -542,6 +542,7 @@ pub fn run(a: &crate::cli::ConnsArgs) -> Result<(), Failure> {
             "RSS against idle connections",
             "connections",
             "RSS (MiB)",
+            false,
             &[rss_series(&info.name, &result)],
         );
         crate::report::write_out(dir, &md, &[("rss.svg".into(), svg)])?;

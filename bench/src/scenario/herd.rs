@@ -514,6 +514,7 @@ pub fn run(a: &HerdArgs) -> Result<(), Failure> {
             "Connections back after the edge went away",
             "seconds",
             "% back",
+            false,
             &series,
         );
         report::write_out(dir, &md, &[("herd.svg".into(), svg)])?;
