@@ -145,7 +145,7 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
                         .expect("kafka acknowledged");
                 }));
                 k += 1;
-                if k % 10 == 0 {
+                if k.is_multiple_of(10) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }

@@ -5,8 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use herald_processor::sender::{Sender, SenderConfig};
@@ -23,7 +22,7 @@ const MESSAGES: usize = 20_000;
 fn devices(u: usize) -> Vec<(&'static str, Kind)> {
     if u < MULTI_DEVICE_USERS {
         vec![("w", Kind::Ws), ("s", Kind::Sse)]
-    } else if u % 2 == 0 {
+    } else if u.is_multiple_of(2) {
         vec![("w", Kind::Ws)]
     } else {
         vec![("s", Kind::Sse)]
@@ -59,9 +58,7 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     });
 
     // 2,000 clients, alternating edges.
-    let inbox: Inbox = Arc::default();
-    let connected = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let fleet = Fleet::default();
     let mut clients = Vec::new();
     let mut n = 0;
     for u in 0..USERS {
@@ -71,23 +68,16 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
             } else {
                 edge_b.client_addr
             };
-            clients.push(rt.spawn(client(
-                addr,
-                n,
-                format!("u{u}"),
-                device.to_string(),
-                kind,
-                inbox.clone(),
-                connected.clone(),
-                stop.clone(),
-            )));
+            let f = fleet.clone();
+            clients.push(rt.spawn(async move {
+                f.client(addr, n, format!("u{u}"), device.to_string(), kind)
+                    .await
+            }));
             n += 1;
         }
     }
     let total_conns = n;
-    assert!(rt.block_on(wait_until(Duration::from_secs(60), || connected
-        .load(Ordering::SeqCst)
-        == total_conns)));
+    assert!(rt.block_on(wait_until(Duration::from_secs(60), || fleet.connected() == total_conns)));
     // Every connection is registered (edges write through their control threads).
     let registry = rt.block_on(redis_registry(&redis.url()));
     let users: Vec<String> = (0..USERS).map(|u| format!("u{u}")).collect();
@@ -231,17 +221,16 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
 
     // Wait until every connection has what it should, then a little longer for duplicates.
     let want_total: usize = expected.values().sum();
-    let got_total = || -> usize { inbox.lock().unwrap().values().map(Vec::len).sum() };
     let complete = rt.block_on(wait_until(Duration::from_secs(120), || {
-        got_total() >= want_total
+        fleet.received() >= want_total
     }));
     let elapsed = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::SeqCst);
+    fleet.stop.store(true, Ordering::SeqCst);
     for c in clients {
         rt.block_on(c).unwrap();
     }
-    let inbox = Arc::try_unwrap(inbox).unwrap().into_inner().unwrap();
+    let inbox = std::mem::take(&mut *fleet.inbox.lock().unwrap());
     eprintln!(
         "pipeline: {want_total} deliveries to {total_conns} connections expected, {} received in {elapsed:?} ({:.0}/s)",
         got_total_of(&inbox),

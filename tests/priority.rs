@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,26 +31,19 @@ fn high_priority_overtakes_a_100k_low_backlog() {
         .unwrap();
     let _guard = rt.enter();
 
-    let inbox: Inbox = Arc::default();
-    let connected = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let fleet = Fleet::default();
+    let inbox = fleet.inbox.clone();
+    let addr = edge.client_addr;
     let clients: Vec<_> = (0..USERS)
         .map(|u| {
-            rt.spawn(client(
-                edge.client_addr,
-                u,
-                format!("p{u}"),
-                "d".into(),
-                Kind::Ws,
-                inbox.clone(),
-                connected.clone(),
-                stop.clone(),
-            ))
+            let f = fleet.clone();
+            rt.spawn(async move {
+                f.client(addr, u, format!("p{u}"), "d".into(), Kind::Ws)
+                    .await
+            })
         })
         .collect();
-    assert!(rt.block_on(wait_until(Duration::from_secs(30), || connected
-        .load(Ordering::SeqCst)
-        == USERS)));
+    assert!(rt.block_on(wait_until(Duration::from_secs(30), || fleet.connected() == USERS)));
 
     // The backlog: 100k low-priority pushes in Kafka before any processor runs.
     let producer = kafka.producer();
@@ -94,24 +87,33 @@ fn high_priority_overtakes_a_100k_low_backlog() {
             .count()
     };
     assert!(rt.block_on(wait_until(Duration::from_secs(30), || low_received() >= 1000)));
-    let sender = Sender::new(&SenderConfig::new(kafka.bootstrap.clone())).unwrap();
+    let sender = Arc::new(Sender::new(&SenderConfig::new(kafka.bootstrap.clone())).unwrap());
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     rt.block_on(async {
-        for h in 0..HIGH {
-            let payload = format!("high|{h}");
-            sent_at
-                .lock()
-                .unwrap()
-                .insert(payload.clone(), Instant::now());
-            sender
-                .send(
-                    &Target::User(format!("p{}", h % USERS)),
-                    payload.as_bytes(),
-                    Priority::High,
-                    Some(Duration::from_secs(60)),
-                )
-                .await
-                .unwrap();
+        // All at once, as a burst of urgent pushes would come.
+        let sends: Vec<_> = (0..HIGH)
+            .map(|h| {
+                let (sender, sent_at) = (sender.clone(), sent_at.clone());
+                tokio::spawn(async move {
+                    let payload = format!("high|{h}");
+                    sent_at
+                        .lock()
+                        .unwrap()
+                        .insert(payload.clone(), Instant::now());
+                    sender
+                        .send(
+                            &Target::User(format!("p{}", h % USERS)),
+                            payload.as_bytes(),
+                            Priority::High,
+                            Some(Duration::from_secs(60)),
+                        )
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for s in sends {
+            s.await.unwrap();
         }
     });
     // Record when each high push arrives (poll the inbox).
@@ -150,7 +152,7 @@ fn high_priority_overtakes_a_100k_low_backlog() {
     );
     // The backlog still drains completely afterwards.
     assert!(rt.block_on(wait_until(Duration::from_secs(120), || low_received() >= LOW)));
-    stop.store(true, Ordering::SeqCst);
+    fleet.stop.store(true, Ordering::SeqCst);
     for c in clients {
         rt.block_on(c).unwrap();
     }

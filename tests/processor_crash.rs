@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,30 +81,21 @@ fn a_killed_processor_loses_nothing() {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let inbox: Inbox = Arc::default();
-    let connected = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let fleet = Fleet::default();
+    let inbox = fleet.inbox.clone();
+    let addr = edge.client_addr;
     let clients: Vec<_> = (0..USERS)
         .map(|u| {
-            rt.spawn(client(
-                edge.client_addr,
-                u,
-                format!("k{u}"),
-                "d".into(),
-                if u % 2 == 0 { Kind::Ws } else { Kind::Sse },
-                inbox.clone(),
-                connected.clone(),
-                stop.clone(),
-            ))
+            let f = fleet.clone();
+            let kind = if u % 2 == 0 { Kind::Ws } else { Kind::Sse };
+            rt.spawn(async move { f.client(addr, u, format!("k{u}"), "d".into(), kind).await })
         })
         .collect();
-    assert!(rt.block_on(wait_until(Duration::from_secs(30), || connected
-        .load(Ordering::SeqCst)
-        == USERS)));
+    assert!(rt.block_on(wait_until(Duration::from_secs(30), || fleet.connected() == USERS)));
     std::thread::sleep(Duration::from_millis(500)); // registrations written
 
     let mut first = spawn_processor(&kafka, &redis.url());
-    let received = || -> usize { inbox.lock().unwrap().values().map(Vec::len).sum() };
+    let received = || fleet.received();
     // Produce at ~2,000/s in the background.
     let sender = Arc::new(Sender::new(&SenderConfig::new(kafka.bootstrap.clone())).unwrap());
     let producing = {
@@ -142,7 +133,7 @@ fn a_killed_processor_loses_nothing() {
         distinct.len() >= MESSAGES
     }));
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
+    fleet.stop.store(true, Ordering::SeqCst);
     for c in clients {
         rt.block_on(c).unwrap();
     }

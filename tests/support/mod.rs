@@ -120,52 +120,71 @@ pub enum Kind {
     Sse,
 }
 
-/// Connects one client, then records every push it receives until `stop` is set (checked
-/// every 100 ms) or the connection ends. `connected` is incremented once the edge answered.
-pub async fn client(
-    addr: SocketAddr,
-    n: usize,
-    user: String,
-    device: String,
-    kind: Kind,
-    inbox: Inbox,
-    connected: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-) {
-    let token = token(&user, &device);
-    let key = (user.clone(), device.clone());
-    inbox.lock().unwrap().entry(key.clone()).or_default();
-    let tick = Duration::from_millis(100);
-    match kind {
-        Kind::Ws => {
-            let mut s = ws_open(addr, source_ip(n), &token).await.expect("ws 101");
-            connected.fetch_add(1, Ordering::SeqCst);
-            loop {
-                match tokio::time::timeout(tick, read_frame(&mut s)).await {
-                    Ok(Ok(f)) if f.opcode == 0x1 => {
-                        let text = String::from_utf8(f.payload).unwrap();
-                        inbox.lock().unwrap().get_mut(&key).unwrap().push(text);
+/// A set of test clients: what they received, how many are connected, and a stop flag.
+#[derive(Clone, Default)]
+pub struct Fleet {
+    /// What every client received, by (user, device).
+    pub inbox: Inbox,
+    /// Clients the edge has answered.
+    pub connected: Arc<AtomicUsize>,
+    /// Set to end every client (checked every 100 ms).
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Fleet {
+    /// How many clients are connected.
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Pushes received so far (all clients).
+    pub fn received(&self) -> usize {
+        self.inbox.lock().unwrap().values().map(Vec::len).sum()
+    }
+
+    /// Connects one client, then records every push it receives until `stop` is set or the
+    /// connection ends.
+    pub async fn client(
+        &self,
+        addr: SocketAddr,
+        n: usize,
+        user: String,
+        device: String,
+        kind: Kind,
+    ) {
+        let token = token(&user, &device);
+        let key = (user, device);
+        self.inbox.lock().unwrap().entry(key.clone()).or_default();
+        let record = |text: String| self.inbox.lock().unwrap().get_mut(&key).unwrap().push(text);
+        let tick = Duration::from_millis(100);
+        match kind {
+            Kind::Ws => {
+                let mut s = ws_open(addr, source_ip(n), &token).await.expect("ws 101");
+                self.connected.fetch_add(1, Ordering::SeqCst);
+                loop {
+                    match tokio::time::timeout(tick, read_frame(&mut s)).await {
+                        Ok(Ok(f)) if f.opcode == 0x1 => {
+                            record(String::from_utf8(f.payload).unwrap())
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => break,
+                        Err(_) if self.stop.load(Ordering::SeqCst) => break,
+                        Err(_) => {}
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) if stop.load(Ordering::SeqCst) => break,
-                    Err(_) => {}
                 }
             }
-        }
-        Kind::Sse => {
-            let mut s = sse_open(addr, source_ip(n), &token).await.expect("sse 200");
-            connected.fetch_add(1, Ordering::SeqCst);
-            let mut r = SseReader::new();
-            loop {
-                match tokio::time::timeout(tick, r.next(&mut s)).await {
-                    Ok(Ok(ev)) if ev.event.is_none() => {
-                        inbox.lock().unwrap().get_mut(&key).unwrap().push(ev.data);
+            Kind::Sse => {
+                let mut s = sse_open(addr, source_ip(n), &token).await.expect("sse 200");
+                self.connected.fetch_add(1, Ordering::SeqCst);
+                let mut r = SseReader::new();
+                loop {
+                    match tokio::time::timeout(tick, r.next(&mut s)).await {
+                        Ok(Ok(ev)) if ev.event.is_none() => record(ev.data),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => break,
+                        Err(_) if self.stop.load(Ordering::SeqCst) => break,
+                        Err(_) => {}
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) if stop.load(Ordering::SeqCst) => break,
-                    Err(_) => {}
                 }
             }
         }
