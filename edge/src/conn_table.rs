@@ -46,6 +46,9 @@ pub struct Conn {
     pub device: Box<str>,
     /// Random id of this connection: the registry's compare-and-delete token.
     pub nonce: u64,
+    /// The socket's descriptor (owned by the driver), for writing straight to an idle
+    /// connection; only used while `closing == No`, when the driver holds the socket open.
+    pub fd: i32,
     /// Request head bytes received so far (handshake only; dropped after it). Boxed: 8 bytes
     /// per open connection instead of 24.
     #[allow(clippy::box_collection)]
@@ -68,8 +71,9 @@ pub struct Conn {
 
 impl Conn {
     /// A fresh, handshaking connection.
-    pub fn new(life: Life, wheel_at: u32, nonce: u64) -> Conn {
+    pub fn new(life: Life, wheel_at: u32, nonce: u64, fd: i32) -> Conn {
         Conn {
+            fd,
             kind: ConnKind::WebSocket,
             life,
             wheel_at,
@@ -342,7 +346,7 @@ mod tests {
             sse_keepalive: 1,
             close_grace: 1,
         };
-        Conn::new(Life::handshaking(0, &t), 1, 7)
+        Conn::new(Life::handshaking(0, &t), 1, 7, -1)
     }
 
     #[test]

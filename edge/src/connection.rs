@@ -38,7 +38,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     log::debug!("TCP_USER_TIMEOUT: {e}");
                 }
                 let _ = stream.set_nodelay(true);
-                let id = shard.admit();
+                let id = shard.admit(std::os::fd::AsRawFd::as_raw_fd(&stream));
                 glommio::spawn_local(ConnDriver {
                     shard: shard.clone(),
                     id,

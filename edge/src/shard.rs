@@ -227,12 +227,12 @@ impl Shard {
         }
     }
 
-    /// Registers a new TCP connection; returns its id.
-    pub fn admit(&self) -> ConnId {
+    /// Registers a new TCP connection (socket `fd`, owned by its driver); returns its id.
+    pub fn admit(&self, fd: i32) -> ConnId {
         let now = self.now_tick();
         let life = Life::handshaking(now, &self.timing);
         let mut table = self.table.borrow_mut();
-        let id = table.insert(Conn::new(life, u32::MAX, self.nonce()));
+        let id = table.insert(Conn::new(life, u32::MAX, self.nonce(), fd));
         let conn = table.get(id).expect("just inserted");
         self.schedule(id, conn);
         self.probe.borrow_mut().accepts += 1;
@@ -566,6 +566,17 @@ impl Shard {
                     }
                 }
             };
+            match self.write_through(conn, &bytes) {
+                Some(true) => {
+                    delivered += 1;
+                    if !conn.out.is_empty() {
+                        conn.wake(); // a partial write left the rest queued
+                    }
+                    continue;
+                }
+                Some(false) => continue, // the socket failed; the connection is closing
+                None => {}
+            }
             if conn.enqueue(bytes, cap) {
                 delivered += 1;
                 conn.wake();
@@ -587,6 +598,32 @@ impl Shard {
             Outcome::NotHere
         };
         (outcome, delivered)
+    }
+
+    /// Writes `bytes` straight to an idle connection's socket (nothing queued, not closing),
+    /// saving the driver a wake-up. `Some(true)`: written (the rest of a partial write is
+    /// queued); `Some(false)`: the socket failed and the connection is closing; `None`: not
+    /// attempted or the socket buffer is full — queue the bytes as usual.
+    fn write_through(&self, conn: &mut Conn, bytes: &Rc<[u8]>) -> Option<bool> {
+        if !conn.out.is_empty() || conn.closing != Closing::No || conn.fd < 0 {
+            return None;
+        }
+        match crate::sockopt::send_nonblocking(conn.fd, bytes) {
+            Ok(n) => {
+                self.probe.borrow_mut().bytes_out += n as u64;
+                if n < bytes.len() {
+                    conn.out.push_back(bytes.clone());
+                    conn.out_off = n as u32;
+                    conn.out_bytes = (bytes.len() - n) as u32;
+                }
+                Some(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(_) => {
+                conn.close(Closing::Now, "write_error");
+                Some(false)
+            }
+        }
     }
 
     /// Counters and table sizes for the control thread.

@@ -79,8 +79,9 @@ fn lifetimes_are_jittered_and_compliant_clients_leave_no_time_wait_on_the_edge()
     let low = max - jitter;
     let mut sorted = lifetimes.clone();
     sorted.sort();
+    // Client-side timing: a task resumed late after its 101 sees a slightly shorter life.
     assert!(
-        sorted[0] >= low - Duration::from_millis(50),
+        sorted[0] >= low - Duration::from_millis(250),
         "shortest {:?}",
         sorted[0]
     );
