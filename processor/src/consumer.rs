@@ -1,37 +1,62 @@
-//! # One Kafka consumer per priority topic, and what it shares with the forwarding tasks
+//! # The Kafka consumer, its partition queues, and what it shares with the forwarding tasks
 //!
-//! Each priority topic has its own `StreamConsumer` in the processors' common group, so
-//! librdkafka fetches every topic independently and the loop (`processor`) can always take
-//! the highest-priority record already fetched. Per consumer:
+//! A processor has one consumer per push topic, all three in the processors' consumer group
+//! (see [`create`] for why not one for all). Each assigned partition's records are split off
+//! its consumer's main queue into a queue of their own, drained by a small *pump* task into the
+//! channel of the partition's priority level; the consumer loop (`processor`) reads the three
+//! level channels in strict priority order. A pump stops reading while its partition's buffer is full, and librdkafka
+//! stops fetching once its own prefetch for the partition is full — back-pressure without
+//! pausing (a pause would drop the prefetched records and cost a refetch).
 //!
 //! - `enable.auto.offset.store=false`: offsets are stored by [`TopicState::settle`] only for
 //!   the settled prefix of each partition; `enable.auto.commit=true` commits what is stored
-//!   every `commit_interval` and when partitions are revoked or the consumer closes.
+//!   every `commit_interval`; a revoke commits synchronously before the partitions go.
 //! - Cooperative (incremental) rebalancing: when a processor joins or leaves, only the
 //!   partitions that change owner are revoked; the callbacks drop those partitions' windows
-//!   and start fresh ones for newly assigned partitions ([`PartitionTable`]).
+//!   and pumps and start fresh ones for newly assigned partitions ([`PartitionTable`]).
 //! - librdkafka statistics (every `lag_interval`) feed `herald_processor_lag{topic,partition}`
 //!   and the total lag used by the autoscaling estimate.
+//!
+//! The main queue still carries the group's events (rebalances, statistics), and records
+//! fetched for a partition in the instant before its queue was split; the loop polls it first.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::OwnedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 
 use crate::config::KafkaConfig;
 use crate::metrics as m;
 use crate::partitions::{PartitionControl, PartitionTable};
 
-/// The consumer type of one topic.
-pub type TopicConsumer = StreamConsumer<TopicContext>;
+/// The processor's consumer.
+pub type ProcessorConsumer = StreamConsumer<ProcessorContext>;
 
-/// State of one priority topic shared by its consumer callbacks, the loop and the
+/// A record a pump took from its partition queue.
+#[derive(Debug)]
+pub struct Polled {
+    /// Priority level of its topic.
+    pub level: usize,
+    /// Its partition.
+    pub partition: i32,
+    /// The assignment generation it was received in.
+    pub generation: u64,
+    /// The record.
+    pub msg: OwnedMessage,
+}
+
+/// State of one priority topic shared by the consumer callbacks, the pumps, the loop and the
 /// forwarding tasks.
 #[derive(Debug)]
 pub struct TopicState {
@@ -39,10 +64,12 @@ pub struct TopicState {
     pub topic: String,
     /// Priority level (0 high).
     pub level: usize,
-    /// In-flight windows of the assigned partitions.
+    /// In-flight windows and buffers of the assigned partitions.
     table: Mutex<PartitionTable>,
     /// The consumer (weak: the consumer owns the context that owns this state).
-    consumer: OnceLock<Weak<TopicConsumer>>,
+    consumer: Arc<OnceLock<Weak<ProcessorConsumer>>>,
+    /// Wakes pumps waiting for buffer room (on every settle).
+    room: Notify,
     /// Sum of the partitions' lag at the last statistics.
     lag_total: AtomicU64,
     /// `herald_processor_inflight{topic}`.
@@ -51,17 +78,16 @@ pub struct TopicState {
     paused_gauge: metrics::Gauge,
 }
 
-/// [`PartitionControl`] over a consumer.
-struct Control<'a, C: Consumer<TopicContext>> {
+/// [`PartitionControl`] over the consumer.
+struct Control<'a, C: Consumer<ProcessorContext>> {
     /// The consumer.
     consumer: &'a C,
-    /// Its topic.
+    /// The topic.
     topic: &'a str,
 }
 
-impl<C: Consumer<TopicContext>> PartitionControl for Control<'_, C> {
+impl<C: Consumer<ProcessorContext>> PartitionControl for Control<'_, C> {
     fn store(&self, partition: i32, next_offset: i64) {
-        log::trace!("{}[{partition}]: store {next_offset}", self.topic);
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(self.topic, partition, Offset::Offset(next_offset))
@@ -75,24 +101,6 @@ impl<C: Consumer<TopicContext>> PartitionControl for Control<'_, C> {
             }
         }
     }
-
-    fn pause(&self, partition: i32) {
-        log::debug!("{}[{partition}]: window full, pausing", self.topic);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(self.topic, partition);
-        if let Err(e) = self.consumer.pause(&tpl) {
-            log::warn!("{}[{partition}]: pause failed: {e}", self.topic);
-        }
-    }
-
-    fn resume(&self, partition: i32) {
-        log::debug!("{}[{partition}]: resuming", self.topic);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(self.topic, partition);
-        if let Err(e) = self.consumer.resume(&tpl) {
-            log::debug!("{}[{partition}]: resume failed: {e}", self.topic);
-        }
-    }
 }
 
 fn lock(table: &Mutex<PartitionTable>) -> std::sync::MutexGuard<'_, PartitionTable> {
@@ -102,13 +110,19 @@ fn lock(table: &Mutex<PartitionTable>) -> std::sync::MutexGuard<'_, PartitionTab
 }
 
 impl TopicState {
-    /// State for `topic` at priority `level`: windows of `window`, buffers of `buffer` records.
-    pub fn new(topic: &str, level: usize, window: usize, buffer: usize) -> Arc<TopicState> {
+    fn new(
+        topic: &str,
+        level: usize,
+        window: usize,
+        buffer: usize,
+        consumer: Arc<OnceLock<Weak<ProcessorConsumer>>>,
+    ) -> Arc<TopicState> {
         Arc::new(TopicState {
             topic: topic.to_string(),
             level,
             table: Mutex::new(PartitionTable::new(window, buffer)),
-            consumer: OnceLock::new(),
+            consumer,
+            room: Notify::new(),
             lag_total: AtomicU64::new(0),
             inflight_gauge: metrics::gauge!(m::INFLIGHT, "topic" => topic.to_string()),
             paused_gauge: metrics::gauge!(m::PAUSED_PARTITIONS, "topic" => topic.to_string()),
@@ -118,28 +132,28 @@ impl TopicState {
     /// Publishes the table's gauges.
     fn publish(&self, table: &PartitionTable) {
         self.inflight_gauge.set(table.unsettled() as f64);
-        self.paused_gauge.set(table.paused() as f64);
+        self.paused_gauge.set(table.full() as f64);
     }
 
-    fn with_consumer(&self, f: impl FnOnce(&Control<'_, TopicConsumer>)) {
-        if let Some(c) = self.consumer.get().and_then(Weak::upgrade) {
-            f(&Control {
-                consumer: c.as_ref(),
-                topic: &self.topic,
-            });
-        }
-    }
-
-    /// The loop took a record of `partition` (pausing the partition when its buffer is
-    /// full); returns the generation to admit and settle it with.
+    /// A record of `partition` was taken from Kafka; returns the generation to admit and
+    /// settle it with.
     pub fn received(&self, partition: i32) -> u64 {
-        let mut generation = 0;
-        self.with_consumer(|control| {
-            let mut table = lock(&self.table);
-            generation = table.received(partition, control);
-            self.publish(&table);
-        });
+        let mut table = lock(&self.table);
+        let generation = table.received(partition);
+        self.publish(&table);
         generation
+    }
+
+    /// Waits until `partition`'s buffer has room for another record.
+    async fn room_for(&self, partition: i32) {
+        loop {
+            // Registered before the check, so a settle in between is not missed.
+            let settled = self.room.notified();
+            if lock(&self.table).can_receive(partition) {
+                return;
+            }
+            settled.await;
+        }
     }
 
     /// Whether the partition's window can admit another record.
@@ -154,12 +168,25 @@ impl TopicState {
 
     /// Settles a record; stores the new commit position. Returns whether it counted.
     pub fn settle(&self, partition: i32, generation: u64, offset: i64) -> bool {
-        let mut counted = false;
-        self.with_consumer(|control| {
+        let consumer = self.consumer.get().and_then(Weak::upgrade);
+        let counted = {
             let mut table = lock(&self.table);
-            counted = table.settle(partition, generation, offset, control);
+            let counted = match &consumer {
+                Some(c) => table.settle(
+                    partition,
+                    generation,
+                    offset,
+                    &Control {
+                        consumer: c.as_ref(),
+                        topic: &self.topic,
+                    },
+                ),
+                None => false,
+            };
             self.publish(&table);
-        });
+            counted
+        };
+        self.room.notify_waiters();
         counted
     }
 
@@ -168,7 +195,7 @@ impl TopicState {
         lock(&self.table).is_current(partition, generation)
     }
 
-    /// Unsettled records.
+    /// Records received and not settled.
     pub fn unsettled(&self) -> usize {
         lock(&self.table).unsettled()
     }
@@ -184,140 +211,291 @@ impl TopicState {
     }
 }
 
-/// The consumer context: rebalance and statistics callbacks.
+/// The context of one topic's consumer: rebalance and statistics callbacks, partition pumps.
 #[derive(Debug)]
-pub struct TopicContext {
-    /// The topic's shared state.
-    state: Arc<TopicState>,
+pub struct ProcessorContext {
+    /// The topics by level (shared by the three consumers).
+    topics: [Arc<TopicState>; 3],
+    /// The level of this consumer's topic.
+    own: usize,
+    /// The consumer itself (to split partition queues; set right after creation).
+    consumer: Arc<OnceLock<Weak<ProcessorConsumer>>>,
+    /// Where pumps deliver, per level.
+    levels: [mpsc::Sender<Polled>; 3],
+    /// Running pumps by (level, partition).
+    pumps: Mutex<HashMap<(usize, i32), JoinHandle<()>>>,
 }
 
-impl TopicContext {
-    /// The topic this consumer reads.
-    pub fn topic(&self) -> &str {
-        &self.state.topic
+impl ProcessorContext {
+    fn level_of(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|t| t.topic == topic)
     }
-}
 
-impl ClientContext for TopicContext {
-    fn stats(&self, statistics: Statistics) {
-        let mut total: u64 = 0;
-        let assigned = self.state.partitions();
-        if let Some(topic) = statistics.topics.get(&self.state.topic) {
-            for (id, p) in &topic.partitions {
-                if p.partition < 0 || !assigned.contains(&p.partition) {
-                    continue;
-                }
-                let lag = [
-                    p.consumer_lag_stored,
-                    p.consumer_lag,
-                    if p.hi_offset >= 0 && p.lo_offset >= 0 {
-                        p.hi_offset - p.lo_offset
-                    } else {
-                        -1
-                    },
-                ]
-                .into_iter()
-                .find(|l| *l >= 0)
-                .unwrap_or(0);
-                total += lag as u64;
-                metrics::gauge!(m::LAG, "topic" => self.state.topic.clone(), "partition" => id.to_string())
-                    .set(lag as f64);
-            }
+    fn pumps(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, i32), JoinHandle<()>>> {
+        self.pumps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops every pump (shutdown); returns their handles to await.
+    pub fn stop_pumps(&self) -> Vec<JoinHandle<()>> {
+        let handles: Vec<_> = self.pumps().drain().map(|(_, h)| h).collect();
+        for h in &handles {
+            h.abort();
         }
-        self.state.lag_total.store(total, Ordering::Relaxed);
+        handles
+    }
+
+    /// The topic states by level.
+    pub fn topics(&self) -> &[Arc<TopicState>; 3] {
+        &self.topics
+    }
+
+    /// This consumer's topic.
+    pub fn topic(&self) -> &str {
+        &self.topics[self.own].topic
     }
 }
 
-fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
-    tpl.elements()
-        .iter()
-        .filter(|e| e.topic() == topic)
-        .map(|e| e.partition())
-        .collect()
+impl ClientContext for ProcessorContext {
+    fn stats(&self, statistics: Statistics) {
+        {
+            let state = &self.topics[self.own];
+            let mut total: u64 = 0;
+            let assigned = state.partitions();
+            if let Some(topic) = statistics.topics.get(&state.topic) {
+                for (id, p) in &topic.partitions {
+                    if p.partition < 0 || !assigned.contains(&p.partition) {
+                        continue;
+                    }
+                    let lag = [
+                        p.consumer_lag_stored,
+                        p.consumer_lag,
+                        if p.hi_offset >= 0 && p.lo_offset >= 0 {
+                            p.hi_offset - p.lo_offset
+                        } else {
+                            -1
+                        },
+                    ]
+                    .into_iter()
+                    .find(|l| *l >= 0)
+                    .unwrap_or(0);
+                    total += lag as u64;
+                    metrics::gauge!(m::LAG, "topic" => state.topic.clone(), "partition" => id.to_string())
+                        .set(lag as f64);
+                }
+            }
+            state.lag_total.store(total, Ordering::Relaxed);
+        }
+    }
 }
 
-impl ConsumerContext for TopicContext {
+/// Partitions per level in a rebalance's list.
+fn by_level(ctx: &ProcessorContext, tpl: &TopicPartitionList) -> [Vec<i32>; 3] {
+    let mut out: [Vec<i32>; 3] = Default::default();
+    for e in tpl.elements() {
+        if let Some(level) = ctx.level_of(e.topic()) {
+            out[level].push(e.partition());
+        }
+    }
+    out
+}
+
+impl ConsumerContext for ProcessorContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let parts = partitions_of(tpl, &self.state.topic);
-            log::info!("{}: partitions {parts:?} revoked", self.state.topic);
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        for (level, parts) in by_level(self, tpl).into_iter().enumerate() {
+            if parts.is_empty() {
+                continue;
+            }
+            let state = &self.topics[level];
+            log::info!("{}: partitions {parts:?} revoked", state.topic);
             {
-                let mut table = lock(&self.state.table);
-                table.revoke(&parts);
-                self.state.publish(&table);
+                let mut pumps = self.pumps();
+                for p in &parts {
+                    if let Some(h) = pumps.remove(&(level, *p)) {
+                        h.abort();
+                    }
+                }
             }
-            // Commit what was settled before the partitions go: the new owner starts there.
-            // (librdkafka's own commit of revoked partitions is skipped when a consumer is
-            // destroyed, e.g. a processor task aborted.)
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                log::debug!("{}: commit on revoke: {e}", self.state.topic);
-            }
+            let mut table = lock(&state.table);
+            table.revoke(&parts);
+            state.publish(&table);
             for p in parts {
-                metrics::gauge!(m::LAG, "topic" => self.state.topic.clone(), "partition" => p.to_string())
+                metrics::gauge!(m::LAG, "topic" => state.topic.clone(), "partition" => p.to_string())
                     .set(0.0);
             }
         }
+        // Commit what was settled before the partitions go: the new owner starts there.
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            log::debug!("commit on revoke: {e}");
+        }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let parts = partitions_of(tpl, &self.state.topic);
-                log::info!("{}: partitions {parts:?} assigned", self.state.topic);
-                let control = Control {
-                    consumer,
-                    topic: &self.state.topic,
-                };
-                let mut table = lock(&self.state.table);
-                table.assign(&parts, &control);
-                self.state.publish(&table);
+                let consumer = self.consumer.get().and_then(Weak::upgrade);
+                // Pumps run on the processor's runtime (callbacks are served by its loop).
+                let runtime = tokio::runtime::Handle::try_current().ok();
+                for (level, parts) in by_level(self, tpl).into_iter().enumerate() {
+                    let state = &self.topics[level];
+                    log::info!("{}: partitions {parts:?} assigned", state.topic);
+                    {
+                        let mut table = lock(&state.table);
+                        table.assign(&parts);
+                        state.publish(&table);
+                    }
+                    let (Some(consumer), Some(runtime)) = (&consumer, &runtime) else {
+                        continue;
+                    };
+                    for p in parts {
+                        let Some(queue) = consumer.split_partition_queue(&state.topic, p) else {
+                            log::warn!(
+                                "{}[{p}]: no partition queue; read from the main queue",
+                                state.topic
+                            );
+                            continue;
+                        };
+                        let pump = runtime.spawn(pump(
+                            queue,
+                            state.clone(),
+                            p,
+                            self.levels[level].clone(),
+                        ));
+                        if let Some(old) = self.pumps().insert((level, p), pump) {
+                            old.abort();
+                        }
+                    }
+                }
             }
-            Rebalance::Error(e) => log::warn!("{}: rebalance error: {e}", self.state.topic),
+            Rebalance::Error(e) => log::warn!("rebalance error: {e}"),
             Rebalance::Revoke(_) => {}
         }
     }
 }
 
-/// Creates the consumer of `state.topic` in the group (not yet subscribed).
+/// Moves one partition's records to its level's channel while the partition's buffer has
+/// room.
+async fn pump(
+    queue: StreamPartitionQueue<ProcessorContext>,
+    state: Arc<TopicState>,
+    partition: i32,
+    out: mpsc::Sender<Polled>,
+) {
+    loop {
+        state.room_for(partition).await;
+        let msg = match queue.recv().await {
+            Ok(m) => m.detach(),
+            Err(e) => {
+                log::warn!("{}[{partition}]: {e}", state.topic);
+                continue;
+            }
+        };
+        let generation = state.received(partition);
+        let polled = Polled {
+            level: state.level,
+            partition,
+            generation,
+            msg,
+        };
+        if out.send(polled).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The consumers and the receiving ends of the level channels.
+pub struct Created {
+    /// One consumer per level (subscribed only once the caller subscribes them).
+    pub consumers: [Arc<ProcessorConsumer>; 3],
+    /// Records by level, from the pumps.
+    pub levels: [mpsc::Receiver<Polled>; 3],
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created").finish_non_exhaustive()
+    }
+}
+
+/// Creates the processor's three consumers in the group, one per push topic (high, normal,
+/// low; not yet subscribed), with windows of `window` and buffers of `buffer` records.
+///
+/// One consumer per topic rather than one for all three: the group's assignor then spreads
+/// each topic's partitions over the processors on its own, so the high-priority traffic is
+/// shared by all processors (a single member subscribed to all topics gets a balanced *count*
+/// of partitions, which may put every high-priority partition on one processor).
 pub fn create(
     kafka: &KafkaConfig,
-    state: &Arc<TopicState>,
     client_id: &str,
-) -> KafkaResult<Arc<TopicConsumer>> {
-    let mut c = ClientConfig::new();
-    let session_ms = kafka.session_timeout.as_millis().max(1);
-    c.set("bootstrap.servers", &kafka.bootstrap)
-        .set("group.id", &kafka.group_id)
-        .set("client.id", format!("{client_id}-{}", state.topic))
-        .set("enable.auto.commit", "true")
-        .set(
-            "auto.commit.interval.ms",
-            kafka.commit_interval.as_millis().max(1).to_string(),
-        )
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", &kafka.auto_offset_reset)
-        .set("session.timeout.ms", session_ms.to_string())
-        .set("heartbeat.interval.ms", (session_ms / 3).max(1).to_string())
-        .set(
-            "statistics.interval.ms",
-            kafka.lag_interval.as_millis().max(1).to_string(),
-        )
-        .set("enable.partition.eof", "false")
-        .set(
-            "fetch.wait.max.ms",
-            kafka.fetch_wait_max.as_millis().to_string(),
-        )
-        // Incremental rebalancing: a joining or leaving member moves only the partitions that
-        // change owner; everyone else keeps forwarding (and keeps its in-flight windows).
-        .set("partition.assignment.strategy", "cooperative-sticky");
-    for (k, v) in &kafka.properties {
-        c.set(k, v);
+    window: usize,
+    buffer: usize,
+) -> KafkaResult<Created> {
+    let handles: [Arc<OnceLock<Weak<ProcessorConsumer>>>; 3] =
+        std::array::from_fn(|_| Arc::new(OnceLock::new()));
+    let t = &kafka.topics;
+    let names = [&t.high, &t.normal, &t.low];
+    let topics: [Arc<TopicState>; 3] = std::array::from_fn(|level| {
+        TopicState::new(names[level], level, window, buffer, handles[level].clone())
+    });
+    let (h, rh) = mpsc::channel(256);
+    let (n, rn) = mpsc::channel(256);
+    let (l, rl) = mpsc::channel(256);
+    let senders = [h, n, l];
+    let mut consumers = Vec::with_capacity(3);
+    for level in 0..3 {
+        let mut c = ClientConfig::new();
+        let session_ms = kafka.session_timeout.as_millis().max(1);
+        c.set("bootstrap.servers", &kafka.bootstrap)
+            .set("group.id", &kafka.group_id)
+            .set("client.id", format!("{client_id}-{}", names[level]))
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.commit.interval.ms",
+                kafka.commit_interval.as_millis().max(1).to_string(),
+            )
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &kafka.auto_offset_reset)
+            .set("session.timeout.ms", session_ms.to_string())
+            .set("heartbeat.interval.ms", (session_ms / 3).max(1).to_string())
+            .set(
+                "statistics.interval.ms",
+                kafka.lag_interval.as_millis().max(1).to_string(),
+            )
+            .set("enable.partition.eof", "false")
+            .set(
+                "fetch.wait.max.ms",
+                kafka.fetch_wait_max.as_millis().to_string(),
+            )
+            // Prefetch per partition: about one buffer's worth waits in librdkafka.
+            .set("queued.min.messages", buffer.max(1).to_string())
+            // Incremental rebalancing: a joining or leaving member moves only the partitions
+            // that change owner; everyone else keeps forwarding (and keeps its windows).
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        for (k, v) in &kafka.properties {
+            c.set(k, v);
+        }
+        let consumer: Arc<ProcessorConsumer> =
+            Arc::new(c.create_with_context(ProcessorContext {
+                topics: topics.clone(),
+                own: level,
+                consumer: handles[level].clone(),
+                levels: senders.clone(),
+                pumps: Mutex::new(HashMap::new()),
+            })?);
+        let _ = handles[level].set(Arc::downgrade(&consumer));
+        consumers.push(consumer);
     }
-    let consumer: Arc<TopicConsumer> = Arc::new(c.create_with_context(TopicContext {
-        state: state.clone(),
-    })?);
-    let _ = state.consumer.set(Arc::downgrade(&consumer));
-    Ok(consumer)
+    let consumers: [Arc<ProcessorConsumer>; 3] = consumers
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three consumers"));
+    Ok(Created {
+        consumers,
+        levels: [rh, rn, rl],
+    })
 }
 
 /// Why a topic cannot be consumed.
@@ -338,15 +516,15 @@ impl std::fmt::Display for TopicError {
     }
 }
 
-/// Reads the topic's metadata (blocking, up to `timeout`): a clear start-up error when Kafka
-/// is unreachable or the topic does not exist, and a warm metadata cache, so the consumer's
-/// first group join already names its topic (otherwise it may join empty and miss the first
-/// assignment round).
+/// Reads the consumer's topic metadata (blocking, up to `timeout`): a clear start-up error
+/// when Kafka is unreachable or the topic does not exist, and a warm metadata cache, so the
+/// consumer's first group join already names its topic (otherwise it may join empty and miss
+/// the first assignment round).
 pub fn check_topic(
-    consumer: &TopicConsumer,
-    topic: &str,
+    consumer: &ProcessorConsumer,
     timeout: std::time::Duration,
 ) -> Result<(), TopicError> {
+    let topic = consumer.context().topic();
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(TopicError::Unreachable)?;

@@ -34,9 +34,9 @@ pub const RETRIES: &str = "herald_processor_retries_total";
 pub const E2E_LATENCY: &str = "herald_processor_e2e_latency_seconds";
 /// Records behind the stored (settled) offset, labels `topic`, `partition`.
 pub const LAG: &str = "herald_processor_lag";
-/// Unsettled records held in in-flight windows.
+/// Records received and not yet settled (buffers, in-flight windows included), label `topic`.
 pub const INFLIGHT: &str = "herald_processor_inflight";
-/// Partitions paused because their in-flight window is full.
+/// Partitions not being read because their buffer (`buffer_per_partition`) is full.
 pub const PAUSED_PARTITIONS: &str = "herald_processor_paused_partitions";
 /// This processor's share of the recommended replica count (sum over processors, round up).
 pub const RECOMMENDED_REPLICAS: &str = "herald_processor_recommended_replicas";

@@ -12,9 +12,9 @@
 //!
 //! A crash re-delivers at most the window (records started but not committed past; plus, after
 //! a kill -9, those settled since the last commit): records received but not admitted were
-//! never forwarded. Received-and-unsettled records are bounded by `buffer`: reaching it pauses
-//! the partition, draining to half resumes it. Pausing makes librdkafka drop what it prefetched
-//! for the partition, so the buffer should hold several windows.
+//! never forwarded. Received-and-unsettled records are bounded by `buffer`: while it is full,
+//! the partition's queue is not read ([`PartitionTable::can_receive`]) and librdkafka stops
+//! fetching once its own prefetch for the partition is full.
 //!
 //! Rebalances: a revoked partition's state is dropped (what was settled is already stored and
 //! is committed as the partition leaves); an assigned partition starts fresh. Every state
@@ -28,14 +28,10 @@ use std::collections::HashMap;
 
 use crate::inflight::{AdmitError, InflightWindow};
 
-/// The Kafka operations the table needs (implemented over the topic's consumer).
+/// The Kafka operation the table needs (implemented over the consumer).
 pub trait PartitionControl {
     /// Stores `next_offset` (the next record to read) for the next commit.
     fn store(&self, partition: i32, next_offset: i64);
-    /// Stops fetching the partition.
-    fn pause(&self, partition: i32);
-    /// Resumes fetching the partition.
-    fn resume(&self, partition: i32);
 }
 
 /// One assigned partition.
@@ -47,8 +43,6 @@ struct PartitionState {
     window: InflightWindow,
     /// Received, not yet admitted records.
     waiting: usize,
-    /// Whether the partition is paused because its buffer is full.
-    paused: bool,
 }
 
 impl PartitionState {
@@ -91,18 +85,15 @@ impl PartitionTable {
                 generation,
                 window: InflightWindow::new(self.window),
                 waiting,
-                paused: false,
             },
         );
         self.parts.get_mut(&partition).expect("just inserted")
     }
 
-    /// Partitions were assigned: each starts fresh (and is resumed, in case it was paused in
-    /// an earlier assignment).
-    pub fn assign(&mut self, partitions: &[i32], control: &impl PartitionControl) {
+    /// Partitions were assigned: each starts fresh.
+    pub fn assign(&mut self, partitions: &[i32]) {
         for &p in partitions {
             self.fresh(p, 0);
-            control.resume(p);
         }
     }
 
@@ -113,21 +104,23 @@ impl PartitionTable {
         }
     }
 
-    /// The loop took a record of `partition` from Kafka; returns the generation its lane must
-    /// admit and settle it with. Pauses the partition when its buffer is full. A partition
-    /// without state (a record raced a rebalance) starts fresh.
-    pub fn received(&mut self, partition: i32, control: &impl PartitionControl) -> u64 {
-        let buffer = self.buffer;
+    /// A record of `partition` was taken from Kafka; returns the generation its lane must
+    /// admit and settle it with. A partition without state (a record raced a rebalance)
+    /// starts fresh.
+    pub fn received(&mut self, partition: i32) -> u64 {
         let state = match self.parts.get_mut(&partition) {
             Some(s) => s,
             None => self.fresh(partition, 0),
         };
         state.waiting += 1;
-        if state.held() >= buffer && !state.paused {
-            state.paused = true;
-            control.pause(partition);
-        }
         state.generation
+    }
+
+    /// Whether another record of `partition` may be taken from Kafka (its buffer has room).
+    pub fn can_receive(&self, partition: i32) -> bool {
+        self.parts
+            .get(&partition)
+            .is_none_or(|s| s.held() < self.buffer)
     }
 
     /// Whether the window of `partition` can admit another record now.
@@ -161,8 +154,8 @@ impl PartitionTable {
         true
     }
 
-    /// Settles a record; stores the new position and resumes the partition as needed.
-    /// Returns whether the settle counted (its generation is current).
+    /// Settles a record; stores the new position when the settled prefix grew. Returns whether
+    /// the settle counted (its generation is current).
     pub fn settle(
         &mut self,
         partition: i32,
@@ -170,7 +163,6 @@ impl PartitionTable {
         offset: i64,
         control: &impl PartitionControl,
     ) -> bool {
-        let buffer = self.buffer;
         let Some(state) = self.parts.get_mut(&partition) else {
             return false;
         };
@@ -179,10 +171,6 @@ impl PartitionTable {
         }
         if let Some(next) = state.window.settle(offset) {
             control.store(partition, next);
-        }
-        if state.paused && state.held() <= buffer / 2 {
-            state.paused = false;
-            control.resume(partition);
         }
         true
     }
@@ -202,9 +190,12 @@ impl PartitionTable {
             .sum()
     }
 
-    /// Partitions currently paused.
-    pub fn paused(&self) -> usize {
-        self.parts.values().filter(|s| s.paused).count()
+    /// Partitions whose buffer is full (not being read).
+    pub fn full(&self) -> usize {
+        self.parts
+            .values()
+            .filter(|s| s.held() >= self.buffer)
+            .count()
     }
 
     /// Assigned partitions (with state).
@@ -229,12 +220,6 @@ mod tests {
         fn store(&self, p: i32, o: i64) {
             self.log.borrow_mut().push(format!("store {p}@{o}"));
         }
-        fn pause(&self, p: i32) {
-            self.log.borrow_mut().push(format!("pause {p}"));
-        }
-        fn resume(&self, p: i32) {
-            self.log.borrow_mut().push(format!("resume {p}"));
-        }
     }
 
     impl Fake {
@@ -244,10 +229,10 @@ mod tests {
     }
 
     /// Receives and admits `offsets` of partition `p`; returns the generation.
-    fn start(t: &mut PartitionTable, f: &Fake, p: i32, offsets: &[i64]) -> u64 {
+    fn start(t: &mut PartitionTable, p: i32, offsets: &[i64]) -> u64 {
         let mut g = 0;
         for &o in offsets {
-            g = t.received(p, f);
+            g = t.received(p);
             assert!(t.admit(p, g, o));
         }
         g
@@ -257,9 +242,8 @@ mod tests {
     fn settles_store_contiguous_prefix() {
         let f = Fake::default();
         let mut t = PartitionTable::new(10, 100);
-        t.assign(&[0, 1], &f);
-        assert_eq!(f.take(), ["resume 0", "resume 1"]);
-        let g = start(&mut t, &f, 0, &[5, 6]);
+        t.assign(&[0, 1]);
+        let g = start(&mut t, 0, &[5, 6]);
         assert!(t.settle(0, g, 6, &f));
         assert!(f.take().is_empty());
         assert!(t.settle(0, g, 5, &f));
@@ -271,9 +255,9 @@ mod tests {
     fn window_limits_admission_and_unsettled_counts_waiting() {
         let f = Fake::default();
         let mut t = PartitionTable::new(2, 100);
-        let g = start(&mut t, &f, 0, &[0, 1]);
+        let g = start(&mut t, 0, &[0, 1]);
         assert!(!t.has_room(0, g), "window of 2 is full");
-        assert_eq!(t.received(0, &f), g);
+        assert_eq!(t.received(0), g);
         assert_eq!(t.unsettled(), 3, "two admitted, one waiting");
         // Settling out of order frees nothing: the front still blocks.
         t.settle(0, g, 1, &f);
@@ -286,35 +270,34 @@ mod tests {
     }
 
     #[test]
-    fn full_buffer_pauses_and_half_drained_resumes() {
+    fn full_buffer_stops_receiving_until_a_settle() {
         let f = Fake::default();
         let mut t = PartitionTable::new(2, 4);
-        let g = start(&mut t, &f, 3, &[0, 1]);
-        t.received(3, &f);
-        assert!(f.take().is_empty());
-        t.received(3, &f);
-        assert_eq!(f.take(), ["pause 3"], "2 admitted + 2 waiting = buffer");
-        assert_eq!(t.paused(), 1);
+        assert!(t.can_receive(3), "unknown partitions may be read");
+        let g = start(&mut t, 3, &[0, 1]);
+        t.received(3);
+        assert!(t.can_receive(3));
+        t.received(3);
+        assert!(!t.can_receive(3), "2 admitted + 2 waiting = buffer");
+        assert_eq!(t.full(), 1);
         t.settle(3, g, 0, &f);
         assert_eq!(f.take(), ["store 3@1"]);
-        t.settle(3, g, 1, &f);
-        assert_eq!(f.take(), ["store 3@2", "resume 3"]);
-        assert_eq!(t.paused(), 0);
+        assert!(t.can_receive(3));
+        assert_eq!(t.full(), 0);
     }
 
     #[test]
     fn revoked_generation_admits_and_settles_are_refused() {
         let f = Fake::default();
         let mut t = PartitionTable::new(8, 64);
-        let old = start(&mut t, &f, 2, &[10]);
-        let old_waiting = t.received(2, &f);
+        let old = start(&mut t, 2, &[10]);
+        let old_waiting = t.received(2);
         t.revoke(&[2]);
         assert!(!t.settle(2, old, 10, &f), "partition gone");
         assert!(!t.admit(2, old_waiting, 11), "partition gone");
-        t.assign(&[2], &f);
-        f.take();
+        t.assign(&[2]);
         assert!(!t.is_current(2, old));
-        let new = start(&mut t, &f, 2, &[10]);
+        let new = start(&mut t, 2, &[10]);
         assert_ne!(old, new);
         assert!(!t.settle(2, old, 10, &f), "stale generation");
         assert!(!t.admit(2, old, 11), "stale generation");
@@ -327,8 +310,8 @@ mod tests {
     fn rewind_restarts_the_window_in_the_same_generation() {
         let f = Fake::default();
         let mut t = PartitionTable::new(8, 64);
-        let g = start(&mut t, &f, 0, &[10]);
-        t.received(0, &f);
+        let g = start(&mut t, 0, &[10]);
+        t.received(0);
         assert!(t.admit(0, g, 4));
         assert!(t.settle(0, g, 10, &f));
         assert!(

@@ -1,7 +1,7 @@
 //! # The processor: consumer loop, shared state, start-up and shutdown
 //!
 //! [`Processor::start`] validates the configuration, opens the Prometheus endpoint, reads edge
-//! membership and creates the three topic consumers (nothing is consumed yet);
+//! membership and creates the consumers (one per topic, subscribed, nothing consumed yet);
 //! [`Processor::run`] consumes until `shutdown` resolves. The loop takes records in strict
 //! priority order with the starvation guard ([`PriorityScheduler`]), counts it into its
 //! partition's buffer and hands it to the partition's lane (see `lane.rs`), which admits it to
@@ -16,7 +16,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -26,7 +25,7 @@ use futures_lite::Stream;
 use herald_registry::{Registry, RegistryError};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -34,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::autoscale::Autoscaler;
 use crate::config::{ConfigError, ProcessorConfig};
-use crate::consumer::{self, TopicConsumer, TopicState};
+use crate::consumer::{self, Polled, ProcessorConsumer, TopicState};
 use crate::deadletter::DeadLetters;
 use crate::directory::Directory;
 use crate::driver::Origin;
@@ -158,8 +157,10 @@ pub struct Processor {
     config: ProcessorConfig,
     /// Shared state.
     shared: Arc<Shared>,
-    /// The consumers by level.
-    consumers: [Arc<TopicConsumer>; 3],
+    /// The group members, one per topic.
+    consumers: [Arc<ProcessorConsumer>; 3],
+    /// Records from the partition pumps, by level.
+    levels: [mpsc::Receiver<Polled>; 3],
     /// Where `/metrics` is served, if anywhere.
     metrics_addr: Option<SocketAddr>,
     /// Refresher, autoscaler, metrics server.
@@ -199,7 +200,8 @@ fn instance_id() -> String {
 
 impl Processor {
     /// Validates `config`, binds the metrics endpoint, reads edge membership and creates the
-    /// consumers (subscribed, not yet consuming).
+    /// consumers (subscribed, not yet consuming). Install the process's metrics recorder before
+    /// calling this: metric handles are taken here.
     pub async fn start(
         config: ProcessorConfig,
         registry: Registry,
@@ -227,12 +229,14 @@ impl Processor {
             log::warn!("edge membership not readable yet: {e}");
         }
         let t = &config.kafka.topics;
-        let (window, buffer) = (config.inflight_per_partition, config.buffer_per_partition);
-        let topics = [
-            TopicState::new(&t.high, 0, window, buffer),
-            TopicState::new(&t.normal, 1, window, buffer),
-            TopicState::new(&t.low, 2, window, buffer),
-        ];
+        let consumer::Created { consumers, levels } = consumer::create(
+            &config.kafka,
+            &instance,
+            config.inflight_per_partition,
+            config.buffer_per_partition,
+        )
+        .map_err(ProcessorError::Kafka)?;
+        let topics = consumers[0].context().topics().clone();
         let dead = DeadLetters::new(&config.kafka, &instance).map_err(ProcessorError::Kafka)?;
         let shared = Arc::new(Shared {
             directory,
@@ -252,20 +256,10 @@ impl Processor {
             topics,
             settled_total: AtomicU64::new(0),
         });
-        let mut consumers = Vec::with_capacity(3);
-        for state in &shared.topics {
-            consumers.push(
-                consumer::create(&config.kafka, state, &instance).map_err(ProcessorError::Kafka)?,
-            );
-        }
-        let consumers: [Arc<TopicConsumer>; 3] = consumers
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("three topics"));
-        let checks = consumers.clone().map(|c| {
-            let topic = c.context().topic().to_string();
-            let timeout = config.kafka.metadata_timeout;
-            tokio::task::spawn_blocking(move || consumer::check_topic(&c, &topic, timeout))
-        });
+        let timeout = config.kafka.metadata_timeout;
+        let checks = consumers
+            .clone()
+            .map(|c| tokio::task::spawn_blocking(move || consumer::check_topic(&c, timeout)));
         for check in checks {
             check
                 .await
@@ -276,8 +270,8 @@ impl Processor {
                 })
                 .map_err(ProcessorError::Topic)?;
         }
-        for (c, state) in consumers.iter().zip(&shared.topics) {
-            c.subscribe(&[&state.topic])
+        for c in &consumers {
+            c.subscribe(&[c.context().topic()])
                 .map_err(ProcessorError::Kafka)?;
         }
         background.push(Background(tokio::spawn(refresh_edges(
@@ -300,6 +294,7 @@ impl Processor {
             config,
             shared,
             consumers,
+            levels,
             metrics_addr,
             background,
         })
@@ -324,14 +319,15 @@ impl Processor {
             config,
             shared,
             consumers,
+            mut levels,
             metrics_addr: _,
             background,
         } = self;
-        let consumers = Consumers(Some(consumers));
+        let members = Members(Some(consumers));
         let mut lanes: JoinSet<()> = JoinSet::new();
         {
-            let c = consumers.get();
-            let mut streams = [c[0].stream(), c[1].stream(), c[2].stream()];
+            let c = members.get();
+            let mut mains = [c[0].stream(), c[1].stream(), c[2].stream()];
             let mut shutdown = std::pin::pin!(shutdown);
             let mut scheduler = PriorityScheduler::<3>::new(config.starvation_guard);
             let mut senders: HashMap<(usize, i32), (u64, mpsc::UnboundedSender<OwnedMessage>)> =
@@ -341,10 +337,33 @@ impl Processor {
             let mut cleanup = tokio::time::interval(Duration::from_secs(1));
             loop {
                 let order = scheduler.poll_order();
-                let next = tokio::select! {
+                let polled = tokio::select! {
                     biased;
                     _ = &mut shutdown => break,
-                    next = next_in_order(&mut streams, order) => next,
+                    // Group events (rebalances, statistics) are served here, and records
+                    // fetched in the instant before their partition's queue was split.
+                    item = next_main(&mut mains) => match item {
+                        Some(Ok(msg)) => {
+                            let Some(level) =
+                                shared.topics.iter().position(|t| t.topic == msg.topic())
+                            else {
+                                continue;
+                            };
+                            let partition = msg.partition();
+                            Polled {
+                                level,
+                                partition,
+                                generation: shared.topics[level].received(partition),
+                                msg: msg.detach(),
+                            }
+                        }
+                        Some(Err(e)) => {
+                            log::warn!("consumer: {e}");
+                            continue;
+                        }
+                        None => continue,
+                    },
+                    polled = next_in_order(&mut levels, order) => polled,
                     Some(_) = lanes.join_next(), if !lanes.is_empty() => continue,
                     _ = cleanup.tick() => {
                         senders.retain(|(level, p), (generation, _)| {
@@ -353,19 +372,14 @@ impl Processor {
                         continue;
                     }
                 };
-                let (level, result) = next;
-                let msg = match result {
-                    Ok(msg) => msg,
-                    Err(e) => {
-                        log::warn!("{}: {e}", shared.topics[level].topic);
-                        continue;
-                    }
-                };
+                let Polled {
+                    level,
+                    partition,
+                    generation,
+                    msg,
+                } = polled;
                 scheduler.taken(level);
                 consumed[level].increment(1);
-                let partition = msg.partition();
-                let generation = shared.topics[level].received(partition);
-                let owned = msg.detach();
                 let entry = senders
                     .entry((level, partition))
                     .or_insert_with(|| (0, mpsc::unbounded_channel().0));
@@ -377,7 +391,7 @@ impl Processor {
                     };
                     *entry = (generation, lane::spawn(&mut lanes, shared.clone(), id));
                 }
-                let _ = entry.1.send(owned);
+                let _ = entry.1.send(msg);
             }
             // Lanes finish what they started and drop what waits (it is not settled, so
             // it is not committed either: the next owner forwards it).
@@ -400,8 +414,13 @@ impl Processor {
         }
         drop(lanes);
         drop(background);
-        let consumers = consumers.leave();
-        // Each close waits for its rebalance: close the three in parallel.
+        for c in members.get() {
+            for pump in c.context().stop_pumps() {
+                let _ = pump.await;
+            }
+        }
+        let consumers = members.leave();
+        // Each close blocks until the group has rebalanced: close the three in parallel.
         let closing = consumers.map(|c| tokio::task::spawn_blocking(move || drop(c)));
         for c in closing {
             let _ = c.await;
@@ -411,21 +430,23 @@ impl Processor {
     }
 }
 
-/// The three consumers; however the processor ends (shutdown, or its task dropped), they
+/// The three group members. However the processor ends (shutdown, or its task dropped), they
 /// commit what is stored *before* any of them leaves the group — once one leaves, the group
-/// rebalances and the others' commits are refused.
-struct Consumers(Option<[Arc<TopicConsumer>; 3]>);
+/// rebalances and the others' commits may be refused.
+struct Members(Option<[Arc<ProcessorConsumer>; 3]>);
 
-impl Consumers {
-    fn get(&self) -> &[Arc<TopicConsumer>; 3] {
-        self.0.as_ref().expect("consumers are taken only by leave")
+impl Members {
+    fn get(&self) -> &[Arc<ProcessorConsumer>; 3] {
+        self.0
+            .as_ref()
+            .expect("the consumers are taken only by leave")
     }
 
     /// Commits stored offsets (synchronously), then leaves the group with all three; returns
     /// them for closing.
-    fn leave(mut self) -> [Arc<TopicConsumer>; 3] {
+    fn leave(mut self) -> [Arc<ProcessorConsumer>; 3] {
         self.commit_and_unsubscribe();
-        self.0.take().expect("consumers are taken only once")
+        self.0.take().expect("the consumers are taken only once")
     }
 
     fn commit_and_unsubscribe(&self) {
@@ -443,21 +464,52 @@ impl Consumers {
     }
 }
 
-impl Drop for Consumers {
+impl Drop for Members {
     fn drop(&mut self) {
+        // Only reached when the processor's task is dropped mid-run (`leave` takes the
+        // consumers on a clean shutdown): commit, stop the pumps (they hold the consumers),
+        // and close off the runtime once they let go — a close blocks until the group
+        // rebalanced.
         self.commit_and_unsubscribe();
+        let Some(consumers) = self.0.take() else {
+            return;
+        };
+        for c in consumers {
+            c.context().stop_pumps();
+            let _ = std::thread::Builder::new()
+                .name("herald-consumer-close".into())
+                .spawn(move || {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                    while Arc::strong_count(&c) > 1 && std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    drop(c);
+                });
+        }
     }
 }
 
-/// The next record, polling the topics in `order` (first ready wins).
-async fn next_in_order<'a>(
-    streams: &mut [rdkafka::consumer::MessageStream<'a, consumer::TopicContext>; 3],
-    order: [usize; 3],
-) -> (usize, Result<BorrowedMessage<'a>, KafkaError>) {
+/// The next item of the consumers' main queues (events are served while polling).
+async fn next_main<'a>(
+    mains: &mut [rdkafka::consumer::MessageStream<'a, consumer::ProcessorContext>; 3],
+) -> Option<Result<rdkafka::message::BorrowedMessage<'a>, KafkaError>> {
+    std::future::poll_fn(|cx| {
+        for main in mains.iter_mut() {
+            if let Poll::Ready(item) = std::pin::Pin::new(&mut *main).poll_next(cx) {
+                return Poll::Ready(item);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The next record from the pumps, reading the levels in `order` (first ready wins).
+async fn next_in_order(levels: &mut [mpsc::Receiver<Polled>; 3], order: [usize; 3]) -> Polled {
     std::future::poll_fn(|cx| {
         for &level in &order {
-            if let Poll::Ready(Some(item)) = Pin::new(&mut streams[level]).poll_next(cx) {
-                return Poll::Ready((level, item));
+            if let Poll::Ready(Some(polled)) = levels[level].poll_recv(cx) {
+                return Poll::Ready(polled);
             }
         }
         Poll::Pending

@@ -16,8 +16,8 @@ use herald_registry::{EdgeInfo, Registry};
 use rdkafka::message::Message;
 use support::edge::{Reply, TestEdge};
 use support::{
-    all_committed, blocking, header, now_ms, processor_config, register, wait_for, Kafka,
-    PUSH_TOPICS,
+    all_committed, blocking, header, now_ms, processor_config, register, wait_assigned, wait_for,
+    Kafka, PUSH_TOPICS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -88,11 +88,13 @@ async fn every_edge_answer_is_handled() {
     config.autoscale.interval = Duration::from_millis(200);
     let processor = Processor::start(config, registry.clone()).await.unwrap();
     let metrics_addr = processor.metrics_addr().unwrap();
+    let status = processor.status();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(processor.run(async {
         let _ = stopped.await;
     }));
 
+    wait_assigned(&status, 2).await;
     let sender = Sender::new(&SenderConfig::new(&kafka.bootstrap)).unwrap();
     let send = |target: Target, payload: &'static str, priority: Priority| {
         let sender = &sender;

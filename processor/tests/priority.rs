@@ -12,7 +12,7 @@ use herald_protocol::delivery::Outcome;
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
 use support::edge::{Reply, TestEdge};
-use support::{processor_config, produce_many, register, wait_for, Kafka};
+use support::{processor_config, produce_many, register, wait_assigned, wait_for, Kafka};
 
 const LOW: usize = 20_000;
 const HIGH: usize = 100;
@@ -37,16 +37,19 @@ async fn high_overtakes_a_low_backlog() {
     for u in 0..USERS {
         register(&registry, &format!("user{u}"), "d", "e1", (u % 2) as u16).await;
     }
-    produce_many(&kafka, "herald.push.low", "low", LOW, USERS).await;
 
     let mut config = processor_config(&kafka, "priority");
     config.inflight_per_partition = 64;
     config.buffer_per_partition = 1024;
     let processor = Processor::start(config, registry.clone()).await.unwrap();
+    let status = processor.status();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(processor.run(async {
         let _ = stopped.await;
     }));
+    // The group is formed (no rebalance pending), then the backlog arrives.
+    wait_assigned(&status, 4).await;
+    produce_many(&kafka, "herald.push.low", "low", LOW, USERS).await;
     // The backlog is being worked through; now the urgent pushes arrive.
     assert!(wait_for(Duration::from_secs(60), || edge.count() >= 1_000).await);
     let sender = Sender::new(&SenderConfig::new(&kafka.bootstrap)).unwrap();

@@ -14,7 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use support::edge::{deliver_all, TestEdge};
-use support::{all_committed, processor_config, register, wait_for, Kafka};
+use support::{all_committed, processor_config, register, wait_assigned, wait_for, Kafka};
 
 const N: usize = 12_000;
 const USERS: usize = 40;
@@ -32,10 +32,23 @@ async fn processors_join_and_leave_mid_stream() {
     }
     let config = || {
         let mut c = processor_config(&kafka, "rebalance");
+        if let Ok(strategy) = std::env::var("HERALD_TEST_ASSIGNMENT") {
+            c.kafka
+                .properties
+                .push(("partition.assignment.strategy".into(), strategy));
+        }
         c.inflight_per_partition = INFLIGHT;
         c.buffer_per_partition = 4 * INFLIGHT;
         c
     };
+
+    let first = Processor::start(config(), registry.clone()).await.unwrap();
+    let first_status = first.status();
+    let (stop_first, first_stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn(first.run(async {
+        let _ = first_stopped.await;
+    }));
+    wait_assigned(&first_status, PARTITIONS).await;
 
     // A steady stream of ~1 500 pushes/s for 8 s.
     let bootstrap = kafka.bootstrap.clone();
@@ -68,11 +81,6 @@ async fn processors_join_and_leave_mid_stream() {
         }
     });
 
-    let first = Processor::start(config(), registry.clone()).await.unwrap();
-    let (stop_first, first_stopped) = tokio::sync::oneshot::channel::<()>();
-    let first = tokio::spawn(first.run(async {
-        let _ = first_stopped.await;
-    }));
     assert!(wait_for(Duration::from_secs(30), || edge.count() >= 1_000).await);
 
     let second = Processor::start(config(), registry.clone()).await.unwrap();
@@ -94,7 +102,7 @@ async fn processors_join_and_leave_mid_stream() {
     let _ = stop_first.send(());
     first.await.unwrap().unwrap();
     assert!(
-        wait_for(Duration::from_secs(30), || second_status.assigned()[1]
+        wait_for(Duration::from_secs(60), || second_status.assigned()[1]
             .len()
             == PARTITIONS as usize)
         .await,

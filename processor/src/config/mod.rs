@@ -56,7 +56,7 @@ keys! {
     "edges_refresh" = "1s" : "Period of the edge membership refresh (delivery addresses, broadcast fan-out).";
     "edge_max_age" = "10s" : "An edge whose last membership heartbeat is older than this is not live (no broadcasts, its records count as stale).";
     "inflight_per_partition" = "512" : "In-flight window per partition: records started and not yet committed past; a full window holds the partition back. Bounds the duplicates a crash can cause.";
-    "buffer_per_partition" = "4096" : "Records per partition received and not settled (the window plus those waiting for it) before the partition is paused; bounds memory. Make it several windows: a pause drops what librdkafka prefetched.";
+    "buffer_per_partition" = "4096" : "Records per partition received and not settled (the window plus those waiting for it); while full, the partition is not read and librdkafka stops fetching it once it has prefetched as many (queued.min.messages). Bounds memory.";
     "starvation_guard" = "64" : "A lower-priority topic is polled first after watching this many records in a row go to higher ones.";
     "max_payload_bytes" = "1MiB" : "Larger payloads are dead-lettered (an edge frame carries at most 1 MiB of payload).";
     "metrics_listen" = "127.0.0.1:9400" : "Prometheus endpoint (GET /metrics). Empty = no endpoint. Port 0 picks a free port.";
@@ -199,7 +199,7 @@ pub struct ProcessorConfig {
     pub delivery: DeliveryConfig,
     /// In-flight window per partition (bounds duplicates after a crash).
     pub inflight_per_partition: usize,
-    /// Received, unsettled records per partition before it pauses (bounds memory).
+    /// Received, unsettled records per partition before it is no longer read (bounds memory).
     pub buffer_per_partition: usize,
     /// Priority starvation guard.
     pub starvation_guard: u32,

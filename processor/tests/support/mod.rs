@@ -271,6 +271,19 @@ pub fn all_committed(kafka: &Kafka, group: &str, topics: &[&str], partitions: i3
     })
 }
 
+/// Waits until `status` owns every partition of the three push topics (a single processor
+/// whose group has settled: no rebalance is in progress afterwards).
+pub async fn wait_assigned(status: &herald_processor::ProcessorStatus, partitions: i32) {
+    let settled = wait_for(Duration::from_secs(60), || {
+        status
+            .assigned()
+            .iter()
+            .all(|p| p.len() == partitions as usize)
+    })
+    .await;
+    assert!(settled, "partitions not assigned: {:?}", status.assigned());
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
