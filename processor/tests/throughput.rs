@@ -6,8 +6,9 @@
 //! ```
 //!
 //! A backlog of `N` (default 100 000, env `N`) normal-priority pushes for 1 000 users on 8
-//! partitions, one processor with default windows, an in-process edge with 2 shards that
-//! answers at once; the rate is first to last delivery at the edge.
+//! partitions, one processor with default windows (env `WINDOW` overrides
+//! `inflight_per_partition`), an in-process edge with 2 shards that answers at once; the rate
+//! is first to last delivery at the edge.
 
 mod support;
 
@@ -29,9 +30,11 @@ async fn forwarding_throughput() {
         register(&registry, &format!("user{u}"), "d", "e1", (u % 2) as u16).await;
     }
     produce_many(&kafka, "herald.push.normal", "n", n, 1000).await;
-    let processor = Processor::start(processor_config(&kafka, "throughput"), registry.clone())
-        .await
-        .unwrap();
+    let mut config = processor_config(&kafka, "throughput");
+    if let Ok(w) = std::env::var("WINDOW") {
+        config.inflight_per_partition = w.parse().expect("WINDOW is a number");
+    }
+    let processor = Processor::start(config, registry.clone()).await.unwrap();
     let status = processor.status();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(processor.run(async {

@@ -55,7 +55,7 @@ keys! {
     "retry_backoff_max" = "1s" : "Upper bound of the retry backoff.";
     "edges_refresh" = "1s" : "Period of the edge membership refresh (delivery addresses, broadcast fan-out).";
     "edge_max_age" = "10s" : "An edge whose last membership heartbeat is older than this is not live (no broadcasts, its records count as stale).";
-    "inflight_per_partition" = "512" : "In-flight window per partition: records started and not yet committed past; a full window holds the partition back. Bounds the duplicates a crash can cause.";
+    "inflight_per_partition" = "128" : "In-flight window per partition: records started and not yet committed past; a full window holds the partition back. Bounds the duplicates a crash can cause.";
     "buffer_per_partition" = "4096" : "Records per partition received and not settled (the window plus those waiting for it); while full, the partition is not read and librdkafka stops fetching it once it has prefetched as many (queued.min.messages). Bounds memory.";
     "starvation_guard" = "64" : "A lower-priority topic is polled first after watching this many records in a row go to higher ones.";
     "max_payload_bytes" = "1MiB" : "Larger payloads are dead-lettered (an edge frame carries at most 1 MiB of payload).";
@@ -477,7 +477,7 @@ mod tests {
     fn defaults_parse() {
         let c = with(&[]).unwrap();
         assert_eq!(c.kafka.topics, Topics::default());
-        assert_eq!(c.inflight_per_partition, 512);
+        assert_eq!(c.inflight_per_partition, 128);
         assert_eq!(c.delivery.batch_linger, Duration::from_millis(1));
         assert_eq!(c.max_payload_bytes, 1024 * 1024);
         assert!(c.redis.is_none());
