@@ -341,6 +341,9 @@ impl ConsumerContext for ProcessorContext {
                 // Pumps run on the processor's runtime (callbacks are served by its loop).
                 let runtime = tokio::runtime::Handle::try_current().ok();
                 for (level, parts) in by_level(self, tpl).into_iter().enumerate() {
+                    if parts.is_empty() {
+                        continue;
+                    }
                     let state = &self.topics[level];
                     log::info!("{}: partitions {parts:?} assigned", state.topic);
                     {
