@@ -1,16 +1,14 @@
 //! Edge configuration: the key table, typed [`EdgeConfig`], and validation.
 //!
-//! Values come in layers (defaults < TOML file < `HERALD_*` env < flags, see [`settings`]);
+//! Values come in layers (defaults < TOML file < `HERALD_*` env < flags, see `herald_settings`);
 //! [`EdgeConfig::from_settings`] parses every key and cross-checks them, so a bad value is
 //! reported once, naming its key, before any port is bound.
-
-pub mod settings;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
+pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
 
 use crate::auth::jwt::JwtAlgorithm;
 

@@ -1,17 +1,15 @@
 //! # Processor configuration: the key table, typed [`ProcessorConfig`], validation
 //!
 //! Values come in layers (defaults < TOML file < `HERALD_PROCESSOR_*` env < flags, see
-//! [`settings`]); [`ProcessorConfig::from_settings`] parses every key and cross-checks them, so
+//! `herald_settings`); [`ProcessorConfig::from_settings`] parses every key and cross-checks them, so
 //! a bad value is reported once, naming its key and where it came from, before anything
 //! connects. Programs embedding the processor (`herald dev`, tests) start from
 //! [`ProcessorConfig::defaults`] and set fields directly.
 
-pub mod settings;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
+pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
 
 use crate::autoscale::AutoscaleParams;
 

@@ -1,12 +1,15 @@
-//! Layered raw settings: embedded defaults < TOML file < `HERALD_*` environment < flags.
+//! # herald-settings — layered configuration shared by Herald's programs
 //!
-//! Every setting is a string keyed by its snake_case name until [`super::EdgeConfig`] parses it,
-//! so an error can always name the key and where the bad value came from. The table of keys
-//! (name, default, help) is declared once in [`super::keys`] and drives the CLI flags, the
-//! environment variables and `docs/configuration.md`.
+//! Embedded defaults < TOML file < environment (`HERALD_*` for the edge, `HERALD_PROCESSOR_*`
+//! for the processor) < flags. Every setting is a string keyed by its snake_case name until the
+//! program's typed configuration parses it, so an error always names the key and where the bad
+//! value came from. Each program declares its key table ([`Key`]) once; it drives the CLI
+//! flags, the environment variables and the configuration documents (tests check the documents
+//! list every key with its default). Also the duration and size parsers every setting uses.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 /// Where a setting's value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +20,7 @@ pub enum Source {
     File(String),
     /// The named environment variable.
     Env(String),
-    /// The command-line flag.
+    /// The command-line flag (without dashes).
     Flag(String),
 }
 
@@ -35,7 +38,7 @@ impl fmt::Display for Source {
 /// A configuration error: which key, what is wrong, and where the value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The setting's key (`ping_interval`), or the file for file-level errors.
+    /// The setting's key (`inflight_per_partition`), or the file for file-level errors.
     pub key: String,
     /// What is wrong with it.
     pub message: String,
@@ -44,7 +47,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// An error about `key`.
+    /// An error about `key` with no known source.
     pub fn new(key: &str, message: impl Into<String>) -> Self {
         ConfigError {
             key: key.to_string(),
@@ -69,11 +72,12 @@ impl std::error::Error for ConfigError {}
 /// One key of the settings table.
 #[derive(Debug, Clone, Copy)]
 pub struct Key {
-    /// snake_case name used in TOML; `HERALD_<NAME>` in the environment; `--<name-with-dashes>` as flag.
+    /// snake_case name used in TOML; `HERALD_PROCESSOR_<NAME>` in the environment;
+    /// `--<name-with-dashes>` as a flag.
     pub name: &'static str,
     /// Embedded default as text ("" = unset).
     pub default: &'static str,
-    /// One-line help shown by `--help` and in docs/configuration.md.
+    /// One-line help shown by `--help` and in the configuration document.
     pub help: &'static str,
 }
 
@@ -82,44 +86,51 @@ impl Key {
     pub fn env_var(&self, prefix: &str) -> String {
         format!("{prefix}{}", self.name.to_ascii_uppercase())
     }
+
+    /// The command-line flag (without the leading dashes).
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
 }
 
 /// Raw values with their sources, before typed parsing.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
+    /// Current value and source per key name.
     values: BTreeMap<&'static str, (String, Source)>,
+    /// The table the values belong to (unknown names are rejected against it).
     keys: Vec<Key>,
 }
 
 impl Settings {
     /// Settings holding only the defaults of `keys`.
     pub fn defaults(keys: &[Key]) -> Self {
-        let mut values = BTreeMap::new();
-        for k in keys {
-            values.insert(k.name, (k.default.to_string(), Source::Default));
-        }
+        let values = keys
+            .iter()
+            .map(|k| (k.name, (k.default.to_string(), Source::Default)))
+            .collect();
         Settings {
             values,
             keys: keys.to_vec(),
         }
     }
 
-    fn key(&self, name: &str) -> Option<Key> {
-        self.keys.iter().find(|k| k.name == name).copied()
-    }
-
-    /// Sets `name` from `source`; unknown names are an error naming them.
+    /// Sets `name` from `source`; an unknown name is an error naming it.
     pub fn set(&mut self, name: &str, value: String, source: Source) -> Result<(), ConfigError> {
-        let key = self.key(name).ok_or_else(|| ConfigError {
-            key: name.to_string(),
-            message: "unknown setting".into(),
-            source: Some(source.clone()),
-        })?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.name == name)
+            .ok_or_else(|| ConfigError {
+                key: name.to_string(),
+                message: "unknown setting".into(),
+                source: Some(source.clone()),
+            })?;
         self.values.insert(key.name, (value, source));
         Ok(())
     }
 
-    /// Merges a TOML document (flat table of keys; arrays become comma-separated lists).
+    /// Merges a TOML document (a flat table of keys; arrays become comma-separated lists).
     pub fn merge_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
             key: path.to_string(),
@@ -127,16 +138,22 @@ impl Settings {
             source: Some(Source::File(path.to_string())),
         })?;
         for (name, value) in table {
+            if !self.keys.iter().any(|k| k.name == name) {
+                return Err(ConfigError {
+                    key: name,
+                    message: "unknown setting".into(),
+                    source: Some(Source::File(path.to_string())),
+                });
+            }
             let text = toml_to_text(&name, &value, path)?;
             self.set(&name, text, Source::File(path.to_string()))?;
         }
         Ok(())
     }
 
-    /// Merges `PREFIX<KEY>` variables from `env` (unknown `PREFIX*` variables are ignored, since
-    /// other Herald programs share the prefix).
+    /// Merges `PREFIX<KEY>` variables from `env`. Unknown `PREFIX*` variables are ignored.
     pub fn merge_env(&mut self, prefix: &str, env: impl Fn(&str) -> Option<String>) {
-        for key in self.keys.clone() {
+        for key in &self.keys {
             let var = key.env_var(prefix);
             if let Some(v) = env(&var) {
                 self.values.insert(key.name, (v, Source::Env(var)));
@@ -144,7 +161,8 @@ impl Settings {
         }
     }
 
-    /// The raw text and source of `name` (panics on a name not in the table: a programming error).
+    /// The raw text and source of `name` (panics on a name not in the table: a programming
+    /// error caught by every test that loads a configuration).
     pub fn raw(&self, name: &str) -> (&str, &Source) {
         let (v, s) = self
             .values
@@ -199,7 +217,7 @@ fn toml_to_text(name: &str, value: &toml::Value, path: &str) -> Result<String, C
 }
 
 /// Parses durations like `250ms`, `30s`, `5m`, `1h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -209,20 +227,21 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (use e.g. 250ms, 30s, 5m, 1h)"))?;
     let secs = match unit.trim() {
+        "us" | "µs" => n / 1e6,
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         u => {
             return Err(format!(
-                "unknown duration unit `{u}` in `{text}` (ms, s, m, h)"
+                "unknown duration unit `{u}` in `{text}` (us, ms, s, m, h)"
             ))
         }
     };
-    if !secs.is_finite() || secs < 0.0 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("`{text}` is not a valid duration"));
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Parses a byte size: plain bytes or with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).
@@ -255,16 +274,15 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const KEYS: &[Key] = &[
         Key {
-            name: "ping_interval",
-            default: "30s",
+            name: "request_timeout",
+            default: "2s",
             help: "h",
         },
         Key {
-            name: "origins",
+            name: "kafka_properties",
             default: "",
             help: "h",
         },
@@ -274,48 +292,70 @@ mod tests {
     fn layers_override_in_order_and_errors_name_key_and_source() {
         let mut s = Settings::defaults(KEYS);
         s.merge_toml(
-            "ping_interval = \"5s\"\norigins = [\"https://a\", \"https://b\"]",
-            "x.toml",
+            "request_timeout = \"5s\"\nkafka_properties = [\"a=1\", \"b=2\"]",
+            "p.toml",
         )
         .unwrap();
-        assert_eq!(s.raw("origins").0, "https://a,https://b");
-        s.merge_env("HERALD_", |v| {
-            (v == "HERALD_PING_INTERVAL").then(|| "bogus".to_string())
+        assert_eq!(s.raw("kafka_properties").0, "a=1,b=2");
+        assert_eq!(
+            s.get("request_timeout", parse_duration).unwrap(),
+            Duration::from_secs(5)
+        );
+        s.merge_env("HERALD_PROCESSOR_", |v| {
+            (v == "HERALD_PROCESSOR_REQUEST_TIMEOUT").then(|| "soon".to_string())
         });
-        let err = s.get("ping_interval", parse_duration).unwrap_err();
-        assert_eq!(err.key, "ping_interval");
-        assert!(err.to_string().contains("HERALD_PING_INTERVAL"), "{err}");
+        let err = s.get("request_timeout", parse_duration).unwrap_err();
+        assert_eq!(err.key, "request_timeout");
+        assert!(
+            err.to_string()
+                .contains("environment variable HERALD_PROCESSOR_REQUEST_TIMEOUT"),
+            "{err}"
+        );
         s.set(
-            "ping_interval",
-            "2s".into(),
-            Source::Flag("ping-interval".into()),
+            "request_timeout",
+            "250ms".into(),
+            Source::Flag("request-timeout".into()),
         )
         .unwrap();
         assert_eq!(
-            s.get("ping_interval", parse_duration).unwrap(),
-            Duration::from_secs(2)
+            s.get("request_timeout", parse_duration).unwrap(),
+            Duration::from_millis(250)
         );
     }
 
     #[test]
-    fn unknown_file_key_and_bad_toml_are_errors() {
+    fn unknown_keys_and_bad_toml_are_errors() {
         let mut s = Settings::defaults(KEYS);
-        let e = s.merge_toml("pingg = 1", "c.toml").unwrap_err();
-        assert_eq!(e.key, "pingg");
-        assert!(e.to_string().contains("unknown setting"));
+        let e = s.merge_toml("request_timout = 1", "c.toml").unwrap_err();
+        assert_eq!(e.key, "request_timout");
+        assert!(e.to_string().contains("unknown setting"), "{e}");
         let e = s.merge_toml("= =", "c.toml").unwrap_err();
-        assert!(e.to_string().contains("not valid TOML"));
+        assert!(e.to_string().contains("not valid TOML"), "{e}");
+        let e = s.merge_toml("[section]\nx = 1", "c.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown setting"), "{e}");
     }
 
     #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("500us").unwrap(), Duration::from_micros(500));
         assert_eq!(parse_duration("3m").unwrap(), Duration::from_secs(180));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
         assert_eq!(parse_bytes("2MiB").unwrap(), 2 * 1024 * 1024);
         assert_eq!(parse_bytes("4096").unwrap(), 4096);
         assert!(parse_bytes("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn flags_and_env_names_derive_from_the_key() {
+        let k = KEYS[0];
+        assert_eq!(k.flag(), "request-timeout");
+        assert_eq!(
+            k.env_var("HERALD_PROCESSOR_"),
+            "HERALD_PROCESSOR_REQUEST_TIMEOUT"
+        );
     }
 }
