@@ -90,44 +90,63 @@ impl MockKafka {
         out
     }
 
-    /// Whether `group` has committed everything up to the high watermark of every push topic.
-    pub fn all_committed(&self, group: &str) -> bool {
+    /// The offsets `group` committed on partitions `0..partitions` of `topic` (-1 = none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", group)
             .create()
             .expect("offset reader");
-        PUSH_TOPICS.iter().all(|topic| {
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..self.partitions {
-                tpl.add_partition(topic, p);
-            }
-            let Ok(got) = consumer.committed_offsets(tpl, Duration::from_secs(5)) else {
-                return false;
-            };
-            (0..self.partitions).all(|p| {
-                let high = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(5))
-                    .map(|w| w.1)
-                    .unwrap_or(i64::MAX);
-                let committed = match got.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => 0,
-                };
-                committed >= high
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
             })
+            .collect()
+    }
+
+    /// The high watermarks of partitions `0..partitions` of `topic`.
+    pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("watermark reader");
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    }
+
+    /// Whether `group` has committed everything up to the high watermark of every push topic.
+    pub fn all_committed(&self, group: &str) -> bool {
+        PUSH_TOPICS.iter().all(|topic| {
+            let committed = self.committed(group, topic, self.partitions);
+            let high = self.high_watermarks(topic, self.partitions);
+            committed.iter().zip(&high).all(|(c, h)| (*c).max(0) >= *h)
         })
     }
 }
 
-/// Produces one raw record (headers as given) and waits for the acknowledgement.
+/// Produces one raw record (headers as given), waits for the acknowledgement and returns
+/// its (partition, offset).
 pub async fn produce_raw(
     producer: &FutureProducer,
     topic: &str,
     key: Option<&str>,
     headers: &[(&str, &[u8])],
     payload: &[u8],
-) {
+) -> (i32, i64) {
     let mut h = OwnedHeaders::new();
     for (k, v) in headers {
         h = h.insert(Header {
@@ -140,11 +159,12 @@ pub async fn produce_raw(
     if let Some(k) = key {
         record = record.key(k);
     }
-    producer
+    let delivery = producer
         .send(record, Duration::from_secs(10))
         .await
         .map_err(|(e, _)| e)
         .expect("produce");
+    (delivery.partition, delivery.offset)
 }
 
 /// The value of header `name` of a record.

@@ -11,12 +11,7 @@ use std::time::Duration;
 use herald_processor::ProcessorConfig;
 use herald_protocol::registry_record::RegistryRecord;
 use herald_registry::{Registration, Registry};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientConfig;
+use rdkafka::producer::FutureRecord;
 
 /// Shared secret of test edges and processors.
 pub const SECRET: &[u8] = b"test-delivery-secret-0123456789";
@@ -32,131 +27,10 @@ pub const TOPICS: [&str; 4] = [
 /// The three push topics.
 pub const PUSH_TOPICS: [&str; 3] = ["herald.push.high", "herald.push.normal", "herald.push.low"];
 
-/// A mock Kafka cluster with the push topics created.
-pub struct Kafka {
-    /// Keeps the cluster alive.
-    pub cluster: MockCluster<'static, DefaultProducerContext>,
-    /// bootstrap.servers.
-    pub bootstrap: String,
-}
-
-impl Kafka {
-    /// `brokers` brokers; every push topic with `partitions` partitions.
-    pub fn start(brokers: i32, partitions: i32) -> Kafka {
-        let cluster = MockCluster::new(brokers).expect("mock cluster");
-        for t in TOPICS {
-            cluster
-                .create_topic(t, partitions, 1)
-                .expect("create topic");
-        }
-        let bootstrap = cluster.bootstrap_servers();
-        Kafka { cluster, bootstrap }
-    }
-
-    /// A producer for raw test records.
-    pub fn producer(&self) -> FutureProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer")
-    }
-
-    /// Reads every record of `topic` from the beginning until `n` arrived or `timeout`.
-    pub fn read(&self, topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", format!("reader-{}", fastrand::u64(..)))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("reader");
-        // Assign every partition (no group join: faster, and no rebalance to wait for).
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        for p in metadata.topics()[0].partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
-        let deadline = std::time::Instant::now() + timeout;
-        let mut out = Vec::new();
-        while out.len() < n && std::time::Instant::now() < deadline {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                out.push(m.detach());
-            }
-        }
-        out
-    }
-
-    /// The group's committed offsets for every partition of `topic` (-1 when none).
-    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", group)
-            .create()
-            .expect("offset reader");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let got = consumer
-            .committed_offsets(tpl, Duration::from_secs(5))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            })
-            .collect()
-    }
-
-    /// High watermarks of every partition of `topic`.
-    pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .expect("watermark reader");
-        (0..partitions)
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(5))
-                    .expect("watermarks")
-                    .1
-            })
-            .collect()
-    }
-}
-
-/// Produces one raw record.
-pub async fn produce_raw(
-    producer: &FutureProducer,
-    topic: &str,
-    key: Option<&str>,
-    headers: &[(&str, &[u8])],
-    payload: &[u8],
-) -> (i32, i64) {
-    let mut h = rdkafka::message::OwnedHeaders::new();
-    for (k, v) in headers {
-        h = h.insert(rdkafka::message::Header {
-            key: k,
-            value: Some(*v),
-        });
-    }
-    let mut record: FutureRecord<'_, str, [u8]> =
-        FutureRecord::to(topic).payload(payload).headers(h);
-    if let Some(k) = key {
-        record = record.key(k);
-    }
-    let d = producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| e)
-        .expect("produce");
-    (d.partition, d.offset)
-}
+/// The mock Kafka cluster fixture (shared with the whole-system tests).
+#[allow(unused_imports)] // not every test binary uses both
+pub use herald_testkit::kafka::{header, produce_raw};
+pub use herald_testkit::MockKafka as Kafka;
 
 /// Produces `n` records to `topic` for users `user0..user{users}` (round robin), payload
 /// `{prefix}:{user}:{i}`, as fast as the producer takes them.
@@ -191,15 +65,6 @@ pub async fn produce_many(kafka: &Kafka, topic: &str, prefix: &str, n: usize, us
     for f in pending {
         f.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
-}
-
-/// A header's value as text.
-pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Now in unix ms.
