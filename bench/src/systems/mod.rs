@@ -235,6 +235,29 @@ pub fn version_of(bin: &Path, args: &[&str]) -> String {
 
 /// Reads lines from `r` until one starts with `prefix` (bounded by `timeout` and by the
 /// process `pid` exiting); every line read is appended to `log`.
+/// Spawns a helper server (`name` in messages), waits up to 15 s for its
+/// `ready addr=HOST:PORT` line and returns the child (stdout consumed) and that address,
+/// killing it on failure.
+pub fn spawn_until_ready(
+    name: &str,
+    cmd: &mut std::process::Command,
+) -> Result<(crate::children::Spawned, std::net::SocketAddr), StartError> {
+    let mut sp = crate::children::spawn(name, cmd)
+        .map_err(|e| StartError::Failed(format!("cannot start {name}: {e}")))?;
+    let stdout = sp.stdout.take().ok_or("stdout not piped".to_string())?;
+    let null = std::fs::File::create("/dev/null").map_err(|e| e.to_string())?;
+    let line = read_until_line(stdout, "ready addr=", sp.pid, Duration::from_secs(15), null)
+        .map_err(|e| {
+            crate::children::kill(sp.pid);
+            StartError::Failed(format!("{name} {e}"))
+        })?;
+    let addr = line["ready addr=".len()..]
+        .trim()
+        .parse()
+        .map_err(|_| StartError::Failed(format!("bad ready line: {line}")))?;
+    Ok((sp, addr))
+}
+
 pub fn read_until_line(
     r: impl std::io::Read + Send + 'static,
     prefix: &'static str,

@@ -17,7 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::{Running, StartError, SystemId};
-use crate::children;
 use crate::pool::ClientTarget;
 use crate::procfs::ProcTree;
 use crate::wire::handshake::Kind;
@@ -120,19 +119,7 @@ pub fn start() -> Result<Running, StartError> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let sp = children::spawn("sink", &mut cmd)
-        .map_err(|e| StartError::Failed(format!("cannot start the sink: {e}")))?;
-    let stdout = sp.stdout.ok_or("stdout not piped".to_string())?;
-    let null = std::fs::File::create("/dev/null").map_err(|e| e.to_string())?;
-    let line = super::read_until_line(stdout, "ready addr=", sp.pid, Duration::from_secs(15), null)
-        .map_err(|e| {
-            children::kill(sp.pid);
-            StartError::Failed(format!("sink {e}"))
-        })?;
-    let addr = line["ready addr=".len()..]
-        .trim()
-        .parse()
-        .map_err(|_| StartError::Failed(format!("bad ready line: {line}")))?;
+    let (sp, addr) = super::spawn_until_ready("sink", &mut cmd)?;
     Ok(Running {
         id: SystemId::Sink,
         target: ClientTarget {

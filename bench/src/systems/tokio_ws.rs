@@ -2,10 +2,8 @@
 //! this crate, started on a free loopback port.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use super::{Running, StartError, SystemId};
-use crate::children;
 use crate::pool::ClientTarget;
 use crate::procfs::ProcTree;
 use crate::publish::PublishVia;
@@ -28,19 +26,7 @@ pub fn start() -> Result<Running, StartError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let sp = children::spawn("herald-bench-tokio-ws", &mut cmd)
-        .map_err(|e| StartError::Failed(format!("cannot start {}: {e}", bin.display())))?;
-    let stdout = sp.stdout.ok_or("stdout not piped".to_string())?;
-    let sink = std::fs::File::create("/dev/null").map_err(|e| e.to_string())?;
-    let line = super::read_until_line(stdout, "ready addr=", sp.pid, Duration::from_secs(15), sink)
-        .map_err(|e| {
-            children::kill(sp.pid);
-            StartError::Failed(format!("herald-bench-tokio-ws {e}"))
-        })?;
-    let addr = line["ready addr=".len()..]
-        .trim()
-        .parse()
-        .map_err(|_| StartError::Failed(format!("bad ready line: {line}")))?;
+    let (sp, addr) = super::spawn_until_ready("herald-bench-tokio-ws", &mut cmd)?;
     Ok(Running {
         id: SystemId::TokioWs,
         target: ClientTarget {
