@@ -43,11 +43,7 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
     )
     .unwrap();
     let (a, b) = (edge_a.client_addr, edge_b.client_addr);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let (stop_p, p) = rt.block_on(start_processor(
         processor_config(&kafka, "drain"),

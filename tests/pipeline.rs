@@ -35,11 +35,7 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     let kafka = MockKafka::start(3, 4);
     let edge_a = edge("edge-a", Some(redis.url()), None);
     let edge_b = edge("edge-b", Some(redis.url()), None);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let group = "pipeline";
     let (stop1, p1) = rt.block_on(async {
@@ -68,11 +64,7 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
             } else {
                 edge_b.client_addr
             };
-            let f = fleet.clone();
-            clients.push(rt.spawn(async move {
-                f.client(addr, n, format!("u{u}"), device.to_string(), kind)
-                    .await
-            }));
+            clients.push(fleet.spawn_device(&rt, addr, n, format!("u{u}"), device, kind));
             n += 1;
         }
     }

@@ -24,24 +24,14 @@ fn high_priority_overtakes_a_100k_low_backlog() {
     let kafka = MockKafka::start(1, 4);
     let registry = Registry::in_process();
     let edge = edge("edge-p", None, Some(registry.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
 
     let fleet = Fleet::default();
     let inbox = fleet.inbox.clone();
     let addr = edge.client_addr;
     let clients: Vec<_> = (0..USERS)
-        .map(|u| {
-            let f = fleet.clone();
-            rt.spawn(async move {
-                f.client(addr, u, format!("p{u}"), "d".into(), Kind::Ws)
-                    .await
-            })
-        })
+        .map(|u| fleet.spawn(&rt, addr, u, format!("p{u}"), Kind::Ws))
         .collect();
     assert!(rt.block_on(wait_until(Duration::from_secs(30), || fleet.connected() == USERS)));
 

@@ -75,20 +75,15 @@ fn a_killed_processor_loses_nothing() {
     let redis = RedisServer::start();
     let kafka = MockKafka::start(1, PARTITIONS);
     let edge = edge("edge-c", Some(redis.url()), None);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let fleet = Fleet::default();
     let inbox = fleet.inbox.clone();
     let addr = edge.client_addr;
     let clients: Vec<_> = (0..USERS)
         .map(|u| {
-            let f = fleet.clone();
             let kind = if u % 2 == 0 { Kind::Ws } else { Kind::Sse };
-            rt.spawn(async move { f.client(addr, u, format!("k{u}"), "d".into(), kind).await })
+            fleet.spawn(&rt, addr, u, format!("k{u}"), kind)
         })
         .collect();
     assert!(rt.block_on(wait_until(Duration::from_secs(30), || fleet.connected() == USERS)));

@@ -38,6 +38,15 @@ pub fn token(user: &str, device: &str) -> String {
     )
 }
 
+/// The runtime the whole-system tests run clients and processors on (two workers).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// A test edge configuration with its own node id (loopback, free ports, fast timers).
 pub fn edge_config(node_id: &str) -> EdgeConfig {
     let _ = env_logger::builder().is_test(true).try_init();
@@ -140,6 +149,32 @@ impl Fleet {
     /// Pushes received so far (all clients).
     pub fn received(&self) -> usize {
         self.inbox.lock().unwrap().values().map(Vec::len).sum()
+    }
+
+    /// Runs [`Fleet::client`] as a task on `rt`.
+    pub fn spawn(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        addr: SocketAddr,
+        n: usize,
+        user: String,
+        kind: Kind,
+    ) -> tokio::task::JoinHandle<()> {
+        self.spawn_device(rt, addr, n, user, "d", kind)
+    }
+
+    /// Runs [`Fleet::client`] for a named device as a task on `rt`.
+    pub fn spawn_device(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        addr: SocketAddr,
+        n: usize,
+        user: String,
+        device: &str,
+        kind: Kind,
+    ) -> tokio::task::JoinHandle<()> {
+        let (fleet, device) = (self.clone(), device.to_string());
+        rt.spawn(async move { fleet.client(addr, n, user, device, kind).await })
     }
 
     /// Connects one client, then records every push it receives until `stop` is set or the
