@@ -6,7 +6,7 @@
 //! allow-list 403, failed authentication 401. The caller enforces the deadline and writes the
 //! bytes from [`Decision::response`]; nothing from the head is kept after it.
 
-use crate::auth::{AuthError, AuthRequest, Authenticator, Identity};
+use crate::auth::{AuthRequest, Authenticator, Identity};
 
 /// Most headers accepted in a request head (more → 431).
 pub const MAX_HEADERS: usize = 48;
@@ -153,12 +153,8 @@ pub fn decide(
             },
             head_len,
         }),
-        Err(e) => Decision::Reject(Reject::new(401, auth_reason(&e))),
+        Err(e) => Decision::Reject(Reject::new(401, e.reason())),
     }
-}
-
-fn auth_reason(e: &AuthError) -> &'static str {
-    e.reason()
 }
 
 struct Headers<'h, 'b>(&'h [httparse::Header<'b>]);
@@ -306,6 +302,7 @@ pub fn accept_response(acc: &Accepted) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::AuthError;
 
     /// Accepts `Bearer user:device`, refuses anything else.
     struct FakeAuth;
