@@ -11,7 +11,8 @@
 //! - Sans-io pieces, unit-tested without sockets: [`handshake`] (HTTP head → decision),
 //!   [`auth`] (JWT, signed cookies), [`ws_codec`] (WebSocket frames), [`lifecycle`]
 //!   (deadlines → actions), [`timer_wheel`], [`conn_table`], [`admission`] (cap and token
-//!   bucket), [`drain`] (the bounded-rate drain schedule).
+//!   bucket), [`drain`] (the bounded-rate drain schedule), [`recent`] (pushes written
+//!   recently, so a repeat is not written twice).
 //! - [`config`]: settings layers (defaults, TOML, `HERALD_*`, flags) → [`config::EdgeConfig`].
 //!
 //! ## Invariants
@@ -34,6 +35,7 @@ pub mod lifecycle;
 pub mod messages;
 pub mod metrics_export;
 pub mod probe;
+pub mod recent;
 pub mod server;
 pub mod shard;
 pub mod sockopt;

@@ -102,6 +102,13 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
             )
             .absolute(*n);
         }
+        for (deadline, n) in &p.deadline_closes {
+            counter!(
+                "herald_edge_deadline_closes_total",
+                &l(vec![("deadline", deadline.to_string())])
+            )
+            .absolute(*n);
+        }
         for (i, n) in p.deliveries.iter().enumerate() {
             let outcome = herald_protocol::delivery::Outcome::from_u8(i as u8)
                 .map_or("unknown", |o| o.as_str());
@@ -112,6 +119,9 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
             .absolute(*n);
         }
         counter!("herald_edge_deliveries_written_total", &l(vec![])).absolute(p.deliveries_written);
+        counter!("herald_edge_dedupe_hits_total", &l(vec![])).absolute(p.dedupe_hits);
+        counter!("herald_edge_dedupe_evicted_early_total", &l(vec![]))
+            .absolute(p.dedupe_evicted_early);
         counter!("herald_edge_slow_consumer_closes_total", &l(vec![]))
             .absolute(p.slow_consumer_closes);
         counter!("herald_edge_replaced_total", &l(vec![])).absolute(p.replaced);

@@ -29,10 +29,18 @@ pub struct ShardProbe {
     pub auth_failures: BTreeMap<&'static str, u64>,
     /// Closed client connections by reason.
     pub closes: BTreeMap<&'static str, u64>,
+    /// Connections the edge closed because a deadline passed (`handshake_timeout`,
+    /// `pong_timeout`, `close_grace_expired`), whatever they were closing for.
+    pub deadline_closes: BTreeMap<&'static str, u64>,
     /// Delivery answers by outcome (index = `Outcome as u8`).
     pub deliveries: [u64; OUTCOMES],
     /// Connections written to by deliveries (a broadcast counts each connection).
     pub deliveries_written: u64,
+    /// Writes skipped because the connection already had the push (a repeat within
+    /// `dedupe_window`: retry or re-consumed record).
+    pub dedupe_hits: u64,
+    /// Remembered pushes forgotten before `dedupe_window` ended (table at `dedupe_capacity`).
+    pub dedupe_evicted_early: u64,
     /// Connections closed because their outbound queue overflowed.
     pub slow_consumer_closes: u64,
     /// Connections replaced by a newer one of the same (user, device).
@@ -72,6 +80,11 @@ impl ShardProbe {
     /// A closed client connection.
     pub fn closed(&mut self, reason: &'static str) {
         *self.closes.entry(reason).or_default() += 1;
+    }
+
+    /// A connection closed by the edge at a deadline.
+    pub fn deadline_closed(&mut self, deadline: &'static str) {
+        *self.deadline_closes.entry(deadline).or_default() += 1;
     }
 
     /// A delivery answer.

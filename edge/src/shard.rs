@@ -25,6 +25,7 @@ use crate::handshake::ConnKind;
 use crate::lifecycle::{jittered_lifetime, Life, TimerAction, Timing};
 use crate::messages::{ControlEvent, ShardCommand};
 use crate::probe::{DrainProgress, ShardProbe, ShardSnapshot};
+use crate::recent::{RecentDeliveries, Written};
 use crate::timer_wheel::{Entry, TimerWheel};
 use crate::ws_codec::{self, close_code};
 
@@ -106,6 +107,8 @@ pub struct Shard {
     bucket: RefCell<TokenBucket>,
     /// The drain in progress, if any.
     drain: RefCell<Option<ShardDrain>>,
+    /// Pushes written recently (a repeat is not written twice to one connection).
+    recent: RefCell<RecentDeliveries>,
     rng: RefCell<fastrand::Rng>,
 }
 
@@ -185,6 +188,10 @@ impl Shard {
                 cfg.ops.handshake_burst,
             )),
             drain: RefCell::new(None),
+            recent: RefCell::new(RecentDeliveries::new(
+                ticks(c.dedupe_window, tick),
+                c.dedupe_capacity,
+            )),
             rng: RefCell::new(fastrand::Rng::new()),
             cfg,
         })
@@ -381,6 +388,7 @@ impl Shard {
     /// Sweeps the wheel up to now and carries out the due actions.
     pub fn on_tick(&self) {
         let now = self.now_tick();
+        self.recent.borrow_mut().expire(now);
         let mut due = Vec::new();
         self.wheel
             .borrow_mut()
@@ -424,7 +432,11 @@ impl Shard {
                     conn.close(Closing::AwaitClient, "lifetime");
                 }
                 TimerAction::ForceClose(reason) => {
+                    self.probe.borrow_mut().deadline_closed(reason.as_str());
                     conn.close(Closing::Now, reason.as_str());
+                    // The entry that fired is gone: a later deadline (a departed client's
+                    // linger) must be filed anew.
+                    conn.wheel_at = u32::MAX;
                     continue;
                 }
             }
@@ -486,13 +498,13 @@ impl Shard {
         let now_ms = unix_ms();
         msgs.iter()
             .map(|m| {
-                let (outcome, delivered) = if m.is_expired(now_ms) {
-                    (Outcome::Expired, 0)
+                let (outcome, delivered, written) = if m.is_expired(now_ms) {
+                    (Outcome::Expired, 0, 0)
                 } else {
                     let ids = self.table.borrow().find(&m.user, m.device.as_deref());
-                    self.write_to(&ids, &m.message_id, &m.payload)
+                    self.write_targeted(&ids, &m.message_id, &m.payload)
                 };
-                self.probe.borrow_mut().delivered(outcome, delivered);
+                self.probe.borrow_mut().delivered(outcome, written);
                 Answer {
                     seq: m.seq,
                     outcome,
@@ -504,13 +516,29 @@ impl Shard {
 
     /// Applies a broadcast to every authenticated connection of the shard.
     pub fn broadcast(&self, b: &BroadcastMsg) -> Answer {
-        let (outcome, delivered) = if b.is_expired(unix_ms()) {
-            (Outcome::Expired, 0)
+        let key = self.recent.borrow().key(&b.message_id);
+        let repeat = match self.recent.borrow().get(key) {
+            Some(Written::Broadcast(n)) => Some(*n),
+            _ => None,
+        };
+        let (outcome, delivered, written) = if let Some(n) = repeat {
+            // Already written to this shard's connections: answer as the first time did.
+            self.probe.borrow_mut().dedupe_hits += u64::from(n);
+            (Outcome::Delivered, n, 0)
+        } else if b.is_expired(unix_ms()) {
+            (Outcome::Expired, 0, 0)
         } else {
             let ids = self.table.borrow().all_indexed();
-            self.write_to(&ids, &b.message_id, &b.payload)
+            let (outcome, written) = self.write_to(&ids, &b.message_id, &b.payload);
+            let n = written.len() as u32;
+            if outcome == Outcome::Delivered {
+                self.recent
+                    .borrow_mut()
+                    .record_broadcast(key, self.now_tick(), n);
+            }
+            (outcome, n, n)
         };
-        self.probe.borrow_mut().delivered(outcome, delivered);
+        self.probe.borrow_mut().delivered(outcome, written);
         Answer {
             seq: b.seq,
             outcome,
@@ -518,18 +546,57 @@ impl Shard {
         }
     }
 
-    /// Encodes the payload at most once per kind and queues it on each connection. A target
-    /// whose connections are all leaving (asked to reconnect, replaced, drain) — or absent while
-    /// the shard drains — is answered `Draining`: the client is moving, look it up again later.
-    fn write_to(&self, ids: &[ConnId], message_id: &str, payload: &[u8]) -> (Outcome, u32) {
+    /// Writes a targeted push to the target's connections that do not have it yet (see
+    /// [`RecentDeliveries`]); a push every connection already has is answered `Delivered`
+    /// again without writing. Returns the outcome, the connections that have the push (the
+    /// answer's count) and those written to now.
+    fn write_targeted(
+        &self,
+        ids: &[ConnId],
+        message_id: &str,
+        payload: &[u8],
+    ) -> (Outcome, u32, u32) {
+        let key = self.recent.borrow().key(message_id);
+        let (fresh, had): (Vec<ConnId>, u32) = match self.recent.borrow().get(key) {
+            Some(Written::To(done)) => {
+                let fresh: Vec<ConnId> =
+                    ids.iter().filter(|i| !done.contains(i)).copied().collect();
+                let had = (ids.len() - fresh.len()) as u32;
+                (fresh, had)
+            }
+            _ => (ids.to_vec(), 0),
+        };
+        if had > 0 {
+            self.probe.borrow_mut().dedupe_hits += u64::from(had);
+            if fresh.is_empty() {
+                return (Outcome::Delivered, had, 0);
+            }
+        }
+        let (outcome, written) = self.write_to(&fresh, message_id, payload);
+        self.recent
+            .borrow_mut()
+            .record_targeted(key, self.now_tick(), &written);
+        let n = written.len() as u32;
+        if had > 0 {
+            return (Outcome::Delivered, had + n, n);
+        }
+        (outcome, n, n)
+    }
+
+    /// Encodes the payload at most once per kind and queues it on each connection; returns
+    /// the outcome and the connections written to. A target whose connections are all leaving
+    /// (asked to reconnect, replaced, drain) — or absent while the shard drains — is answered
+    /// `Draining`: the client is moving, look it up again later.
+    fn write_to(&self, ids: &[ConnId], message_id: &str, payload: &[u8]) -> (Outcome, Vec<ConnId>) {
         if ids.is_empty() {
             let outcome = if self.draining.get() {
                 Outcome::Draining
             } else {
                 Outcome::NotHere
             };
-            return (outcome, 0);
+            return (outcome, Vec::new());
         }
+        let mut written = Vec::new();
         let mut leaving = 0u32;
         let mut ws: Option<Rc<[u8]>> = None;
         let mut sse_bytes: Option<Option<Rc<[u8]>>> = None;
@@ -569,6 +636,7 @@ impl Shard {
             match self.write_through(conn, &bytes) {
                 Some(true) => {
                     delivered += 1;
+                    written.push(id);
                     if !conn.out.is_empty() {
                         conn.wake(); // a partial write left the rest queued
                     }
@@ -579,6 +647,7 @@ impl Shard {
             }
             if conn.enqueue(bytes, cap) {
                 delivered += 1;
+                written.push(id);
                 conn.wake();
             } else {
                 slow += 1;
@@ -597,7 +666,7 @@ impl Shard {
         } else {
             Outcome::NotHere
         };
-        (outcome, delivered)
+        (outcome, written)
     }
 
     /// Writes `bytes` straight to an idle connection's socket (nothing queued, not closing),
@@ -635,6 +704,7 @@ impl Shard {
             probe: self.probe.borrow().clone(),
             ..Default::default()
         };
+        snap.probe.dedupe_evicted_early = self.recent.borrow().evicted_early;
         let mut table = self.table.borrow_mut();
         snap.connections = table.live();
         snap.users = table.users();

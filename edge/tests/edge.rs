@@ -278,3 +278,41 @@ fn admin_api_reports_connections_per_shard() {
     assert!(metrics.contains("herald_edge_connections"), "{metrics}");
     assert!(metrics.contains("herald_edge_handshakes_total"));
 }
+
+#[test]
+fn a_repeated_push_is_not_written_twice_to_a_connection() {
+    let edge = start(config());
+    let mut ws = ws_connect(&edge, "dora", Some("phone"));
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut clients = delivery_clients(&edge);
+    // The same push twice (a processor retry after a late answer): answered Delivered both
+    // times, written once.
+    for _ in 0..2 {
+        let a = deliver_anywhere(&mut clients, msg(41, "dora", None, b"once"));
+        assert_eq!((a.outcome, a.delivered), (Outcome::Delivered, 1));
+    }
+    let a = deliver_anywhere(&mut clients, msg(42, "dora", None, b"next"));
+    assert_eq!(a.outcome, Outcome::Delivered);
+    assert_eq!(ws.read().unwrap(), Message::Text("once".into()));
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Text("next".into()),
+        "the repeat was written again"
+    );
+    // A new connection of the same device has not seen it: a repeat reaches it.
+    drop(ws);
+    let mut ws2 = ws_connect(&edge, "dora", Some("phone"));
+    let a = deliver_anywhere(&mut clients, msg(41, "dora", None, b"once"));
+    assert_eq!((a.outcome, a.delivered), (Outcome::Delivered, 1));
+    assert_eq!(ws2.read().unwrap(), Message::Text("once".into()));
+    let v = stats(&edge);
+    let hits: u64 = v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["probe"]["dedupe_hits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hits, 1);
+}

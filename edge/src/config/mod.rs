@@ -53,6 +53,8 @@ keys! {
     "tcp_user_timeout" = "40s" : "TCP_USER_TIMEOUT on client sockets: unacknowledged data older than this kills the connection.";
     "max_client_frame" = "4096" : "Largest WebSocket frame a client may send (control traffic only); larger → close 1009.";
     "outbound_queue_bytes" = "65536" : "Per-connection outbound queue; overflow closes the connection as a slow consumer. A single message always fits an empty queue.";
+    "dedupe_window" = "60s" : "A push written to a connection is not written to it again if it arrives again within this window (a processor retry after a late answer, a re-consumed record after a rebalance or crash). Covers the processor's request_timeout × max_attempts.";
+    "dedupe_capacity" = "100000" : "Most pushes per shard remembered for dedupe_window (about 60 bytes each); a full table forgets its oldest early. 0 = no de-duplication.";
     "close_grace" = "5s" : "After asking a client to close (reconnect request, replaced, draining), wait this long for it to close first, then force-close.";
     "max_lifetime" = "30m" : "Longest life of a connection; at its end the client is asked to reconnect.";
     "lifetime_jitter" = "3m" : "Each connection's lifetime is max_lifetime − uniform(0, lifetime_jitter), spreading reconnects.";
@@ -186,6 +188,10 @@ pub struct ConnConfig {
     pub max_client_frame: usize,
     /// Outbound queue cap in bytes.
     pub outbound_queue_bytes: usize,
+    /// How long a written push is remembered (repeat suppression).
+    pub dedupe_window: Duration,
+    /// Most pushes remembered per shard (0 = off).
+    pub dedupe_capacity: usize,
     /// Grace for the client to close first.
     pub close_grace: Duration,
     /// Maximum connection lifetime.
@@ -303,6 +309,8 @@ impl EdgeConfig {
             tcp_user_timeout: s.get("tcp_user_timeout", parse_duration)?,
             max_client_frame: s.get("max_client_frame", parse_bytes)? as usize,
             outbound_queue_bytes: s.get("outbound_queue_bytes", parse_bytes)? as usize,
+            dedupe_window: s.get("dedupe_window", parse_duration)?,
+            dedupe_capacity: s.get("dedupe_capacity", parse_num)?,
             close_grace: s.get("close_grace", parse_duration)?,
             max_lifetime: s.get("max_lifetime", parse_duration)?,
             lifetime_jitter: s.get("lifetime_jitter", parse_duration)?,
