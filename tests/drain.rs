@@ -99,29 +99,25 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
     // Wait for every registration (the processor routes by the registry).
     let users: Vec<String> = (0..CLIENTS).map(|i| format!("c{i}")).collect();
     let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    assert!(rt.block_on(async {
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            let found = registry
-                .lookup(&refs, herald_edge::shard::unix_ms())
-                .await
-                .unwrap();
-            if found.iter().all(|l| l.len() == 1) {
-                return true;
-            }
-            if Instant::now() > end {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }));
+    assert!(rt.block_on(wait_registered(
+        &registry,
+        &users,
+        |_| 1,
+        Duration::from_secs(60)
+    )));
 
     // Pushes flow before, during and after the drain: ~1,000 per second, round robin.
     let sender = Arc::new(Sender::new(&SenderConfig::new(kafka.bootstrap.clone())).unwrap());
     let sent = Arc::new(AtomicUsize::new(0));
+    let produced = Arc::new(AtomicUsize::new(0));
     let sending = Arc::new(AtomicBool::new(true));
     let producer = {
-        let (sender, sent, sending) = (sender.clone(), sent.clone(), sending.clone());
+        let (sender, sent, sending, produced) = (
+            sender.clone(),
+            sent.clone(),
+            sending.clone(),
+            produced.clone(),
+        );
         rt.spawn(async move {
             let mut k = 0usize;
             let mut acks = Vec::new();
@@ -141,6 +137,7 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
                         .expect("kafka acknowledged");
                 }));
                 k += 1;
+                produced.store(k, Ordering::SeqCst);
                 if k.is_multiple_of(10) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -151,11 +148,16 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
             sent.store(k, Ordering::SeqCst);
         })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    // Pushes are flowing (delivered) before the drain starts.
+    let delivered = || inbox.lock().unwrap().values().map(Vec::len).sum::<usize>();
+    assert!(
+        rt.block_on(wait_until(Duration::from_secs(60), || delivered() >= 300)),
+        "no pushes delivered before the drain"
+    );
     let drain_started = Instant::now();
     edge_a.controller().drain();
     assert!(
-        rt.block_on(wait_until(Duration::from_secs(20), || moved
+        rt.block_on(wait_until(Duration::from_secs(90), || moved
             .load(Ordering::SeqCst)
             == CLIENTS)),
         "only {} of {CLIENTS} clients moved to B",
@@ -163,7 +165,7 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
     );
     let moved_after = drain_started.elapsed();
     assert!(
-        rt.block_on(wait_until(Duration::from_secs(15), || edge_a.is_finished())),
+        rt.block_on(wait_until(Duration::from_secs(60), || edge_a.is_finished())),
         "A did not stop"
     );
     // The registry points at B for every client (A's late unregisters did not remove them).
@@ -176,7 +178,11 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
             "{user}: {l:?}"
         );
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // And keep flowing after it: 300 more sent once every client is on B.
+    let after_move = produced.load(Ordering::SeqCst);
+    assert!(rt.block_on(wait_until(Duration::from_secs(60), || produced
+        .load(Ordering::SeqCst)
+        >= after_move + 300)));
     sending.store(false, Ordering::SeqCst);
     rt.block_on(producer).unwrap();
     let total = sent.load(Ordering::SeqCst);
@@ -190,7 +196,7 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
         }
         distinct.len()
     };
-    let complete = rt.block_on(wait_until(Duration::from_secs(60), || received() >= total));
+    let complete = rt.block_on(wait_until(Duration::from_secs(120), || received() >= total));
     stop.store(true, Ordering::SeqCst);
     let mut ended_on_b = 0;
     for t in tasks {

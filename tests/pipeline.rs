@@ -73,24 +73,12 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     // Every connection is registered (edges write through their control threads).
     let registry = rt.block_on(redis_registry(&redis.url()));
     let users: Vec<String> = (0..USERS).map(|u| format!("u{u}")).collect();
-    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    assert!(rt.block_on(async {
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            let found = registry
-                .lookup(&refs, herald_edge::shard::unix_ms())
-                .await
-                .unwrap();
-            let ok = found
-                .iter()
-                .enumerate()
-                .all(|(u, l)| l.len() == devices(u).len());
-            if ok || Instant::now() > end {
-                return ok;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }));
+    assert!(rt.block_on(wait_registered(
+        &registry,
+        &users,
+        |u| devices(u).len(),
+        Duration::from_secs(60)
+    )));
 
     // 20,000 pushes: user and user/device targets over three priorities, sequence per
     // (user, priority) so order can be checked; then a broadcast.
@@ -211,13 +199,21 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
         }
     });
 
-    // Wait until every connection has what it should, then a little longer for duplicates.
+    // Wait until every connection has what it should, then until everything is settled: every
+    // record committed and the clients holding all the edges wrote — duplicates included.
     let want_total: usize = expected.values().sum();
-    let complete = rt.block_on(wait_until(Duration::from_secs(120), || {
+    let complete = rt.block_on(wait_until(Duration::from_secs(180), || {
         fleet.received() >= want_total
     }));
     let elapsed = started.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
+    let settled = complete
+        && rt.block_on(wait_settled(
+            &kafka,
+            group,
+            &[&edge_a, &edge_b],
+            || fleet.received(),
+            Duration::from_secs(120),
+        ));
     fleet.stop.store(true, Ordering::SeqCst);
     for c in clients {
         rt.block_on(c).unwrap();
@@ -233,6 +229,7 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
         "only {} of {want_total} deliveries arrived",
         got_total_of(&inbox)
     );
+    assert!(settled, "the pipeline did not settle");
 
     // Exactly once, in order per (user, priority), nothing expired.
     for (key, msgs) in &inbox {

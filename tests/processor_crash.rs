@@ -87,7 +87,17 @@ fn a_killed_processor_loses_nothing() {
         })
         .collect();
     assert!(rt.block_on(wait_until(Duration::from_secs(30), || fleet.connected() == USERS)));
-    std::thread::sleep(Duration::from_millis(500)); // registrations written
+    // Every client is registered before anything is sent (the processor routes by the registry).
+    let users: Vec<String> = (0..USERS).map(|u| format!("k{u}")).collect();
+    assert!(rt.block_on(async {
+        wait_registered(
+            &redis_registry(&redis.url()).await,
+            &users,
+            |_| 1,
+            Duration::from_secs(60),
+        )
+        .await
+    }));
 
     let mut first = spawn_processor(&kafka, &redis.url());
     let received = || fleet.received();
@@ -127,7 +137,16 @@ fn a_killed_processor_loses_nothing() {
         let distinct: std::collections::HashSet<&String> = inbox.values().flatten().collect();
         distinct.len() >= MESSAGES
     }));
-    std::thread::sleep(Duration::from_millis(500));
+    // Duplicates are counted once nothing more can arrive: every record committed by the new
+    // processor, and the clients holding everything the edge wrote.
+    let settled = complete
+        && rt.block_on(wait_settled(
+            &kafka,
+            "crash",
+            &[&edge],
+            received,
+            Duration::from_secs(120),
+        ));
     fleet.stop.store(true, Ordering::SeqCst);
     for c in clients {
         rt.block_on(c).unwrap();
@@ -154,6 +173,7 @@ fn a_killed_processor_loses_nothing() {
     for k in 0..MESSAGES {
         assert!(counts.contains_key(&format!("m{k}")), "push m{k} was lost");
     }
+    assert!(settled, "the second processor did not settle every record");
     // Redelivered: what was in flight (≤ window per partition) plus what had settled since the
     // last commit (≤ one commit interval's worth, itself far below a window here).
     assert!(

@@ -226,6 +226,80 @@ impl Fleet {
     }
 }
 
+/// A GET against an admin API: the body of a 200 answer (panics otherwise).
+pub fn admin_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("admin API reachable");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    body.to_string()
+}
+
+/// Connections an edge has written pushes to so far (every shard's count; a broadcast counts
+/// each connection): what its clients must eventually have received. `None` when a shard did
+/// not answer the admin API's snapshot in time (a busy machine): ask again.
+pub fn deliveries_written(edge: &EdgeHandle) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_str(&admin_get(edge.admin_addr, "/stats")).ok()?;
+    let shards = v["shards"].as_array()?;
+    (shards.len() == edge.shards).then(|| {
+        shards
+            .iter()
+            .map(|s| s["probe"]["deliveries_written"].as_u64().unwrap_or(0) as usize)
+            .sum()
+    })
+}
+
+/// Waits until every record of the push topics is settled and committed by `group` and the
+/// clients hold everything the edges wrote: from then on nothing more can arrive, so counts
+/// taken afterwards (duplicates included) are final.
+pub async fn wait_settled(
+    kafka: &MockKafka,
+    group: &str,
+    edges: &[&EdgeHandle],
+    received: impl Fn() -> usize,
+    timeout: Duration,
+) -> bool {
+    wait_until(timeout, || {
+        tokio::task::block_in_place(|| {
+            kafka.all_committed(group)
+                && edges
+                    .iter()
+                    .map(|e| deliveries_written(e))
+                    .sum::<Option<usize>>()
+                    == Some(received())
+        })
+    })
+    .await
+}
+
+/// Waits until the registry has `devices(user)` live devices for every user.
+pub async fn wait_registered(
+    registry: &Registry,
+    users: &[String],
+    devices: impl Fn(usize) -> usize,
+    timeout: Duration,
+) -> bool {
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let end = Instant::now() + timeout;
+    loop {
+        let found = registry
+            .lookup(&refs, herald_edge::shard::unix_ms())
+            .await
+            .expect("registry look-up");
+        if found.iter().enumerate().all(|(u, l)| l.len() == devices(u)) {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
 pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;

@@ -103,6 +103,18 @@ pub fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
+/// A GET against the admin API, or None when the edge no longer answers.
+pub fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut all = String::new();
+    s.read_to_string(&mut all).ok()?;
+    let status = all.split_whitespace().nth(1)?.parse().ok()?;
+    let body = all.split_once("\r\n\r\n").map(|x| x.1)?.to_string();
+    Some((status, body))
+}
+
 /// A GET against the admin API: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -245,6 +257,55 @@ pub fn deliver_anywhere(clients: &mut [DeliveryClient], m: DeliverMsg) -> Answer
         .iter()
         .max_by_key(|a| rank(a.outcome))
         .expect("at least one shard")
+}
+
+/// The edge's `/stats` document with every shard in it. A shard answers the admin API's
+/// snapshot request within a second or is left out of that answer; on a busy machine that
+/// happens, so ask again (up to a minute) until every shard is there.
+pub fn stats(edge: &EdgeHandle) -> serde_json::Value {
+    let mut last = String::new();
+    let complete = eventually(Duration::from_secs(60), || {
+        let (status, body) = http_get(edge.admin_addr, "/stats");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let ok = status == 200 && v["shards"].as_array().map(Vec::len) == Some(edge.shards);
+        last = body;
+        ok
+    });
+    assert!(complete, "/stats never listed every shard: {last}");
+    serde_json::from_str(&last).expect("/stats is JSON")
+}
+
+/// Connections the edge closed for `reason` (all shards), from `/stats`.
+pub fn closes(edge: &EdgeHandle, reason: &str) -> u64 {
+    let v = stats(edge);
+    v["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["probe"]["closes"][reason].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Connections the edge closed at `deadline` (all shards), from `/stats`.
+pub fn deadline_closes(edge: &EdgeHandle, deadline: &str) -> u64 {
+    let v = stats(edge);
+    v["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| {
+            s["probe"]["deadline_closes"][deadline]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Client connections the edge still holds (any phase), from `/stats`.
+pub fn open_connections(edge: &EdgeHandle) -> u64 {
+    stats(edge)["totals"]["connections"]
+        .as_u64()
+        .expect("connections")
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
