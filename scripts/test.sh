@@ -11,13 +11,18 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# nginx + nchan is the reference peer of herald-bench: the bench smoke tests measure it beside
+# Herald when it is installed, so CI installs it.
+command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light)
+[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_apt+=(libnginx-mod-nchan)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # The package may start a system redis on 6379; the tests start their own servers.
+  # The packages may start a system redis on 6379 or nginx on 80; the tests start their own.
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 
 echo "==> format and lints"

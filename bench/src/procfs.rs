@@ -85,8 +85,16 @@ impl Proc {
             .ok_or_else(|| io::Error::other(format!("no VmRSS for pid {pid} (exited?)")))
     }
 
-    /// User + system CPU time of one process (all threads), seconds.
+    /// User + system CPU time of one process (all threads, exited ones included), seconds.
+    /// On the live /proc it is read from the process's CPU-time clock (nanoseconds), so even
+    /// a short phase is measured exactly; /proc/PID/stat counts in 10 ms ticks and is the
+    /// fallback (and what a fake procfs tree provides).
     pub fn cpu_seconds(&self, pid: u32) -> io::Result<f64> {
+        if self.root == Path::new("/proc") {
+            if let Some(secs) = process_cpu_clock(pid) {
+                return Ok(secs);
+            }
+        }
         let text = self.read(format!("{pid}/stat"))?;
         let (utime, stime) = stat_times(&text)
             .ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/stat")))?;
@@ -259,6 +267,14 @@ impl ProcTree {
     }
 }
 
+/// CPU time of process `pid` from its CPU-time clock (`clock_getcpuclockid`), seconds.
+fn process_cpu_clock(pid: u32) -> Option<f64> {
+    use nix::time::{clock_getcpuclockid, clock_gettime};
+    let clock = clock_getcpuclockid(nix::unistd::Pid::from_raw(pid as i32)).ok()?;
+    let t = clock_gettime(clock).ok()?;
+    Some(t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+}
+
 /// A `Field:   123 kB` line of /proc/PID/status or /proc/meminfo, in KiB.
 pub fn status_kib(text: &str, field: &str) -> Option<u64> {
     text.lines()
@@ -388,6 +404,24 @@ mod tests {
         let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5551 1 0 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 5552 1 0 100 0 0 10 0\n";
         assert_eq!(listening_inodes(t, 8080), vec![5551]);
         assert!(listening_inodes(t, 8081).is_empty());
+    }
+
+    #[test]
+    fn live_cpu_time_is_finer_than_a_tick() {
+        let proc = Proc::default();
+        let me = std::process::id();
+        let before = proc.cpu_seconds(me).unwrap();
+        // Spin until the clock moves by at least 1 ms: ticks of /proc/PID/stat are 10 ms.
+        let mut x = 0u64;
+        let mut after = before;
+        while after - before < 0.001 {
+            for i in 0..10_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            after = proc.cpu_seconds(me).unwrap();
+        }
+        assert!(x != 1);
+        assert!(after - before < 0.009, "moved {} s", after - before);
     }
 
     #[test]

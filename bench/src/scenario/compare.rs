@@ -143,23 +143,28 @@ fn run_one(
         Ok((c, f)) => {
             let d = conns::density(&c, calibration);
             let mut notes = notes;
-            let f = match f {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    progress::say(format!("{}: fan-out failed: {e}", id.name()));
-                    notes.push(format!("fan-out failed: {e}"));
-                    None
+            // A fan-out that lost deliveries (or could not run) fails the system: its other
+            // figures stay in the report for diagnosis, but the result does not count.
+            let (f, failure) = match f {
+                Ok(f) => {
+                    let why = f.failure();
+                    (Some(f), why)
                 }
+                Err(e) => (None, Some(format!("fan-out failed: {e}"))),
             };
+            if let Some(why) = &failure {
+                progress::say(format!("{}: failed: {why}", id.name()));
+                notes.push(why.clone());
+            }
             SystemResult {
                 name: id.name().into(),
-                status: "ok".into(),
+                status: if failure.is_some() { "failed" } else { "ok" }.into(),
                 user_bytes_per_conn: d.user_bytes_per_conn,
                 kernel_bytes_per_conn: d.kernel_bytes_per_conn,
                 conns_per_gb: d.conns_per_gb,
                 accept_rate: Some(d.accept_rate),
                 fanout_per_core: f.as_ref().and_then(|f| f.fanout_per_core),
-                reason: None,
+                reason: failure,
                 install: None,
                 version: Some(version),
                 notes,
@@ -289,6 +294,18 @@ pub fn run(a: &CompareArgs) -> Result<(), Failure> {
     if let Some(dir) = &a.output.out {
         let (md, files) = markdown(&doc);
         report::write_out(dir, &md, &files)?;
+    }
+    let failed: Vec<String> = doc
+        .systems
+        .iter()
+        .filter(|s| s.status == "failed")
+        .map(|s| format!("{}: {}", s.name, s.reason.as_deref().unwrap_or("failed")))
+        .collect();
+    if !failed.is_empty() {
+        return Err(Failure::Run(format!(
+            "not a valid comparison: {}",
+            failed.join("; ")
+        )));
     }
     if !doc.systems.iter().any(|s| s.status == "ok") {
         return Err(Failure::Run("no system could be measured".into()));

@@ -56,12 +56,26 @@ pub struct FanoutResult {
     pub server_cpu_seconds: f64,
     /// From the first broadcast to the last delivery, seconds.
     pub wall_seconds: f64,
-    /// Deliveries per system CPU-second (`None` when the CPU time is too small to measure).
+    /// Deliveries per system CPU-second (`None` only when no CPU time was measured).
     pub fanout_per_core: Option<f64>,
     /// Deliveries per wall-clock second.
     pub wall_rate: f64,
     /// Time from scheduled publish to delivery.
     pub latency: Option<Latency>,
+}
+
+impl FanoutResult {
+    /// Why this result does not count (deliveries were lost), if so: a run that lost
+    /// anything measured a broken system, not a fast one.
+    pub fn failure(&self) -> Option<String> {
+        (self.lost > 0).then(|| {
+            format!(
+                "{} of {} deliveries lost",
+                units::thousands(self.lost),
+                units::thousands(self.expected)
+            )
+        })
+    }
 }
 
 /// Publishes `plan` to `sys`'s `conns` connections held by `pool` and measures.
@@ -132,8 +146,9 @@ pub fn measure(
         server_reported: reported,
         server_cpu_seconds: cpu,
         wall_seconds,
-        // Below 50 ms the 10 ms tick of /proc/PID/stat makes the ratio meaningless.
-        fanout_per_core: (cpu >= 0.05).then(|| stats.unique as f64 / cpu),
+        // CPU time comes from the processes' CPU clocks (ns), so any phase that did work
+        // has a figure.
+        fanout_per_core: (cpu > 0.0).then(|| stats.unique as f64 / cpu),
         wall_rate: if wall_seconds > 0.0 {
             stats.unique as f64 / wall_seconds
         } else {
@@ -204,6 +219,8 @@ struct FanoutReport<'a> {
     system: SystemInfo,
     plan: &'a FanoutPlan,
     connect: Opened,
+    /// `ok`, or `failed` when deliveries were lost.
+    status: &'static str,
     fanout_per_core: Option<f64>,
     result: &'a FanoutResult,
 }
@@ -252,6 +269,11 @@ pub fn run(a: &crate::cli::FanoutArgs) -> Result<(), Failure> {
                 system: info.clone(),
                 plan: &plan,
                 connect: opened,
+                status: if r.failure().is_some() {
+                    "failed"
+                } else {
+                    "ok"
+                },
                 fanout_per_core: r.fanout_per_core,
                 result: &r,
             },
@@ -265,7 +287,13 @@ pub fn run(a: &crate::cli::FanoutArgs) -> Result<(), Failure> {
             plan.messages, plan.rate, plan.payload_bytes, r.conns
         );
         md += &markdown(&[(info.name.as_str(), &r)]);
+        if let Some(why) = r.failure() {
+            md += &format!("\n**Failed: {why}.** A result with losses is not a result.\n");
+        }
         crate::report::write_out(dir, &md, &[])?;
     }
-    Ok(())
+    match r.failure() {
+        Some(why) => Err(Failure::Run(format!("{}: failed: {why}", info.name))),
+        None => Ok(()),
+    }
 }

@@ -126,7 +126,22 @@ struct PushReport<'a> {
     kind: Kind,
     payload_bytes: usize,
     priority: String,
+    /// `ok`, or `failed` when acknowledged pushes were lost.
+    status: &'static str,
     result: &'a PushResult,
+}
+
+impl PushResult {
+    /// Why this result does not count (acknowledged pushes never arrived), if so.
+    pub fn failure(&self) -> Option<String> {
+        (self.lost > 0).then(|| {
+            format!(
+                "{} of {} acknowledged pushes lost",
+                units::thousands(self.lost),
+                units::thousands(self.sent)
+            )
+        })
+    }
 }
 
 /// Runs `herald-bench push`.
@@ -231,6 +246,11 @@ pub fn run(a: &PushArgs) -> Result<(), Failure> {
                 kind: a.kind,
                 payload_bytes: a.payload_bytes,
                 priority: a.priority.clone(),
+                status: if r.failure().is_some() {
+                    "failed"
+                } else {
+                    "ok"
+                },
                 result: &r,
             },
         )?;
@@ -274,9 +294,15 @@ pub fn run(a: &PushArgs) -> Result<(), Failure> {
                 lat.map_or("–".into(), |l| format!("{:.2}", l.max_ms)),
             ]],
         );
+        if let Some(why) = r.failure() {
+            md += &format!("\n**Failed: {why}.** A result with losses is not a result.\n");
+        }
         report::write_out(dir, &md, &[])?;
     }
-    Ok(())
+    match r.failure() {
+        Some(why) => Err(Failure::Run(format!("push: failed: {why}"))),
+        None => Ok(()),
+    }
 }
 
 fn measure(
