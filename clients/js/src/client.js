@@ -103,6 +103,7 @@ export class HeraldClient {
   /** @type {any} the page's document (visibility), or undefined */ #document;
   /** @type {string | undefined} base for a relative `url` */ #location;
 
+  /** @type {import('../index.js').ClientState} */
   #state = State.IDLE;
   /** @type {Connection | null} */ #conn = null;
   /** Bumped whenever an attempt in progress must be abandoned (close, pause, a newer attempt). */
@@ -164,6 +165,7 @@ export class HeraldClient {
     if (!(Number.isFinite(hiddenGraceMs) && hiddenGraceMs >= 0)) {
       throw new RangeError(`hiddenGraceMs must be a number >= 0, got ${hiddenGraceMs}`);
     }
+    /** @type {Record<string, boolean>} */
     const available = { websocket: typeof WebSocket === 'function', sse: typeof EventSource === 'function' };
     this.#transports = transports.filter((t) => available[t]);
     if (this.#transports.length === 0) {

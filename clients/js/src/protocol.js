@@ -116,7 +116,10 @@ export function decodeBase64(text) {
   return bytes;
 }
 
-/** @param {unknown} v */
+/**
+ * @param {unknown} v
+ * @returns {v is number}
+ */
 const isNonNegativeNumber = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 /** @param {unknown} v */
 const optionalString = (v) => (typeof v === 'string' ? v : undefined);
