@@ -95,6 +95,8 @@ fi
 section "clients/js: types"
 check "index.d.ts types a program and refuses misuse (tsc, no DOM library)" \
     "$TSC" -p clients/js/test/tsconfig.json
+check "a page's WebSocket, EventSource and document fit the options (tsc, DOM library)" \
+    "$TSC" -p clients/js/test/tsconfig.dom.json
 check "the JSDoc-typed sources type-check against index.d.ts (tsc --checkJs)" \
     "$TSC" -p clients/js/test/tsconfig.src.json
 
