@@ -26,7 +26,7 @@ use crate::lifecycle::{jittered_lifetime, Life, TimerAction, Timing};
 use crate::messages::{ControlEvent, ShardCommand};
 use crate::probe::{DrainProgress, ShardProbe, ShardSnapshot};
 use crate::timer_wheel::{Entry, TimerWheel};
-use crate::ws_codec::{self, close_code};
+use herald_protocol::ws::{close_code, server as ws_codec};
 
 /// Size of the per-shard read buffer every connection reads into.
 pub const SCRATCH_BYTES: usize = 16 * 1024;
