@@ -45,7 +45,7 @@ if [[ ! -x $venv/bin/wstest ]]; then
         'unittest2==1.1.0' 'traceback2==1.4.0' 'linecache2==1.0.0' 2>&1 |
         grep -v -e DEPRECATION -e 'pip 21.0 will' || true
 fi
-"$venv/bin/wstest" --autobahnversion 2>/dev/null | grep -i version || true
+"$venv/bin/wstest" --autobahnversion 2>/dev/null | grep -i autobahn || true
 
 # 2. The echo server, on a free port, stopped when this script ends.
 echo "autobahn: building the echo example"
