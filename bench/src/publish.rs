@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use herald_protocol::delivery::{self, Answer, BroadcastMsg, Frame, FrameReader, NEVER_EXPIRES};
 use herald_protocol::delivery_auth::ClientAuth;
+use herald_protocol::ws::client as ws;
 use serde::Serialize;
 
-use crate::wire::{handshake, ws};
+use crate::wire::handshake;
 
 /// How a system takes broadcasts.
 #[derive(Debug, Clone, Serialize)]
@@ -206,12 +207,7 @@ impl Publisher {
             }
             Inner::Ws(s) => {
                 let mut frame = Vec::with_capacity(payload.len() + 14);
-                ws::encode_client(
-                    ws::OP_TEXT,
-                    payload,
-                    fastrand::u32(..).to_be_bytes(),
-                    &mut frame,
-                );
+                ws::encode_text(payload, fastrand::u32(..).to_be_bytes(), &mut frame);
                 s.write_all(&frame).map_err(|e| format!("publisher: {e}"))?;
                 Ok(None)
             }

@@ -12,7 +12,7 @@ use std::task::Waker;
 
 use crate::handshake::ConnKind;
 use crate::lifecycle::Life;
-use crate::ws_codec::WsReader;
+use herald_protocol::ws::server::WsReader;
 
 /// How a connection is to be closed, if at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,8 @@ use crate::handshake::{self, Accepted, ConnKind, Decision, Policy};
 use crate::messages::ControlEvent;
 use crate::shard::Shard;
 use crate::sockopt;
-use crate::ws_codec::{self, close_code, WsEvent};
+use herald_protocol::ws::close_code;
+use herald_protocol::ws::server::{self as ws_codec, WsEvent};
 
 /// Reads/writes one driver may do per poll before yielding to other tasks.
 const POLL_BUDGET: usize = 16;

@@ -9,7 +9,7 @@
 //! - [`delivery_port`]: the processor-facing port of each shard (authenticated frames).
 //! - [`control`]: the control thread (tokio): registry writes, admin API, metrics.
 //! - Sans-io pieces, unit-tested without sockets: [`handshake`] (HTTP head → decision),
-//!   [`auth`] (JWT, signed cookies), [`ws_codec`] (WebSocket frames), [`lifecycle`]
+//!   [`auth`] (JWT, signed cookies), `herald_protocol::ws` (WebSocket frames), [`lifecycle`]
 //!   (deadlines → actions), [`timer_wheel`], [`conn_table`], [`admission`] (cap and token
 //!   bucket), [`drain`] (the bounded-rate drain schedule), [`recent`] (pushes written
 //!   recently, so a repeat is not written twice).
@@ -41,7 +41,6 @@ pub mod shard;
 pub mod sockopt;
 pub mod timer_wheel;
 pub mod util;
-pub mod ws_codec;
 
 pub use config::EdgeConfig;
 pub use server::{start, start_with, EdgeController, EdgeHandle, EdgeOptions};

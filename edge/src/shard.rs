@@ -27,7 +27,7 @@ use crate::messages::{ControlEvent, ShardCommand};
 use crate::probe::{DrainProgress, ShardProbe, ShardSnapshot};
 use crate::recent::{RecentDeliveries, Written};
 use crate::timer_wheel::{Entry, TimerWheel};
-use crate::ws_codec::{self, close_code};
+use herald_protocol::ws::{close_code, server as ws_codec};
 
 /// Size of the per-shard read buffer every connection reads into.
 pub const SCRATCH_BYTES: usize = 16 * 1024;

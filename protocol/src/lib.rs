@@ -8,9 +8,13 @@
 //! - [`sse`]: Server-Sent Events encoding that payload bytes can never break out of.
 //! - [`registry_record`]: the value stored per device in the push registry.
 //! - [`kafka`]: the sender contract (topic names, header names, targets).
+//! - [`ws`]: WebSocket framing, both halves: what the edge writes and its reader of client
+//!   frames; what a client writes and its reader of server frames (feature `ws`, default).
 
 pub mod delivery;
 pub mod delivery_auth;
 pub mod kafka;
 pub mod registry_record;
 pub mod sse;
+#[cfg(feature = "ws")]
+pub mod ws;

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use herald_protocol::sse::SseParser;
+use herald_protocol::ws::client::{self as ws, ServerEvent, WsDecoder};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
@@ -18,7 +19,6 @@ use tokio::sync::Semaphore;
 use super::stats::{ClientStats, Event};
 use crate::clock;
 use crate::wire::handshake::{self, Dechunker, Kind, ResponseHead};
-use crate::wire::ws::{self, WsDecoder, WsEvent};
 
 /// Deadline of one connect + handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -279,18 +279,13 @@ impl Reader {
         match self {
             Reader::Ws(dec) => {
                 let r = dec.feed(bytes, &mut |e| match e {
-                    WsEvent::Message(m) => stats.message(idx, m, now),
-                    WsEvent::Ping(p) => ws::encode_client(ws::OP_PONG, p, mask(), &mut out.reply),
-                    WsEvent::Pong => {}
-                    WsEvent::Close(code) => {
+                    ServerEvent::Message(m) => stats.message(idx, m, now),
+                    ServerEvent::Ping(p) => ws::encode_pong(p, mask(), &mut out.reply),
+                    ServerEvent::Pong => {}
+                    ServerEvent::Close(code) => {
                         if out.end.is_none() {
                             let echo = code.unwrap_or(1000);
-                            ws::encode_client(
-                                ws::OP_CLOSE,
-                                &ws::close_payload(echo),
-                                mask(),
-                                &mut out.reply,
-                            );
+                            ws::encode_close(echo, mask(), &mut out.reply);
                             out.end = Some(if code == Some(4000) {
                                 End::Replaced
                             } else {

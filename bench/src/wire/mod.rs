@@ -1,6 +1,5 @@
-//! Client-side wire formats, sans-io: the HTTP handshake of WebSocket and SSE clients, the
-//! WebSocket frames a client receives and sends, and the benchmark payload.
+//! Client-side wire formats, sans-io: the HTTP handshake of WebSocket and SSE clients and the
+//! benchmark payload. WebSocket frames are `herald_protocol::ws::client`.
 
 pub mod handshake;
 pub mod payload;
-pub mod ws;
