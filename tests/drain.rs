@@ -170,7 +170,7 @@ fn no_push_is_lost_while_an_edge_drains_onto_another() {
     );
     // The registry points at B for every client (A's late unregisters did not remove them).
     let found = rt
-        .block_on(registry.lookup(&refs, herald_edge::shard::unix_ms()))
+        .block_on(registry.lookup(&refs, herald_protocol::clock::unix_ms()))
         .unwrap();
     for (user, l) in refs.iter().zip(&found) {
         assert!(

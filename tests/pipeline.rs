@@ -150,7 +150,7 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
 
     // Expired, offline and malformed records.
     let producer = kafka.producer();
-    let now_ms = herald_edge::shard::unix_ms();
+    let now_ms = herald_protocol::clock::unix_ms();
     rt.block_on(async {
         for i in 0..100 {
             let u = format!("u{}", i % USERS);

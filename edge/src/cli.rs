@@ -151,7 +151,7 @@ pub fn main() -> ExitCode {
             &Claims {
                 sub: "dev-user".into(),
                 did: None,
-                exp: crate::shard::unix_ms() / 1000 + 3600,
+                exp: herald_protocol::clock::unix_ms() / 1000 + 3600,
                 nbf: None,
                 iss: None,
                 aud: None,

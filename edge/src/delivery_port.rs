@@ -24,7 +24,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                shard.probe.borrow_mut().delivery_conns += 1;
+                shard.with(|st, _| st.delivery_connection());
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
                     if let Err(e) = handle(&shard, stream).await {
@@ -84,7 +84,7 @@ async fn handle(shard: &Shard, mut stream: TcpStream) -> Result<(), String> {
     let ok = match server.verify(&auth) {
         Ok(ok) => ok,
         Err(e) => {
-            shard.probe.borrow_mut().delivery_auth_failures += 1;
+            shard.with(|st, _| st.delivery_auth_failed());
             log::warn!(
                 "shard {}: delivery port authentication failed: {e}",
                 shard.index
@@ -106,7 +106,7 @@ async fn handle(shard: &Shard, mut stream: TcpStream) -> Result<(), String> {
         while let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
             match frame {
                 Frame::Deliver(msgs) => answers.extend(shard.deliver_batch(&msgs)),
-                Frame::Broadcast(b) => answers.push(shard.broadcast(&b)),
+                Frame::Broadcast(b) => answers.push(shard.broadcast(&b).await),
                 other => {
                     return Err(format!(
                         "unexpected {} frame from a processor",

@@ -61,7 +61,13 @@ pub struct Accepted {
     pub cors_origin: Option<String>,
     /// Bytes of the buffer that belonged to the head (anything after is client data).
     pub head_len: usize,
+    /// The WebSocket subprotocol agreed on: `herald.v1` when the client offered it
+    /// (`Sec-WebSocket-Protocol`), else none (plain mode).
+    pub subprotocol: Option<&'static str>,
 }
+
+/// The WebSocket subprotocol with ids and typed control messages (docs/protocol.md).
+pub const SUBPROTOCOL_V1: &str = "herald.v1";
 
 /// Handshake policy.
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +151,9 @@ pub fn decide(
         Ok(identity) => Decision::Accept(Accepted {
             kind: route,
             identity,
+            subprotocol: (route == ConnKind::WebSocket
+                && h.has_token("sec-websocket-protocol", SUBPROTOCOL_V1))
+            .then_some(SUBPROTOCOL_V1),
             ws_accept,
             cors_origin: if route == ConnKind::Sse {
                 cors_origin
@@ -243,6 +252,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
@@ -280,8 +290,11 @@ pub fn health_response() -> &'static [u8] {
 pub fn accept_response(acc: &Accepted) -> Vec<u8> {
     match acc.kind {
         ConnKind::WebSocket => format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-            acc.ws_accept.as_deref().unwrap_or_default()
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{}\r\n",
+            acc.ws_accept.as_deref().unwrap_or_default(),
+            acc.subprotocol
+                .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+                .unwrap_or_default()
         )
         .into_bytes(),
         ConnKind::Sse => {

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::auth::{Authenticator, ConfiguredAuth};
 use crate::config::EdgeConfig;
+use crate::control::messages::{ControlRequest, ShardCommand};
 use crate::control::{self, ControlSetup};
-use crate::messages::{ControlRequest, ShardCommand};
 use crate::shard::{self, Shard};
 
 /// Builds one authenticator per shard (authenticators are shard-local, not `Send`).
@@ -314,7 +314,6 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                     }
                 };
                 let shard = Shard::new(index as u16, Rc::new(cfg), auth, events);
-                shard.delivery_port.set(dport);
                 let _ = ready.send(Ok(index as u16));
                 drop(ready);
                 shard::run(shard, client, delivery, commands).await;

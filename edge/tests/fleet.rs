@@ -336,7 +336,7 @@ fn drain_moves_every_client_to_the_second_edge_at_a_bounded_rate() {
     let users: Vec<String> = (0..CLIENTS).map(|i| format!("dr{i}")).collect();
     let refs: Vec<&str> = users.iter().map(String::as_str).collect();
     let found = rt
-        .block_on(registry.lookup(&refs, herald_edge::shard::unix_ms()))
+        .block_on(registry.lookup(&refs, herald_protocol::clock::unix_ms()))
         .unwrap();
     for (user, locs) in users.iter().zip(found) {
         assert_eq!(locs.len(), 1, "{user}: {locs:?}");

@@ -10,7 +10,7 @@ use herald_testkit::RedisCluster;
 use support::*;
 
 fn lookup(rt: &tokio::runtime::Runtime, reg: &Registry, user: &str) -> Vec<(String, String, u16)> {
-    let now = herald_edge::shard::unix_ms();
+    let now = herald_protocol::clock::unix_ms();
     rt.block_on(reg.lookup(&[user], now))
         .expect("lookup")
         .remove(0)
@@ -48,7 +48,7 @@ fn a_websocket_client_appears_in_the_cluster_registry_and_leaves_it() {
 
     // The membership lists this edge with its delivery ports.
     let edges = rt
-        .block_on(reg.live_edges(herald_edge::shard::unix_ms(), 10_000))
+        .block_on(reg.live_edges(herald_protocol::clock::unix_ms(), 10_000))
         .unwrap();
     let me = edges
         .iter()

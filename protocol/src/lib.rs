@@ -11,6 +11,7 @@
 //! - [`ws`]: WebSocket framing, both halves: what the edge writes and its reader of client
 //!   frames; what a client writes and its reader of server frames (feature `ws`, default).
 
+pub mod clock;
 pub mod delivery;
 pub mod delivery_auth;
 pub mod kafka;

@@ -287,7 +287,7 @@ pub async fn wait_registered(
     let end = Instant::now() + timeout;
     loop {
         let found = registry
-            .lookup(&refs, herald_edge::shard::unix_ms())
+            .lookup(&refs, herald_protocol::clock::unix_ms())
             .await
             .expect("registry look-up");
         if found.iter().enumerate().all(|(u, l)| l.len() == devices(u)) {

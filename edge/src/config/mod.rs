@@ -63,11 +63,12 @@ keys! {
     "registry_heartbeat" = "2s" : "Edge membership heartbeat period in the registry.";
     "drain_window" = "30s" : "A drain (SIGTERM or POST /admin/drain) spreads reconnect requests over this window, then force-closes what is left. A second SIGTERM shortens it.";
     "drain_rate" = "1000" : "Most reconnect requests per second per edge during a drain (all shards together).";
+    "max_devices_per_user" = "64" : "Most connections (devices) one user may hold on one shard; a handshake for another device beyond it gets 429 (a token holder cannot open unlimited connections under distinct device ids). A reconnect of an existing device replaces it and always fits. 0 = no cap.";
     "max_connections_per_shard" = "0" : "Admission: handshakes beyond this many connections on a shard get 503 + Retry-After. 0 = no cap.";
     "handshake_rate" = "5000" : "Admission: handshakes per second per shard (token bucket); beyond it 503 + Retry-After. 0 = unlimited.";
     "handshake_burst" = "10000" : "Admission: token-bucket burst of handshake_rate.";
     "retry_after_max" = "10s" : "503 answers carry Retry-After uniform in [1 s, retry_after_max], so refused clients come back spread out.";
-    "expected_connections" = "100000" : "Connections this edge is sized for: the start-up kernel and limits checks (herald-tune) use it.";
+    "expected_connections" = "100000" : "Connections this edge is sized for: the start-up kernel and limits checks (herald-tune) use it, and the control thread holds at most 2 × this many registry operations (at least 100,000) while Redis is unreachable.";
 }
 
 /// The parsed, validated edge configuration.
@@ -109,6 +110,8 @@ pub struct EdgeConfig {
     pub auth: AuthConfig,
     /// Per-connection behaviour.
     pub conn: ConnConfig,
+    /// Most devices per user per shard (0 = no cap).
+    pub max_devices_per_user: usize,
     /// Registry URL (None = in-process).
     pub redis: Option<String>,
     /// Registry record TTL derived from lifetimes.
@@ -355,6 +358,7 @@ impl EdgeConfig {
             return Err(s.error("registry_heartbeat", "must be at least 100ms"));
         }
         let expected_connections: u64 = s.get("expected_connections", parse_num)?;
+        let max_devices_per_user: usize = s.get("max_devices_per_user", parse_num)?;
         let ops = OpsConfig {
             drain_window: s.get("drain_window", parse_duration)?,
             drain_rate: s.get("drain_rate", parse_num)?,
@@ -396,6 +400,7 @@ impl EdgeConfig {
             allowed_origins,
             auth,
             conn,
+            max_devices_per_user,
             redis,
             registry_ttl,
             registry_heartbeat,
@@ -478,6 +483,15 @@ impl EdgeConfig {
             jwt,
             session_cookie,
         })
+    }
+
+    /// Registry operations the control thread may hold while Redis is unreachable: every
+    /// connection the edge is sized for can register and unregister once
+    /// (2 × `expected_connections`, at least 100,000).
+    pub fn registry_queue_capacity(&self) -> usize {
+        (self.expected_connections as usize)
+            .saturating_mul(2)
+            .max(100_000)
     }
 
     /// A configuration for tests and embedding: everything on loopback, free ports, small

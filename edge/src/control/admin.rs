@@ -12,9 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::messages::{ControlRequest, ShardCommand};
-use crate::metrics_export;
-use crate::probe::ShardSnapshot;
+use super::messages::{ControlRequest, ShardCommand};
+use super::metrics_export;
+use crate::shard::probe::ShardSnapshot;
 
 /// What the admin server needs from the control thread.
 #[derive(Debug, Clone)]

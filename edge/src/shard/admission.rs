@@ -14,6 +14,8 @@ pub enum Refusal {
     AtCapacity,
     /// The handshake token bucket is empty.
     RateLimited,
+    /// The shard is draining: clients go elsewhere.
+    Draining,
 }
 
 impl Refusal {
@@ -22,6 +24,7 @@ impl Refusal {
         match self {
             Refusal::AtCapacity => "at_capacity",
             Refusal::RateLimited => "rate_limited",
+            Refusal::Draining => "draining",
         }
     }
 }

@@ -24,24 +24,25 @@ pub struct Timing {
     pub close_grace: u32,
 }
 
-/// Why a connection is being closed (metric label, close reason).
+/// Which deadline passed when the edge force-closes a connection (the `deadline` label of
+/// `herald_edge_deadline_closes_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub enum Deadline {
     /// No complete handshake in time.
-    HandshakeTimeout,
+    Handshake,
     /// No pong in time.
-    PongTimeout,
+    Pong,
     /// The client did not close within the grace after being asked to.
-    GraceExpired,
+    Grace,
 }
 
-impl CloseReason {
+impl Deadline {
     /// Metric label.
     pub fn as_str(self) -> &'static str {
         match self {
-            CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::PongTimeout => "pong_timeout",
-            CloseReason::GraceExpired => "close_grace_expired",
+            Deadline::Handshake => "handshake_timeout",
+            Deadline::Pong => "pong_timeout",
+            Deadline::Grace => "close_grace_expired",
         }
     }
 }
@@ -58,7 +59,7 @@ pub enum TimerAction {
     /// Ask the client to reconnect (lifetime over); then closing.
     AskReconnect,
     /// Close the socket now.
-    ForceClose(CloseReason),
+    ForceClose(Deadline),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +125,9 @@ impl Life {
             return TimerAction::Nothing;
         }
         match self.phase {
-            Phase::Handshake => TimerAction::ForceClose(CloseReason::HandshakeTimeout),
-            Phase::AwaitingPong => TimerAction::ForceClose(CloseReason::PongTimeout),
-            Phase::Closing => TimerAction::ForceClose(CloseReason::GraceExpired),
+            Phase::Handshake => TimerAction::ForceClose(Deadline::Handshake),
+            Phase::AwaitingPong => TimerAction::ForceClose(Deadline::Pong),
+            Phase::Closing => TimerAction::ForceClose(Deadline::Grace),
             Phase::Open if now >= self.lifetime_end => {
                 self.start_closing(now, t);
                 TimerAction::AskReconnect
@@ -190,7 +191,7 @@ mod tests {
         );
         assert_eq!(
             l.on_deadline(110, ConnKind::WebSocket, &T),
-            TimerAction::ForceClose(CloseReason::HandshakeTimeout)
+            TimerAction::ForceClose(Deadline::Handshake)
         );
     }
 
@@ -212,7 +213,7 @@ mod tests {
         );
         assert_eq!(
             l.on_deadline(720, ConnKind::WebSocket, &T),
-            TimerAction::ForceClose(CloseReason::PongTimeout)
+            TimerAction::ForceClose(Deadline::Pong)
         );
     }
 
@@ -237,7 +238,7 @@ mod tests {
         assert_eq!(l.deadline(), 450);
         assert_eq!(
             l.on_deadline(450, ConnKind::Sse, &T),
-            TimerAction::ForceClose(CloseReason::GraceExpired)
+            TimerAction::ForceClose(Deadline::Grace)
         );
     }
 

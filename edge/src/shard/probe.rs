@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use herald_protocol::delivery::Outcome;
 use serde::Serialize;
 
+use crate::conn::{CloseReason, Deadline};
+
 /// Number of delivery outcomes (`Outcome` discriminants 0..=5).
 pub const OUTCOMES: usize = 6;
 
@@ -59,6 +61,13 @@ pub struct ShardProbe {
     pub drain_asked: u64,
     /// Connections asked to reconnect because their lifetime ended.
     pub lifetime_asked: u64,
+    /// The latest the shard's timer ever ran behind its tick, µs: how long the longest task
+    /// (a broadcast step, a re-assert step, a delivery batch) held the shard.
+    pub tick_stall_max_us: u64,
+    /// Ticks that ran at least 10 ms late.
+    pub tick_stalls_over_10ms: u64,
+    /// Ticks that ran at least 100 ms late.
+    pub tick_stalls_over_100ms: u64,
 }
 
 impl ShardProbe {
@@ -78,13 +87,25 @@ impl ShardProbe {
     }
 
     /// A closed client connection.
-    pub fn closed(&mut self, reason: &'static str) {
-        *self.closes.entry(reason).or_default() += 1;
+    pub fn closed(&mut self, reason: CloseReason) {
+        *self.closes.entry(reason.as_str()).or_default() += 1;
     }
 
     /// A connection closed by the edge at a deadline.
-    pub fn deadline_closed(&mut self, deadline: &'static str) {
-        *self.deadline_closes.entry(deadline).or_default() += 1;
+    pub fn deadline_closed(&mut self, deadline: Deadline) {
+        *self.deadline_closes.entry(deadline.as_str()).or_default() += 1;
+    }
+
+    /// The shard's timer ran `lag` late (a long task held the shard).
+    pub fn tick_late(&mut self, lag: std::time::Duration) {
+        let us = lag.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.tick_stall_max_us = self.tick_stall_max_us.max(us);
+        if us >= 10_000 {
+            self.tick_stalls_over_10ms += 1;
+        }
+        if us >= 100_000 {
+            self.tick_stalls_over_100ms += 1;
+        }
     }
 
     /// A delivery answer.
@@ -105,8 +126,13 @@ pub struct ShardSnapshot {
     pub websocket: usize,
     /// Authenticated SSE connections.
     pub sse: usize,
-    /// Connections still in their handshake.
+    /// Of the WebSocket connections, those speaking the `herald.v1` subprotocol.
+    pub herald_v1: usize,
+    /// Connections still in their handshake (or refused and closing).
     pub handshaking: usize,
+    /// Authenticated connections no longer taking deliveries: replaced, asked to leave, or
+    /// closing.
+    pub leaving: usize,
     /// Entries of clients asked to move whose socket is gone, lingering for `close_grace`.
     pub departed: usize,
     /// Distinct users.

@@ -7,7 +7,7 @@
 
 use tokio::sync::oneshot;
 
-use crate::probe::ShardSnapshot;
+use crate::shard::probe::ShardSnapshot;
 
 /// Shard → control thread.
 #[derive(Debug)]
@@ -22,6 +22,9 @@ pub enum ControlEvent {
         shard: u16,
         /// The connection's nonce (compare-and-delete token).
         nonce: u64,
+        /// A re-assert of a registration the registry lost (not a new connection: nothing
+        /// on the other shards is replaced by it).
+        reassert: bool,
     },
     /// A connection ended: remove its record if it still owns it.
     Unregister {

@@ -19,7 +19,7 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 
-use crate::conn_table::ConnId;
+use crate::conn::ConnId;
 
 /// Who already has a push.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::probe::ShardSnapshot;
+use crate::shard::probe::ShardSnapshot;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -2,7 +2,7 @@
 //! object of its own.
 //!
 //! Time is counted in ticks (`timer_tick`, default 100 ms) since the shard started. An entry is
-//! `(slot, generation)` of a connection in the [`crate::conn_table::ConnTable`] — 8 bytes. Each
+//! `(slot, generation)` of a connection in the [`crate::conn::ConnTable`] — 8 bytes. Each
 //! connection has at most one live entry: its `wheel_at` tick. Deadlines that move later are
 //! not re-filed; when the entry fires early the owner re-files it. Stale entries (slot reused,
 //! or superseded by an earlier deadline) are dropped when their bucket is swept.

@@ -1,133 +1,16 @@
 //! The per-shard connection table: a slab of live connections plus the index
 //! `user → devices → slot` — the shard's local half of the push registry.
 //!
-//! Single-threaded (owned by one shard behind a `RefCell`), no locks. A slot is addressed by
+//! Single-threaded (owned by one shard's state), no locks. A slot is addressed by
 //! `(slot, generation)` so wheel entries and drivers never touch a reused slot by mistake.
 //! Only authenticated connections are indexed; a new connection for the same `(user, device)`
-//! takes over the index and the old one is handed back to be closed as "replaced".
+//! takes over the index and the old one is handed back to be closed as "replaced". The table
+//! counts its connections per [`Class`] as they change, so reporting never scans it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::task::Waker;
 
-use crate::handshake::ConnKind;
-use crate::lifecycle::Life;
-use herald_protocol::ws::server::WsReader;
-
-/// How a connection is to be closed, if at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closing {
-    /// Not closing.
-    No,
-    /// Write what is queued, then wait for the client to close (until the wheel's grace deadline).
-    AwaitClient,
-    /// Write what is queued, then close the socket.
-    AfterFlush,
-    /// Close the socket now, dropping what is queued.
-    Now,
-    /// The socket is gone but the entry lingers (the client was asked to move and is
-    /// reconnecting elsewhere): deliveries are answered `draining` and the registry record is
-    /// removed only when the linger ends, after the client's new registration.
-    Departed,
-}
-
-/// One connection's state (the socket itself is owned by its driver task).
-#[derive(Debug)]
-pub struct Conn {
-    /// WebSocket or SSE (meaningful once the handshake is done).
-    pub kind: ConnKind,
-    /// Deadlines (handshake, heartbeat, lifetime, grace).
-    pub life: Life,
-    /// Tick of this connection's live timer-wheel entry.
-    pub wheel_at: u32,
-    /// The authenticated user (None while handshaking); shared with the index key.
-    pub user: Option<Rc<str>>,
-    /// The device id (empty while handshaking).
-    pub device: Box<str>,
-    /// Random id of this connection: the registry's compare-and-delete token.
-    pub nonce: u64,
-    /// The socket's descriptor (owned by the driver), for writing straight to an idle
-    /// connection; only used while `closing == No`, when the driver holds the socket open.
-    pub fd: i32,
-    /// Request head bytes received so far (handshake only; dropped after it). Boxed: 8 bytes
-    /// per open connection instead of 24.
-    #[allow(clippy::box_collection)]
-    pub head: Option<Box<Vec<u8>>>,
-    /// Client frame reader (WebSocket).
-    pub ws: WsReader,
-    /// Encoded bytes waiting to be written (shared between connections for broadcasts).
-    pub out: VecDeque<Rc<[u8]>>,
-    /// Bytes of `out.front()` already written.
-    pub out_off: u32,
-    /// Total unwritten bytes in `out`.
-    pub out_bytes: u32,
-    /// The driver's waker, to resume it when something is queued or it must close.
-    pub waker: Option<Waker>,
-    /// Close state.
-    pub closing: Closing,
-    /// Why it is closing (metric label), once decided.
-    pub close_reason: Option<&'static str>,
-}
-
-impl Conn {
-    /// A fresh, handshaking connection.
-    pub fn new(life: Life, wheel_at: u32, nonce: u64, fd: i32) -> Conn {
-        Conn {
-            fd,
-            kind: ConnKind::WebSocket,
-            life,
-            wheel_at,
-            user: None,
-            device: Box::from(""),
-            nonce,
-            head: None,
-            ws: WsReader::default(),
-            out: VecDeque::new(),
-            out_off: 0,
-            out_bytes: 0,
-            waker: None,
-            closing: Closing::No,
-            close_reason: None,
-        }
-    }
-
-    /// Queues bytes unless that would exceed `cap` (an empty queue takes any single item).
-    /// Returns false on overflow.
-    pub fn enqueue(&mut self, bytes: Rc<[u8]>, cap: usize) -> bool {
-        let len = bytes.len() as u64;
-        if !self.out.is_empty() && u64::from(self.out_bytes) + len > cap as u64 {
-            return false;
-        }
-        self.out_bytes = self.out_bytes.saturating_add(len as u32);
-        self.out.push_back(bytes);
-        true
-    }
-
-    /// Wakes the driver.
-    pub fn wake(&self) {
-        if let Some(w) = &self.waker {
-            w.wake_by_ref();
-        }
-    }
-
-    /// Marks the connection for closing (the first reason wins) and wakes the driver.
-    pub fn close(&mut self, how: Closing, reason: &'static str) {
-        if self.close_reason.is_none() {
-            self.close_reason = Some(reason);
-        }
-        let rank = |c: Closing| match c {
-            Closing::No => 0,
-            Closing::AwaitClient => 1,
-            Closing::AfterFlush => 2,
-            Closing::Now => 3,
-            Closing::Departed => 4,
-        };
-        if rank(how) > rank(self.closing) {
-            self.closing = how;
-        }
-        self.wake();
-    }
-}
+use super::{Class, Conn};
 
 #[derive(Debug)]
 struct Slot {
@@ -158,6 +41,8 @@ pub struct ConnTable {
     users: HashMap<Rc<str>, Devices>,
     live: usize,
     indexed: usize,
+    /// Live connections per [`Class`].
+    counts: [usize; Class::COUNT],
 }
 
 /// `(slot, generation)` of a connection.
@@ -172,6 +57,7 @@ impl ConnTable {
     /// Stores a connection; returns its id.
     pub fn insert(&mut self, conn: Conn) -> ConnId {
         self.live += 1;
+        self.counts[conn.class.index()] += 1;
         if let Some(slot) = self.free.pop() {
             let s = &mut self.slots[slot as usize];
             s.gen = s.gen.wrapping_add(1);
@@ -195,6 +81,23 @@ impl ConnTable {
         s.conn.as_mut()
     }
 
+    /// The connection with this id, read-only.
+    pub fn peek(&self, (slot, gen): ConnId) -> Option<&Conn> {
+        let s = self.slots.get(slot as usize)?;
+        if s.gen != gen {
+            return None;
+        }
+        s.conn.as_ref()
+    }
+
+    /// Moves a connection to another class (keeping the counters true).
+    pub fn set_class(&mut self, id: ConnId, class: Class) {
+        let Some(conn) = self.get(id) else { return };
+        let old = std::mem::replace(&mut conn.class, class);
+        self.counts[old.index()] -= 1;
+        self.counts[class.index()] += 1;
+    }
+
     /// The generation currently in `slot` (for building ids from index look-ups).
     fn id_of(&self, slot: u32) -> ConnId {
         (slot, self.slots[slot as usize].gen)
@@ -210,6 +113,7 @@ impl ConnTable {
         let conn = s.conn.take()?;
         self.free.push(id.0);
         self.live -= 1;
+        self.counts[conn.class.index()] -= 1;
         if owns_index {
             self.unlink(id.0, conn.user.as_ref().expect("indexed conns have a user"));
         }
@@ -250,9 +154,10 @@ impl ConnTable {
         self.indexed -= 1;
     }
 
-    /// Indexes an authenticated connection under `(user, device)`. If another connection held
-    /// that pair, it is unlinked and its id returned so the caller can close it as replaced.
-    pub fn index(&mut self, id: ConnId, user: &str, device: &str) -> Option<ConnId> {
+    /// Indexes an authenticated connection under `(user, device)` in class `class`. If another
+    /// connection held that pair, it is unlinked (class [`Class::Leaving`]) and its id
+    /// returned so the caller can close it as replaced.
+    pub fn index(&mut self, id: ConnId, user: &str, device: &str, class: Class) -> Option<ConnId> {
         let key: Rc<str> = match self.users.get_key_value(user) {
             Some((k, _)) => k.clone(),
             None => Rc::from(user),
@@ -260,12 +165,19 @@ impl ConnTable {
         let replaced = self.find(user, Some(device)).first().copied();
         if let Some(old) = replaced {
             self.unlink(old.0, &key);
+            if self
+                .peek(old)
+                .is_some_and(|c| matches!(c.class, Class::Open(_)))
+            {
+                self.set_class(old, Class::Leaving);
+            }
         }
         {
             let conn = self.get(id).expect("indexing a live connection");
             conn.user = Some(key.clone());
             conn.device = Box::from(device);
         }
+        self.set_class(id, class);
         match self.users.get_mut(&key) {
             None => {
                 self.users.insert(key, Devices::One(id.0));
@@ -299,6 +211,11 @@ impl ConnTable {
             .collect()
     }
 
+    /// Devices of `user` indexed here.
+    pub fn devices_of(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, |d| d.slots().len())
+    }
+
     /// Ids of every indexed (authenticated, current) connection.
     pub fn all_indexed(&self) -> Vec<ConnId> {
         self.users
@@ -307,14 +224,26 @@ impl ConnTable {
             .collect()
     }
 
+    /// Ids of live connections in slots `from..` (any phase), at most `max` of them, and the
+    /// slot to continue from (None when the end was reached): walking a large table in steps.
+    pub fn slots_from(&self, from: u32, max: usize) -> (Vec<ConnId>, Option<u32>) {
+        let mut out = Vec::new();
+        let mut i = from as usize;
+        while i < self.slots.len() {
+            if out.len() == max {
+                return (out, Some(i as u32));
+            }
+            if self.slots[i].conn.is_some() {
+                out.push(self.id_of(i as u32));
+            }
+            i += 1;
+        }
+        (out, None)
+    }
+
     /// Ids of every live connection (any phase).
     pub fn all_slots(&self) -> Vec<ConnId> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.conn.is_some())
-            .map(|(i, s)| (i as u32, s.gen))
-            .collect()
+        self.slots_from(0, usize::MAX).0
     }
 
     /// Live connections (any phase).
@@ -331,12 +260,17 @@ impl ConnTable {
     pub fn users(&self) -> usize {
         self.users.len()
     }
+
+    /// Live connections in `class`.
+    pub fn count(&self, class: Class) -> usize {
+        self.counts[class.index()]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifecycle::Timing;
+    use crate::conn::{Life, Timing, Wire};
 
     fn conn() -> Conn {
         let t = Timing {
@@ -346,8 +280,10 @@ mod tests {
             sse_keepalive: 1,
             close_grace: 1,
         };
-        Conn::new(Life::handshaking(0, &t), 1, 7, -1)
+        Conn::new(Life::handshaking(0, &t), 7, -1)
     }
+
+    const WS: Class = Class::Open(Wire::WsPlain);
 
     #[test]
     fn index_find_replace_remove() {
@@ -355,20 +291,31 @@ mod tests {
         let a = t.insert(conn());
         let b = t.insert(conn());
         let c = t.insert(conn());
-        assert_eq!(t.index(a, "u", "phone"), None);
-        assert_eq!(t.index(b, "u", "tab"), None);
+        assert_eq!(t.count(Class::Handshaking), 3);
+        assert_eq!(t.index(a, "u", "phone", WS), None);
+        assert_eq!(t.index(b, "u", "tab", Class::Open(Wire::Sse)), None);
         assert_eq!(t.find("u", None).len(), 2);
         assert_eq!(t.find("u", Some("tab")), vec![b]);
+        assert_eq!(t.devices_of("u"), 2);
         // c replaces a
-        assert_eq!(t.index(c, "u", "phone"), Some(a));
+        assert_eq!(t.index(c, "u", "phone", WS), Some(a));
         assert_eq!(t.find("u", Some("phone")), vec![c]);
         assert_eq!(t.indexed(), 2);
+        assert_eq!(
+            (
+                t.count(WS),
+                t.count(Class::Leaving),
+                t.count(Class::Handshaking)
+            ),
+            (1, 1, 0)
+        );
         // removing the replaced one leaves the index alone
         assert!(t.remove(a).is_some());
         assert_eq!(t.find("u", Some("phone")), vec![c]);
         assert!(t.remove(c).is_some());
         assert!(t.remove(b).is_some());
         assert_eq!((t.live(), t.indexed(), t.users()), (0, 0, 0));
+        assert!((0..Class::COUNT).all(|i| t.counts[i] == 0));
         // slot reuse bumps the generation; stale ids miss
         let d = t.insert(conn());
         assert_ne!(d, a);
@@ -377,13 +324,19 @@ mod tests {
     }
 
     #[test]
-    fn queue_cap() {
-        let mut c = conn();
-        assert!(
-            c.enqueue(Rc::from(vec![0u8; 100]), 10),
-            "empty queue takes one item"
-        );
-        assert!(!c.enqueue(Rc::from(vec![0u8; 1]), 10));
-        assert_eq!(c.out_bytes, 100);
+    fn walking_in_steps_sees_every_live_slot_once() {
+        let mut t = ConnTable::new();
+        let ids: Vec<ConnId> = (0..10).map(|_| t.insert(conn())).collect();
+        t.remove(ids[3]);
+        let mut seen = Vec::new();
+        let mut from = Some(0);
+        while let Some(f) = from {
+            let (chunk, next) = t.slots_from(f, 4);
+            assert!(chunk.len() <= 4);
+            seen.extend(chunk);
+            from = next;
+        }
+        assert_eq!(seen.len(), 9);
+        assert!(!seen.contains(&ids[3]));
     }
 }

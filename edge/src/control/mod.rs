@@ -15,10 +15,14 @@ use herald_registry::{
 };
 use tokio::sync::mpsc;
 
-use crate::admin::{self, AdminState, RegistryStatus};
+pub mod admin;
+pub mod messages;
+pub mod metrics_export;
+
+use self::admin::{AdminState, RegistryStatus};
+use self::messages::{ControlEvent, ControlRequest, ShardCommand};
 use crate::config::EdgeConfig;
-use crate::drain::DrainPlan;
-use crate::messages::{ControlEvent, ControlRequest, ShardCommand};
+use crate::shard::drain::DrainPlan;
 
 /// Everything the control thread is started with.
 #[derive(Debug)]
@@ -60,7 +64,7 @@ pub fn run(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result<(), String
 }
 
 fn now_ms() -> u64 {
-    crate::shard::unix_ms()
+    herald_protocol::clock::unix_ms()
 }
 
 async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result<(), String>>) {
@@ -74,7 +78,7 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         requests_tx,
         registry,
     } = setup;
-    crate::metrics_export::install();
+    metrics_export::install();
     let (registry, kind) = match (registry, &cfg.redis) {
         (Some(r), _) => (r, "embedded".to_string()),
         (None, None) => (Registry::in_process(), "in-process".to_string()),
@@ -98,7 +102,7 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         registry.clone(),
         WriterConfig {
             max_batch: 512,
-            queue_capacity: 1_000_000,
+            queue_capacity: cfg.registry_queue_capacity(),
             retry_initial: Duration::from_millis(50),
             retry_max: Duration::from_secs(2),
             heartbeat_interval: cfg.registry_heartbeat,
@@ -223,6 +227,7 @@ fn supersede_elsewhere(shards: &[mpsc::UnboundedSender<ShardCommand>], ev: &Cont
         device,
         shard,
         nonce,
+        reassert: false,
     } = ev
     {
         for (i, s) in shards.iter().enumerate() {
@@ -244,6 +249,7 @@ fn to_op(node_id: &str, ttl_ms: u64, ev: ControlEvent) -> RegistryOp {
             device,
             shard,
             nonce,
+            reassert: _,
         } => RegistryOp::Register(Registration {
             user,
             device,
