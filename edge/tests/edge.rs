@@ -316,3 +316,114 @@ fn a_repeated_push_is_not_written_twice_to_a_connection() {
         .sum();
     assert_eq!(hits, 1);
 }
+
+/// Sum over shards of a counter in `/stats`' per-shard probe.
+fn probe_sum(edge: &herald_edge::EdgeHandle, field: &str) -> u64 {
+    stats(edge)["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["probe"][field].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Opens a raw connection to a delivery port and reads its `Challenge` (so the edge has
+/// accepted it and is waiting for `Auth`).
+fn challenged(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect to the delivery port");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = herald_protocol::delivery::FrameReader::default();
+    let mut buf = [0u8; 256];
+    loop {
+        if let Some(f) = reader.next_frame().expect("valid frames") {
+            assert_eq!(f.frame_type().name(), "Challenge");
+            return s;
+        }
+        let n = s.read(&mut buf).expect("the challenge arrives");
+        assert!(n > 0, "closed before the challenge");
+        reader.feed(&buf[..n]);
+    }
+}
+
+/// True when the edge closed `s` (EOF or reset) within 30 s; bytes it sent first
+/// (a challenge) are skipped.
+fn closed_by_edge(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+    }
+}
+
+#[test]
+fn the_delivery_port_reads_nothing_but_an_auth_frame_before_authentication() {
+    let edge = start(config());
+    let mut ws = ws_connect(&edge, "erin", None);
+    let before = probe_sum(&edge, "delivery_auth_failures");
+    for shard in 0..edge.shards {
+        let addr = edge.delivery_addr(shard);
+        // A frame declaring 1 MiB is refused on its length alone, before any body arrives.
+        let mut big = challenged(addr);
+        big.write_all(&(1u32 << 20).to_be_bytes()).unwrap();
+        assert!(
+            closed_by_edge(&mut big),
+            "a 1 MiB pre-auth frame was waited for"
+        );
+        // A well-formed Deliver frame in place of Auth closes the connection, delivering nothing.
+        let mut forged = challenged(addr);
+        let mut out = Vec::new();
+        herald_protocol::delivery::encode_deliver_batch(
+            &[msg(1, "erin", None, b"forged")],
+            &mut out,
+        )
+        .unwrap();
+        forged.write_all(&out).unwrap();
+        assert!(
+            closed_by_edge(&mut forged),
+            "a Deliver before Auth was served"
+        );
+    }
+    let failures = probe_sum(&edge, "delivery_auth_failures") - before;
+    assert_eq!(failures, 2 * edge.shards as u64);
+    // The client saw nothing of the forged frames: the first push it gets is the real one.
+    let mut clients = delivery_clients(&edge);
+    let a = deliver_anywhere(&mut clients, msg(2, "erin", None, b"real"));
+    assert_eq!(a.outcome, Outcome::Delivered);
+    assert_eq!(ws.read().unwrap(), Message::Text("real".into()));
+}
+
+#[test]
+fn a_shard_holds_at_most_delivery_max_pending_unauthenticated_connections() {
+    let mut cfg = config();
+    cfg.delivery_max_pending = 3;
+    let edge = start(cfg);
+    let addr = edge.delivery_addr(0);
+    let waiting: Vec<TcpStream> = (0..3).map(|_| challenged(addr)).collect();
+    // The fourth is closed on accept, without a challenge.
+    let mut extra = TcpStream::connect(addr).unwrap();
+    assert!(
+        closed_by_edge(&mut extra),
+        "a fourth pending connection was kept"
+    );
+    assert_eq!(probe_sum(&edge, "delivery_pending_refused"), 1);
+    // An authenticated connection does not hold a place: once the waiting ones are gone,
+    // processors connect again, and several at once.
+    drop(waiting);
+    let secret = DELIVERY_SECRET.as_bytes();
+    assert!(
+        eventually(Duration::from_secs(60), || DeliveryClient::connect(
+            addr, secret
+        )
+        .is_ok()),
+        "the delivery port never took a processor again"
+    );
+    let processors: Vec<DeliveryClient> = (0..5)
+        .map(|_| DeliveryClient::connect(addr, secret).expect("authenticated"))
+        .collect();
+    assert_eq!(processors.len(), 5);
+}

@@ -620,6 +620,7 @@ mod tests {
             Outcome::Expired,
             Outcome::SlowConsumer,
             Outcome::Unencodable,
+            Outcome::RateLimited,
         ] {
             let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
             f.start(vec![r("a", 0)], 0);

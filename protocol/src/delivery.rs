@@ -26,6 +26,10 @@ pub const NONCE_LEN: usize = 16;
 /// Length of an HMAC-SHA256 tag.
 pub const MAC_LEN: usize = 32;
 
+/// The declared length of an `Auth` frame (type byte + client nonce + MAC): all a server
+/// needs to read before the peer has authenticated.
+pub const AUTH_FRAME_LEN: usize = 1 + NONCE_LEN + MAC_LEN;
+
 /// Most items a `Deliver` or `Answers` frame can carry (the count is a `u16`).
 pub const MAX_BATCH: usize = u16::MAX as usize;
 
@@ -241,17 +245,21 @@ pub enum Outcome {
     Draining = 4,
     /// No connection of the target can carry the payload (e.g. non-UTF-8 to an SSE-only target).
     Unencodable = 5,
+    /// Every connection of the target is over its per-connection push rate
+    /// (`push_rate_per_conn`); final, not retried.
+    RateLimited = 6,
 }
 
 impl Outcome {
     /// Every outcome, in wire order; handy for per-outcome metrics.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Delivered,
         Outcome::NotHere,
         Outcome::Expired,
         Outcome::SlowConsumer,
         Outcome::Draining,
         Outcome::Unencodable,
+        Outcome::RateLimited,
     ];
 
     /// The outcome for a wire byte, `None` for a byte no outcome uses.
@@ -268,6 +276,7 @@ impl Outcome {
             Outcome::SlowConsumer => "slow_consumer",
             Outcome::Draining => "draining",
             Outcome::Unencodable => "unencodable",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 }
@@ -818,6 +827,12 @@ impl FrameReader {
         }
     }
 
+    /// Changes the largest declared frame length accepted from now on (a server reads the
+    /// peer's `Auth` under [`AUTH_FRAME_LEN`], then lifts the cap); bytes already buffered stay.
+    pub fn set_max_frame_len(&mut self, max_frame_len: usize) {
+        self.max_frame_len = max_frame_len;
+    }
+
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
@@ -964,7 +979,7 @@ mod tests {
             assert_eq!(*o as u8 as usize, i);
             assert_eq!(Outcome::from_u8(i as u8), Some(*o));
         }
-        assert_eq!(Outcome::from_u8(6), None);
+        assert_eq!(Outcome::from_u8(7), None);
         let names: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(
             names,
@@ -974,7 +989,8 @@ mod tests {
                 "expired",
                 "slow_consumer",
                 "draining",
-                "unencodable"
+                "unencodable",
+                "rate_limited"
             ]
         );
     }
@@ -1053,6 +1069,31 @@ mod tests {
         reader.feed(&enc(&Frame::AuthOk { mac: [0; 32] }));
         assert_eq!(reader.next_frame(), Err(err));
         assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn an_auth_frame_fits_the_pre_auth_cap_and_nothing_larger_does() {
+        let auth = Frame::Auth {
+            client_nonce: [1; NONCE_LEN],
+            mac: [2; MAC_LEN],
+        };
+        let bytes = enc(&auth);
+        assert_eq!(bytes.len(), 4 + AUTH_FRAME_LEN);
+        let mut reader = FrameReader::new(AUTH_FRAME_LEN);
+        reader.feed(&bytes);
+        // a Deliver frame declared right behind it, read after the cap is lifted
+        let deliver = enc(&Frame::Deliver(Vec::new()));
+        reader.feed(&deliver);
+        assert_eq!(reader.next_frame(), Ok(Some(auth)));
+        reader.set_max_frame_len(DEFAULT_MAX_FRAME_LEN);
+        assert!(matches!(reader.next_frame(), Ok(Some(Frame::Deliver(_)))));
+        // before authentication, a frame one byte over the cap is refused on its length alone
+        let mut reader = FrameReader::new(AUTH_FRAME_LEN);
+        reader.feed(&((AUTH_FRAME_LEN + 1) as u32).to_be_bytes());
+        assert!(matches!(
+            reader.next_frame(),
+            Err(DecodeError::FrameTooLarge { .. })
+        ));
     }
 
     #[test]

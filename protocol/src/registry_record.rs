@@ -106,6 +106,18 @@ pub fn conn_nonce(accepted_at_ms: u64, entropy: u16) -> u64 {
     (accepted_at_ms << NONCE_ENTROPY_BITS) | u64::from(entropy)
 }
 
+/// [`conn_nonce`] from an accept time in microseconds: the low 16 bits hold the microseconds
+/// within the millisecond (10 bits, 0..=999) and 6 bits of `random`, so two connections of a
+/// device accepted in the same millisecond (on two shards, say) are still ordered by accept
+/// time; only two accepts in the same microsecond fall back to the random bits.
+pub fn conn_nonce_us(accepted_at_us: u64, random: u8) -> u64 {
+    let sub_ms = (accepted_at_us % 1000) as u16;
+    conn_nonce(
+        accepted_at_us / 1000,
+        (sub_ms << 6) | u16::from(random & 0x3f),
+    )
+}
+
 /// The accept time (unix ms) a nonce built by [`conn_nonce`] carries.
 pub fn nonce_accepted_at_ms(nonce: u64) -> u64 {
     nonce >> NONCE_ENTROPY_BITS
@@ -337,5 +349,19 @@ mod tests {
         );
         assert_eq!(nonce_accepted_at_ms(later), 1_700_000_000_001);
         assert!(conn_nonce(5, 1) < conn_nonce(5, 2));
+    }
+
+    #[test]
+    fn microsecond_nonces_order_by_accept_time_within_a_millisecond() {
+        let t = 1_700_000_000_000_000u64; // µs
+        for random in [0u8, 1, 63, 255] {
+            assert!(conn_nonce_us(t + 1, 0) > conn_nonce_us(t, random));
+            assert!(conn_nonce_us(t + 999, 0) > conn_nonce_us(t + 998, random));
+            assert!(conn_nonce_us(t + 1000, 0) > conn_nonce_us(t + 999, random));
+        }
+        assert_eq!(
+            nonce_accepted_at_ms(conn_nonce_us(t + 1999, 255)),
+            t / 1000 + 1
+        );
     }
 }

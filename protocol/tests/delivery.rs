@@ -326,8 +326,11 @@ fn invalid_utf8_and_unknown_codes_are_rejected() {
         outcome: Outcome::Expired,
         delivered: 0,
     }]));
-    bytes[5 + 2 + 8] = 6;
-    assert_eq!(decode_err(&bytes), DecodeError::UnknownOutcome(6));
+    bytes[5 + 2 + 8] = Outcome::ALL.len() as u8;
+    assert_eq!(
+        decode_err(&bytes),
+        DecodeError::UnknownOutcome(Outcome::ALL.len() as u8)
+    );
 }
 
 #[test]

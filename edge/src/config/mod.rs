@@ -32,6 +32,7 @@ keys! {
     "delivery_advertise_host" = "" : "Host processors use to reach the delivery ports (registered in the registry). Empty = delivery_listen_ip.";
     "delivery_secret" = "" : "Shared secret of the delivery port's HMAC handshake. Empty = random per start (printed; only for development).";
     "delivery_max_frame" = "1052672" : "Largest delivery frame accepted from a processor, bytes (payload cap + headers).";
+    "delivery_max_pending" = "64" : "Delivery-port connections per shard that may be waiting to authenticate at once; more are closed on accept.";
     "io_memory" = "512KiB" : "glommio io_memory per shard (locked memory; the process limit RLIMIT_MEMLOCK must cover all shards).";
     "ring_depth" = "128" : "io_uring ring depth per shard.";
     "timer_tick" = "100ms" : "Resolution of each shard's timer wheel (heartbeats, deadlines, lifetimes).";
@@ -55,6 +56,8 @@ keys! {
     "outbound_queue_bytes" = "65536" : "Per-connection outbound queue; overflow closes the connection as a slow consumer. A single message always fits an empty queue.";
     "dedupe_window" = "60s" : "A push written to a connection is not written to it again if it arrives again within this window (a processor retry after a late answer, a re-consumed record after a rebalance or crash). Covers the processor's request_timeout × max_attempts.";
     "dedupe_capacity" = "100000" : "Most pushes per shard remembered for dedupe_window (about 60 bytes each); a full table forgets its oldest early. 0 = no de-duplication.";
+    "push_rate_per_conn" = "off" : "Per-connection push rate limit, `<pushes>/<period>` (e.g. `3/2s`, Zuul Push's limit) or off. Targeted pushes beyond it are answered `rate_limited` (final, counted, not retried); broadcasts are not limited.";
+    "push_burst_per_conn" = "0" : "Burst of push_rate_per_conn: pushes a quiet connection may take at once. 0 = the rate's count.";
     "close_grace" = "5s" : "After asking a client to close (reconnect request, replaced, draining), wait this long for it to close first, then force-close.";
     "max_lifetime" = "30m" : "Longest life of a connection; at its end the client is asked to reconnect.";
     "lifetime_jitter" = "3m" : "Each connection's lifetime is max_lifetime − uniform(0, lifetime_jitter), spreading reconnects.";
@@ -94,6 +97,8 @@ pub struct EdgeConfig {
     pub delivery_secret_generated: bool,
     /// Largest delivery frame.
     pub delivery_max_frame: usize,
+    /// Unauthenticated delivery-port connections a shard holds at once.
+    pub delivery_max_pending: usize,
     /// glommio io_memory per shard.
     pub io_memory: usize,
     /// io_uring ring depth.
@@ -195,6 +200,8 @@ pub struct ConnConfig {
     pub dedupe_window: Duration,
     /// Most pushes remembered per shard (0 = off).
     pub dedupe_capacity: usize,
+    /// Per-connection push rate limit (None = off).
+    pub push_rate: Option<crate::conn::PushRate>,
     /// Grace for the client to close first.
     pub close_grace: Duration,
     /// Maximum connection lifetime.
@@ -269,6 +276,10 @@ impl EdgeConfig {
         if delivery_max_frame < 1024 {
             return Err(s.error("delivery_max_frame", "must be at least 1024 bytes"));
         }
+        let delivery_max_pending: usize = s.get("delivery_max_pending", parse_num)?;
+        if delivery_max_pending == 0 {
+            return Err(s.error("delivery_max_pending", "must be at least 1"));
+        }
         let io_memory = s.get("io_memory", parse_bytes)? as usize;
         if io_memory < 64 * 1024 {
             return Err(s.error("io_memory", "must be at least 64KiB"));
@@ -314,6 +325,12 @@ impl EdgeConfig {
             outbound_queue_bytes: s.get("outbound_queue_bytes", parse_bytes)? as usize,
             dedupe_window: s.get("dedupe_window", parse_duration)?,
             dedupe_capacity: s.get("dedupe_capacity", parse_num)?,
+            push_rate: {
+                let burst: u32 = s.get("push_burst_per_conn", parse_num)?;
+                s.get("push_rate_per_conn", |t| {
+                    crate::conn::PushRate::parse(t, burst)
+                })?
+            },
             close_grace: s.get("close_grace", parse_duration)?,
             max_lifetime: s.get("max_lifetime", parse_duration)?,
             lifetime_jitter: s.get("lifetime_jitter", parse_duration)?,
@@ -392,6 +409,7 @@ impl EdgeConfig {
             delivery_secret,
             delivery_secret_generated,
             delivery_max_frame,
+            delivery_max_pending,
             io_memory,
             ring_depth,
             timer_tick,

@@ -7,12 +7,14 @@
 //! - [`out_queue`]: the frames waiting for the socket, every byte counted against a cap.
 //! - [`lifecycle`]: deadlines as a pure state machine (handshake, heartbeat, lifetime, grace).
 //! - [`table`]: the shard's slab of connections and the `user → devices` index.
+//! - [`push_rate`]: the per-connection push rate limit (one number per connection).
 //! - [`driver`]: the accept loop and the per-connection task that moves bytes between the
 //!   socket and the shard's state machine — nothing else.
 
 pub mod driver;
 pub mod lifecycle;
 pub mod out_queue;
+pub mod push_rate;
 pub mod table;
 
 use std::rc::Rc;
@@ -22,6 +24,7 @@ use herald_protocol::ws::server::WsReader;
 
 pub use lifecycle::{Deadline, Life, TimerAction, Timing};
 pub use out_queue::OutQueue;
+pub use push_rate::{PushBucket, PushRate};
 pub use table::{ConnId, ConnTable};
 
 /// How a connection is to be closed, if at all.
@@ -225,6 +228,8 @@ pub struct Conn {
     pub out: OutQueue,
     /// The driver's waker, to resume it when something is queued or it must close.
     pub waker: Option<Waker>,
+    /// Its push rate limit state (used when `push_rate_per_conn` is set).
+    pub push_bucket: PushBucket,
 }
 
 /// No timer-wheel entry.
@@ -248,6 +253,7 @@ impl Conn {
             ws: WsReader::default(),
             out: OutQueue::default(),
             waker: None,
+            push_bucket: PushBucket::default(),
         }
     }
 

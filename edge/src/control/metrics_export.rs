@@ -127,9 +127,12 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
         counter!("herald_edge_replaced_total", &l(vec![])).absolute(p.replaced);
         counter!("herald_edge_bytes_out_total", &l(vec![])).absolute(p.bytes_out);
         counter!("herald_edge_pings_total", &l(vec![])).absolute(p.pings);
+        counter!("herald_edge_push_rate_limited_total", &l(vec![])).absolute(p.rate_limited);
         counter!("herald_edge_delivery_connections_total", &l(vec![])).absolute(p.delivery_conns);
         counter!("herald_edge_delivery_auth_failures_total", &l(vec![]))
             .absolute(p.delivery_auth_failures);
+        counter!("herald_edge_delivery_pending_refused_total", &l(vec![]))
+            .absolute(p.delivery_pending_refused);
         for (reason, n) in &p.admission_rejects {
             counter!(
                 "herald_edge_admission_rejects_total",

@@ -42,6 +42,8 @@ struct Tally {
     unencodable: u32,
     /// Connections that are leaving (asked to move, replaced, closing).
     leaving: u32,
+    /// Connections over their push rate.
+    rate_limited: u32,
 }
 
 impl Tally {
@@ -50,6 +52,8 @@ impl Tally {
             Outcome::Delivered
         } else if self.slow > 0 {
             Outcome::SlowConsumer
+        } else if self.rate_limited > 0 {
+            Outcome::RateLimited
         } else if self.unencodable > 0 {
             Outcome::Unencodable
         } else if self.leaving > 0 || draining {
@@ -140,6 +144,7 @@ impl ShardState {
             }
         }
         let mut tally = Tally::default();
+        let fresh = self.within_push_rate(fresh, &mut tally);
         self.write_to(
             &fresh,
             message_id,
@@ -154,6 +159,26 @@ impl ShardState {
             return (Outcome::Delivered, had + n, n);
         }
         (tally.outcome(self.draining), n, n)
+    }
+
+    /// The connections of `ids` that may take one more push under `push_rate_per_conn`
+    /// (each takes it from its bucket); the others are counted in `tally`.
+    fn within_push_rate(&mut self, mut ids: Vec<ConnId>, tally: &mut Tally) -> Vec<ConnId> {
+        let Some(rate) = self.cfg.conn.push_rate else {
+            return ids;
+        };
+        let now_us = self.now.mono.as_micros() as u64;
+        let table = &mut self.table;
+        ids.retain(|&id| match table.get(id) {
+            Some(c) if c.is_open() => {
+                let ok = c.push_bucket.take(&rate, now_us);
+                tally.rate_limited += u32::from(!ok);
+                ok
+            }
+            _ => true, // leaving or gone: write_to counts it
+        });
+        self.probe.rate_limited += u64::from(tally.rate_limited);
+        ids
     }
 
     /// Queues the push on each open connection of `ids`.

@@ -58,15 +58,18 @@ pub struct Now {
     pub mono: Duration,
     /// Wall clock, ms since the Unix epoch.
     pub unix_ms: u64,
+    /// Wall clock, µs since the Unix epoch (orders connection nonces within a millisecond).
+    pub unix_us: u64,
 }
 
 impl Now {
     /// The time `mono` after the start of a shard whose ticks are `tick` long.
-    pub fn at(mono: Duration, tick: Duration, unix_ms: u64) -> Now {
+    pub fn at(mono: Duration, tick: Duration, unix_us: u64) -> Now {
         Now {
             tick: (mono.as_nanos() / tick.as_nanos().max(1)) as u32,
             mono,
-            unix_ms,
+            unix_ms: unix_us / 1000,
+            unix_us,
         }
     }
 }
@@ -126,7 +129,7 @@ impl Shard {
         Now::at(
             self.epoch.elapsed(),
             self.cfg.timer_tick,
-            herald_protocol::clock::unix_ms(),
+            herald_protocol::clock::unix_us(),
         )
     }
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::conn::{CloseReason, Deadline};
 
-/// Number of delivery outcomes (`Outcome` discriminants 0..=5).
-pub const OUTCOMES: usize = 6;
+/// Number of delivery outcomes (one counter per `Outcome`).
+pub const OUTCOMES: usize = herald_protocol::delivery::Outcome::ALL.len();
 
 /// Counters of one shard.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -51,10 +51,16 @@ pub struct ShardProbe {
     pub bytes_out: u64,
     /// WebSocket pings sent.
     pub pings: u64,
+    /// Pushes not written to a connection because it was over `push_rate_per_conn` (one
+    /// per connection; the delivery's outcome is `rate_limited` when no connection took it).
+    pub rate_limited: u64,
     /// Delivery-port connections accepted / refused at authentication.
     pub delivery_conns: u64,
     /// Delivery-port authentication failures.
     pub delivery_auth_failures: u64,
+    /// Delivery-port connections closed on accept: `delivery_max_pending` were waiting to
+    /// authenticate already.
+    pub delivery_pending_refused: u64,
     /// Handshakes refused by admission control, by reason (at_capacity, rate_limited, draining).
     pub admission_rejects: BTreeMap<&'static str, u64>,
     /// Connections asked to reconnect by a drain.

@@ -84,7 +84,8 @@ impl Sim {
         Now::at(
             self.mono,
             self.tick,
-            EPOCH_MS + self.mono.as_millis() as u64,
+            (EPOCH_MS + self.mono.as_millis() as u64) * 1000
+                + u64::from(self.mono.subsec_micros() % 1000),
         )
     }
 

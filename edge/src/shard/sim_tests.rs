@@ -387,3 +387,37 @@ fn wires_are_counted_without_scanning() {
         (0, 1, 1, 2)
     );
 }
+
+#[test]
+fn a_connection_over_its_push_rate_is_answered_rate_limited() {
+    let mut s = Sim::new(|c| {
+        quiet(c);
+        c.conn.push_rate = crate::conn::PushRate::new(3, Duration::from_secs(2), 0);
+    });
+    let phone = s.ws("cy", "phone", false);
+    let tab = s.ws("cy", "tab", false);
+    // Three pushes pass at once, the fourth is refused on both connections.
+    for i in 0..3 {
+        let a = s.deliver(&format!("m{i}"), "cy", None, b"x");
+        assert_eq!(
+            (a.outcome, a.delivered),
+            (Outcome::Delivered, 2),
+            "push {i}"
+        );
+    }
+    let a = s.deliver("m3", "cy", None, b"x");
+    assert_eq!((a.outcome, a.delivered), (Outcome::RateLimited, 0));
+    // Addressed to one device only: the tab took those three too.
+    let a = s.deliver("m4", "cy", Some("tab"), b"x");
+    assert_eq!(a.outcome, Outcome::RateLimited);
+    assert_eq!(s.st.probe.rate_limited, 3);
+    // Broadcasts are not limited.
+    assert_eq!(s.broadcast("b1", b"all").delivered, 2);
+    // 2/3 s later one push per connection is back; the refused one can be sent again.
+    s.advance(Duration::from_millis(700));
+    let a = s.deliver("m3", "cy", None, b"x");
+    assert_eq!((a.outcome, a.delivered), (Outcome::Delivered, 2));
+    assert_eq!(s.ws_events(phone).1.len(), 5);
+    assert_eq!(s.ws_events(tab).1.len(), 5);
+    assert!(s.ws_events(phone).1.iter().all(|e| e.starts_with("msg:")));
+}

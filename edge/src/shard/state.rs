@@ -186,11 +186,13 @@ impl ShardState {
         self.table.get(id)
     }
 
-    /// A new connection nonce: accept time in the high bits (nonces of a device grow with
-    /// time, which the registry's scripts rely on), randomness in the low bits.
+    /// A new connection nonce: accept time in ms in the high bits (nonces of a device grow
+    /// with time, which the registry's scripts rely on); the low 16 bits are the microseconds
+    /// within that ms (10 bits) and 6 random bits. Two connections of one device accepted in
+    /// the same millisecond, even on different shards, are still ordered by accept time,
+    /// which is what decides which of them replaces the other.
     fn nonce(&mut self) -> u64 {
-        let entropy = self.rng.u16(..);
-        herald_protocol::registry_record::conn_nonce(self.now.unix_ms, entropy)
+        herald_protocol::registry_record::conn_nonce_us(self.now.unix_us, self.rng.u8(..))
     }
 
     /// A lifetime for a new connection, in ticks.
@@ -638,6 +640,11 @@ impl ShardState {
     /// Counts a delivery-port authentication failure.
     pub fn delivery_auth_failed(&mut self) {
         self.probe.delivery_auth_failures += 1;
+    }
+
+    /// Counts a delivery-port connection closed because too many wait to authenticate.
+    pub fn delivery_pending_refused(&mut self) {
+        self.probe.delivery_pending_refused += 1;
     }
 
     /// Counts an accept(2) failure.

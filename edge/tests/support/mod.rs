@@ -246,7 +246,8 @@ pub fn deliver_anywhere(clients: &mut [DeliveryClient], m: DeliverMsg) -> Answer
         return **a;
     }
     let rank = |o: Outcome| match o {
-        Outcome::SlowConsumer => 5,
+        Outcome::SlowConsumer => 6,
+        Outcome::RateLimited => 5,
         Outcome::Unencodable => 4,
         Outcome::Expired => 3,
         Outcome::Draining => 2,
