@@ -192,8 +192,40 @@ pub fn start(cfg: EdgeConfig) -> Result<EdgeHandle, StartError> {
     start_with(cfg, EdgeOptions::default())
 }
 
+/// Thread-name prefixes of the edge's own threads: a panic on one of them aborts the process.
+const FAILURE_DOMAIN_THREADS: [&str; 2] = ["herald-shard", "herald-control"];
+
+/// Makes a panic on a shard or the control thread abort the whole process.
+///
+/// A shard is a failure domain of the process, not of its own: if its thread died alone, the
+/// process would keep answering `/healthz` and the registry heartbeat would keep advertising
+/// the shard, so processors would route pushes to a dead port until retries dead-letter them.
+/// Aborting lets the supervisor (systemd `Restart=always`) start a fresh edge, clients
+/// reconnect, and the dead edge's registry records expire by TTL. The panic message is
+/// printed first (by the previous hook), then `herald-edge: aborting …`. Panics on any other
+/// thread (a test's, an embedding program's) are left to the previous hook.
+pub fn abort_on_shard_panic() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("");
+            if FAILURE_DOMAIN_THREADS.iter().any(|p| name.starts_with(p)) {
+                eprintln!(
+                    "herald-edge: aborting: thread {name} panicked; a shard is a failure domain \
+                     of the process (the supervisor restarts it, registry records expire by TTL)"
+                );
+                std::process::abort();
+            }
+        }));
+    });
+}
+
 /// Starts an edge.
 pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, StartError> {
+    abort_on_shard_panic();
     let n = cfg.shards;
     if let Some(limit) = memlock_limit() {
         let need = (n * cfg.io_memory) as u64;

@@ -427,3 +427,130 @@ fn a_shard_holds_at_most_delivery_max_pending_unauthenticated_connections() {
         .collect();
     assert_eq!(processors.len(), 5);
 }
+
+/// Accepts `?user=<id>` without credentials; panics for the user `panic` (fault injection).
+struct PanicOnDemand;
+
+impl herald_edge::auth::Authenticator for PanicOnDemand {
+    fn authenticate(
+        &self,
+        req: &herald_edge::auth::AuthRequest<'_>,
+    ) -> Result<herald_edge::auth::Identity, herald_edge::auth::AuthError> {
+        let user = req
+            .query
+            .and_then(|q| q.strip_prefix("user="))
+            .unwrap_or("anonymous");
+        assert_ne!(user, "panic", "injected panic in a shard's authenticator");
+        Ok(herald_edge::auth::Identity {
+            user: user.to_string(),
+            device: None,
+        })
+    }
+}
+
+/// The child side of [`a_panic_on_a_shard_aborts_the_whole_edge_process`]: an edge whose
+/// authenticator panics on demand, its client address on stdout, then nothing.
+fn panicking_edge_child() -> ! {
+    // No core file from the abort this test provokes.
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    #[allow(unsafe_code)] // setrlimit has no safe wrapper in libc; the struct is valid
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+    }
+    let auth: herald_edge::server::AuthFactory = std::sync::Arc::new(|| Box::new(PanicOnDemand));
+    let edge = herald_edge::start_with(
+        config(),
+        herald_edge::EdgeOptions {
+            authenticator: Some(auth),
+            ..Default::default()
+        },
+    )
+    .expect("edge starts");
+    println!("CHILD_EDGE {}", edge.client_addr);
+    loop {
+        std::thread::park();
+    }
+}
+
+fn upgrade_request(user: &str) -> String {
+    format!(
+        "GET /ws?user={user} HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_panic_on_a_shard_aborts_the_whole_edge_process() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    const NAME: &str = "a_panic_on_a_shard_aborts_the_whole_edge_process";
+    if std::env::var_os("HERALD_PANIC_CHILD").is_some() {
+        panicking_edge_child();
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env("HERALD_PANIC_CHILD", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the child edge");
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("CHILD_EDGE ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the child edge started");
+    // A healthy connection first: it lives until the process dies.
+    let mut healthy = TcpStream::connect(&addr).unwrap();
+    healthy.write_all(upgrade_request("ok").as_bytes()).unwrap();
+    healthy
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(read_head(&mut healthy).starts_with("HTTP/1.1 101"));
+    // Now the panic, on whichever shard takes this connection.
+    let mut doomed = TcpStream::connect(&addr).unwrap();
+    doomed
+        .write_all(upgrade_request("panic").as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the edge process kept running after a shard panicked");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
+    let stderr = stderr.join().unwrap();
+    assert!(stderr.contains("injected panic"), "{stderr}");
+    assert!(
+        stderr.contains("herald-edge: aborting: thread herald-shard"),
+        "{stderr}"
+    );
+    // Every connection of the process is gone with it: EOF or reset, not a read timeout.
+    let mut rest = Vec::new();
+    match healthy.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(TcpStream::connect(&addr).is_err(), "the port still answers");
+}

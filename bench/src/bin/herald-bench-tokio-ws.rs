@@ -46,6 +46,10 @@ async fn main() {
             }
         };
         let tx = tx.clone();
+        // Subscribe before the handshake: once a client has its 101 it is a subscriber, so a
+        // message published right after it connected reaches it even if this task has not
+        // run again yet (subscribing after the handshake lost deliveries on a busy machine).
+        let mut rx = tx.subscribe();
         tokio::spawn(async move {
             let mut path = String::new();
             // The result type is tungstenite's `Callback` signature, not ours to shrink.
@@ -59,6 +63,7 @@ async fn main() {
             };
             let (mut sink, mut incoming) = ws.split();
             if path == "/pub" {
+                drop(rx);
                 while let Some(Ok(msg)) = incoming.next().await {
                     if msg.is_text() || msg.is_binary() {
                         let _ = tx.send(msg);
@@ -66,7 +71,6 @@ async fn main() {
                 }
                 return;
             }
-            let mut rx = tx.subscribe();
             loop {
                 tokio::select! {
                     msg = rx.recv() => match msg {

@@ -119,6 +119,18 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
             .absolute(*n);
         }
         counter!("herald_edge_deliveries_written_total", &l(vec![])).absolute(p.deliveries_written);
+        gauge!("herald_edge_tick_stall_max_seconds", &l(vec![]))
+            .set(p.tick_stall_max_us as f64 / 1e6);
+        counter!(
+            "herald_edge_tick_stalls_total",
+            &l(vec![("over", "10ms".into())])
+        )
+        .absolute(p.tick_stalls_over_10ms);
+        counter!(
+            "herald_edge_tick_stalls_total",
+            &l(vec![("over", "100ms".into())])
+        )
+        .absolute(p.tick_stalls_over_100ms);
         counter!("herald_edge_dedupe_hits_total", &l(vec![])).absolute(p.dedupe_hits);
         counter!("herald_edge_dedupe_evicted_early_total", &l(vec![]))
             .absolute(p.dedupe_evicted_early);

@@ -24,8 +24,7 @@ pub mod recent;
 pub mod state;
 pub mod timer_wheel;
 
-#[cfg(test)]
-mod sim;
+pub mod sim;
 
 use std::cell::RefCell;
 use std::rc::Rc;
