@@ -47,6 +47,7 @@ pub struct Client {
 }
 
 /// A shard, its clients and a clock.
+#[derive(Debug)]
 pub struct Sim {
     /// The state under test.
     pub st: ShardState,
