@@ -1,6 +1,7 @@
 //! JWT verification with one pinned algorithm (HS256, RS256 or ES256).
 //!
-//! The token may come from `Authorization: Bearer`, `?access_token=` or the configured cookie.
+//! The token may come from `Authorization: Bearer`, `?access_token=` or the configured cookie
+//! (the cookie only where the request's `Origin` allows cookie credentials).
 //! `exp` is required; `nbf`, `iss`, `aud` are checked when present/configured; leeway ≤ 30 s.
 //! Because the accepted algorithm list has exactly one entry, `alg: none` and algorithm
 //! confusion (an HS256 token "signed" with an RSA public key) fail as `WrongAlgorithm`.
@@ -133,11 +134,13 @@ impl JwtVerifier {
         })
     }
 
-    /// The token in the request, by precedence: bearer header, query, cookie.
-    pub fn find_token<'a>(&self, req: &AuthRequest<'a>) -> Option<&'a str> {
-        req.bearer()
-            .or_else(|| req.query_param("access_token"))
-            .or_else(|| req.cookie_value(&self.cookie))
+    /// The token in the request, by precedence: bearer header, query, cookie. A token cookie
+    /// the request may not use is [`AuthError::CookieOrigin`] (see [`AuthRequest::cookie_credential`]).
+    pub fn find_token<'a>(&self, req: &AuthRequest<'a>) -> Result<Option<&'a str>, AuthError> {
+        match req.bearer().or_else(|| req.query_param("access_token")) {
+            Some(token) => Ok(Some(token)),
+            None => req.cookie_credential(&self.cookie),
+        }
     }
 
     /// Verifies `token` at time `now_secs`.
@@ -378,11 +381,21 @@ zqXHuiddagGEIxN1xya8VzqO3Vqd6hnLQepwhQPIlCZNuqPADzYMyYyt
             cookie: Some("herald_token=c"),
             ..Default::default()
         };
-        assert_eq!(v.find_token(&req), Some("q"));
+        assert_eq!(v.find_token(&req), Ok(Some("q")));
         let req = AuthRequest {
             cookie: Some("herald_token=c"),
             ..Default::default()
         };
-        assert_eq!(v.find_token(&req), Some("c"));
+        assert_eq!(v.find_token(&req), Ok(Some("c")));
+        let refused = AuthRequest {
+            cookie_access: crate::auth::CookieAccess::Refused,
+            ..req
+        };
+        assert_eq!(v.find_token(&refused), Err(AuthError::CookieOrigin));
+        let with_query = AuthRequest {
+            query: Some("access_token=q"),
+            ..refused
+        };
+        assert_eq!(v.find_token(&with_query), Ok(Some("q")));
     }
 }
