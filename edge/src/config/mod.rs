@@ -42,7 +42,7 @@ keys! {
     "jwt_secret" = "" : "HS256 secret. JWT auth is on when this or jwt_public_key_file is set.";
     "jwt_public_key_file" = "" : "PEM public key for RS256/ES256.";
     "jwt_issuer" = "" : "Required `iss` claim (empty = not checked).";
-    "jwt_audience" = "" : "Required `aud` claim (empty = not checked).";
+    "jwt_audience" = "" : "Required audience: the token's `aud` must be this string or an array containing it (empty = not checked).";
     "jwt_leeway" = "5s" : "Clock leeway for exp/nbf (at most 30s).";
     "jwt_cookie" = "herald_token" : "Cookie that may carry the JWT (besides `Authorization: Bearer` and `?access_token=`); used only by requests without Origin or from an origin in allowed_origins, else 403.";
     "session_cookie_secret" = "" : "HMAC secret of signed session cookies; the method is on when set.";
