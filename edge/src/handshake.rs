@@ -351,6 +351,9 @@ pub fn accept_response(acc: &Accepted) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

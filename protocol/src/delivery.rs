@@ -825,6 +825,9 @@ impl FrameReader {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -204,6 +204,9 @@ impl Authenticator for ConfiguredAuth {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
