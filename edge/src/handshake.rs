@@ -5,8 +5,16 @@
 //! bad upgrade headers 400, head over the cap (or too many headers) 431, Origin not in the
 //! allow-list 403, failed authentication 401. The caller enforces the deadline and writes the
 //! bytes from [`Decision::response`]; nothing from the head is kept after it.
+//!
+//! Who may connect with cookies: browsers attach cookies to any page's WebSocket or
+//! EventSource request, so a cookie-borne credential (JWT cookie or session cookie) is only
+//! accepted when the request has no `Origin` (a native client) or an `Origin` that is
+//! explicitly on `allowed_origins`. With no allow-list every request carrying `Origin`
+//! (`null` included) is refused cookie authentication with 403 `cookie_origin`; tokens in
+//! `Authorization: Bearer` or `?access_token=` are not sent by browsers on their own and stay
+//! usable.
 
-use crate::auth::{AuthRequest, Authenticator, Identity};
+use crate::auth::{AuthError, AuthRequest, Authenticator, CookieAccess, Identity};
 
 /// Most headers accepted in a request head (more → 431).
 pub const MAX_HEADERS: usize = 48;
@@ -27,11 +35,26 @@ pub struct Reject {
     pub status: u16,
     /// Metric label / log reason.
     pub reason: &'static str,
+    /// The authenticator refused the credentials (401, or 403 `cookie_origin`): counted in
+    /// `herald_edge_auth_failures_total` under `reason`.
+    pub auth_failure: bool,
 }
 
 impl Reject {
     const fn new(status: u16, reason: &'static str) -> Self {
-        Reject { status, reason }
+        Reject {
+            status,
+            reason,
+            auth_failure: false,
+        }
+    }
+
+    fn auth(e: &AuthError) -> Self {
+        Reject {
+            status: e.status(),
+            reason: e.reason(),
+            auth_failure: true,
+        }
     }
 }
 
@@ -136,8 +159,10 @@ pub fn decide(
     } else {
         None
     };
-    let cors_origin = match check_origin(&h, policy.allowed_origins) {
-        Ok(o) => o,
+    let (cors_origin, cookie_access) = match check_origin(&h, policy.allowed_origins) {
+        Ok(OriginCheck::Absent) => (None, CookieAccess::Allowed),
+        Ok(OriginCheck::Allowed(origin)) => (Some(origin), CookieAccess::Allowed),
+        Ok(OriginCheck::Unchecked) => (None, CookieAccess::Refused),
         Err(r) => return Decision::Reject(r),
     };
     let cookies = h.joined("cookie");
@@ -146,6 +171,7 @@ pub fn decide(
         authorization: h.get_str("authorization"),
         cookie: cookies.as_deref(),
         now_secs,
+        cookie_access,
     };
     match auth.authenticate(&request) {
         Ok(identity) => Decision::Accept(Accepted {
@@ -162,7 +188,7 @@ pub fn decide(
             },
             head_len,
         }),
-        Err(e) => Decision::Reject(Reject::new(401, e.reason())),
+        Err(e) => Decision::Reject(Reject::auth(&e)),
     }
 }
 
@@ -218,16 +244,28 @@ fn check_upgrade(h: &Headers<'_, '_>) -> Result<String, Reject> {
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// `Ok(Some(origin))` when an allow-list matched, `Ok(None)` when unchecked or absent.
-/// A request without `Origin` is not from a browser page and is allowed; `null` never is.
-fn check_origin(h: &Headers<'_, '_>, allowed: &[String]) -> Result<Option<String>, Reject> {
-    if allowed.is_empty() {
-        return Ok(None);
-    }
+/// What the request's `Origin` allows.
+#[derive(Debug, PartialEq, Eq)]
+enum OriginCheck {
+    /// No `Origin`: not a browser page; cookies may be used.
+    Absent,
+    /// On the allow-list (the value as sent, for CORS); cookies may be used.
+    Allowed(String),
+    /// An `Origin` (any value, `null` included) with no allow-list to check it against: the
+    /// connection may proceed, but not with cookie credentials.
+    Unchecked,
+}
+
+/// Checks `Origin` against the allow-list. A request without `Origin` is not from a browser
+/// page and is allowed; `null` never matches; a listed origin must appear exactly once.
+fn check_origin(h: &Headers<'_, '_>, allowed: &[String]) -> Result<OriginCheck, Reject> {
     let mut origins = h.all("origin");
     let Some(first) = origins.next() else {
-        return Ok(None);
+        return Ok(OriginCheck::Absent);
     };
+    if allowed.is_empty() {
+        return Ok(OriginCheck::Unchecked);
+    }
     if origins.next().is_some() {
         return Err(Reject::new(403, "origin"));
     }
@@ -238,7 +276,7 @@ fn check_origin(h: &Headers<'_, '_>, allowed: &[String]) -> Result<Option<String
     if normalised == "null" || !allowed.contains(&normalised) {
         return Err(Reject::new(403, "origin"));
     }
-    Ok(Some(origin.to_string()))
+    Ok(OriginCheck::Allowed(origin.to_string()))
 }
 
 /// Reason phrase of the statuses the edge sends.
@@ -313,9 +351,11 @@ pub fn accept_response(acc: &Accepted) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AuthError;
 
     /// Accepts `Bearer user:device`, refuses anything else.
     struct FakeAuth;
@@ -467,6 +507,137 @@ mod tests {
             )),
             101
         );
+    }
+
+    /// The built-in methods as configured by default: JWT (bearer, query, cookie
+    /// `herald_token`) and the signed session cookie `herald_session`.
+    fn configured_auth() -> crate::auth::ConfiguredAuth {
+        crate::auth::ConfiguredAuth::new(&crate::config::AuthConfig {
+            jwt: Some(crate::config::JwtConfig {
+                algorithm: crate::auth::jwt::JwtAlgorithm::Hs256,
+                key: b"jwt-secret-0123456789".to_vec(),
+                issuer: None,
+                audience: None,
+                leeway_secs: 0,
+                cookie: "herald_token".into(),
+            }),
+            session_cookie: Some(crate::config::SessionCookieConfig {
+                secret: b"cookie-secret-0123456".to_vec(),
+                name: "herald_session".into(),
+            }),
+        })
+        .unwrap()
+    }
+
+    /// `GET /ws` (with `extra` headers) through the configured methods.
+    fn ws_with(extra: &str, origins: &[String]) -> Decision {
+        let head = format!(
+            "GET /ws HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        );
+        decide(
+            head.as_bytes(),
+            &Policy {
+                max_head_bytes: 8192,
+                allowed_origins: origins,
+            },
+            &configured_auth(),
+            1000,
+        )
+    }
+
+    fn cookie_credentials() -> [(&'static str, String); 2] {
+        let jwt = crate::auth::jwt::issue_hs256(
+            b"jwt-secret-0123456789",
+            &crate::auth::jwt::Claims {
+                sub: "alice".into(),
+                did: None,
+                exp: 2000,
+                nbf: None,
+                iss: None,
+                aud: None,
+            },
+        );
+        let session =
+            crate::auth::session_cookie::sign(b"cookie-secret-0123456", "alice", None, 2000);
+        [
+            ("jwt cookie", format!("Cookie: herald_token={jwt}\r\n")),
+            (
+                "session cookie",
+                format!("Cookie: theme=dark\r\nCookie: herald_session={session}\r\n"),
+            ),
+        ]
+    }
+
+    fn cookie_origin_refusal() -> Decision {
+        Decision::Reject(Reject {
+            status: 403,
+            reason: "cookie_origin",
+            auth_failure: true,
+        })
+    }
+
+    #[test]
+    fn cookies_without_an_allow_list_only_from_requests_without_origin() {
+        for (what, cookie) in cookie_credentials() {
+            assert_eq!(status(&ws_with(&cookie, &[])), 101, "{what}, no Origin");
+            for origin in ["https://app.example.com", "https://evil.example", "null"] {
+                assert_eq!(
+                    ws_with(&format!("Origin: {origin}\r\n{cookie}"), &[]),
+                    cookie_origin_refusal(),
+                    "{what} from {origin}"
+                );
+            }
+            // A repeated or non-UTF-8 Origin is an Origin too.
+            let twice = format!("Origin: https://a.example\r\nOrigin: null\r\n{cookie}");
+            assert_eq!(ws_with(&twice, &[]), cookie_origin_refusal(), "{what}");
+        }
+    }
+
+    #[test]
+    fn cookies_with_an_allow_list_only_from_listed_origins() {
+        let allowed = vec!["https://app.example.com".to_string()];
+        for (what, cookie) in cookie_credentials() {
+            let from = |o: &str| ws_with(&format!("Origin: {o}\r\n{cookie}"), &allowed);
+            assert_eq!(status(&from("https://app.example.com")), 101, "{what}");
+            assert_eq!(status(&from("HTTPS://APP.EXAMPLE.COM/")), 101, "{what}");
+            assert_eq!(
+                status(&ws_with(&cookie, &allowed)),
+                101,
+                "{what}, no Origin"
+            );
+            for refused in ["https://evil.example", "null"] {
+                let d = from(refused);
+                assert!(
+                    matches!(d, Decision::Reject(Reject { status: 403, .. })),
+                    "{what} from {refused}: {d:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn header_and_query_tokens_need_no_allow_list() {
+        let [(_, jwt_cookie), _] = cookie_credentials();
+        let token = jwt_cookie
+            .trim_end()
+            .trim_start_matches("Cookie: herald_token=")
+            .to_string();
+        let bearer = format!("Origin: https://any.example\r\nAuthorization: Bearer {token}\r\n");
+        assert_eq!(status(&ws_with(&bearer, &[])), 101);
+        // With a (refused) cookie beside it, the header token still decides.
+        assert_eq!(status(&ws_with(&format!("{bearer}{jwt_cookie}"), &[])), 101);
+        let sse =
+            format!("GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\nOrigin: null\r\n\r\n");
+        let d = decide(
+            sse.as_bytes(),
+            &Policy {
+                max_head_bytes: 8192,
+                allowed_origins: &[],
+            },
+            &configured_auth(),
+            1000,
+        );
+        assert_eq!(status(&d), 101);
     }
 
     #[test]

@@ -840,6 +840,9 @@ impl FrameReader {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -1,7 +1,10 @@
 //! JWT verification with one pinned algorithm (HS256, RS256 or ES256).
 //!
-//! The token may come from `Authorization: Bearer`, `?access_token=` or the configured cookie.
+//! The token may come from `Authorization: Bearer`, `?access_token=` or the configured cookie
+//! (the cookie only where the request's `Origin` allows cookie credentials).
 //! `exp` is required; `nbf`, `iss`, `aud` are checked when present/configured; leeway ≤ 30 s.
+//! `aud` is a string or an array of strings (RFC 7519 §4.1.3): with an audience configured,
+//! one element equal to it is enough.
 //! Because the accepted algorithm list has exactly one entry, `alg: none` and algorithm
 //! confusion (an HS256 token "signed" with an RSA public key) fail as `WrongAlgorithm`.
 
@@ -65,7 +68,8 @@ impl JwtAlgorithm {
     }
 }
 
-/// The claims Herald reads.
+/// The claims Herald issues (`herald token`, tests); verification reads the same names but
+/// accepts every form RFC 7519 allows (`aud` as a string or an array of strings).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     /// User id.
@@ -84,6 +88,37 @@ pub struct Claims {
     /// Audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+}
+
+/// The claims as verification reads them. `iss` and `aud` are checked by jsonwebtoken from
+/// the raw payload; they are typed here too so that a value of the wrong shape (a number, an
+/// array of numbers) is malformed whatever the configuration.
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    sub: String,
+    #[serde(default)]
+    did: Option<String>,
+    exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)] // shape check only, see above
+    iss: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)] // shape check only, see above
+    aud: Option<Audience>,
+}
+
+/// A JWT `aud` claim: "either an array of case-sensitive strings … or a single string"
+/// (RFC 7519 §4.1.3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // shape check only, like `TokenClaims::aud`
+enum Audience {
+    /// `"aud": "herald"`.
+    One(String),
+    /// `"aud": ["herald", "billing"]`.
+    Many(Vec<String>),
 }
 
 /// A configured verifier.
@@ -133,11 +168,13 @@ impl JwtVerifier {
         })
     }
 
-    /// The token in the request, by precedence: bearer header, query, cookie.
-    pub fn find_token<'a>(&self, req: &AuthRequest<'a>) -> Option<&'a str> {
-        req.bearer()
-            .or_else(|| req.query_param("access_token"))
-            .or_else(|| req.cookie_value(&self.cookie))
+    /// The token in the request, by precedence: bearer header, query, cookie. A token cookie
+    /// the request may not use is [`AuthError::CookieOrigin`] (see [`AuthRequest::cookie_credential`]).
+    pub fn find_token<'a>(&self, req: &AuthRequest<'a>) -> Result<Option<&'a str>, AuthError> {
+        match req.bearer().or_else(|| req.query_param("access_token")) {
+            Some(token) => Ok(Some(token)),
+            None => req.cookie_credential(&self.cookie),
+        }
     }
 
     /// Verifies `token` at time `now_secs`.
@@ -147,7 +184,7 @@ impl JwtVerifier {
         // `now` (same leeway) so verification stays pure and testable with any clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &validation)
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &validation)
             .map_err(|e| map_error(e.kind()))?;
         let c = data.claims;
         let leeway = self.validation.leeway;
@@ -342,6 +379,98 @@ zqXHuiddagGEIxN1xya8VzqO3Vqd6hnLQepwhQPIlCZNuqPADzYMyYyt
         ));
     }
 
+    /// An HS256 token over arbitrary JSON claims.
+    fn hs256_json(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn with_aud(aud: Option<serde_json::Value>) -> String {
+        let mut c = serde_json::json!({"sub": "alice", "exp": NOW + 3600, "iss": "https://issuer"});
+        if let Some(aud) = aud {
+            c["aud"] = aud;
+        }
+        hs256_json(c)
+    }
+
+    #[test]
+    fn aud_as_a_string() {
+        let v = JwtVerifier::new(&cfg(JwtAlgorithm::Hs256, SECRET)).unwrap();
+        let ok = with_aud(Some(serde_json::json!("herald")));
+        assert_eq!(v.verify(&ok, NOW).unwrap().user, "alice");
+        let other = with_aud(Some(serde_json::json!("other")));
+        assert_eq!(v.verify(&other, NOW), Err(AuthError::WrongAudience));
+    }
+
+    #[test]
+    fn aud_as_an_array_needs_one_matching_element() {
+        let v = JwtVerifier::new(&cfg(JwtAlgorithm::Hs256, SECRET)).unwrap();
+        for aud in [
+            serde_json::json!(["herald"]),
+            serde_json::json!(["billing", "herald"]),
+            serde_json::json!(["herald", "billing", "search"]),
+        ] {
+            assert_eq!(
+                v.verify(&with_aud(Some(aud.clone())), NOW).unwrap().user,
+                "alice",
+                "{aud}"
+            );
+        }
+    }
+
+    #[test]
+    fn aud_as_an_array_without_a_match_is_the_wrong_audience() {
+        let v = JwtVerifier::new(&cfg(JwtAlgorithm::Hs256, SECRET)).unwrap();
+        for aud in [
+            serde_json::json!(["billing", "search"]),
+            serde_json::json!(["HERALD"]),
+            serde_json::json!([]),
+        ] {
+            assert_eq!(
+                v.verify(&with_aud(Some(aud.clone())), NOW),
+                Err(AuthError::WrongAudience),
+                "{aud}"
+            );
+        }
+    }
+
+    #[test]
+    fn aud_missing_is_refused_only_when_an_audience_is_configured() {
+        let v = JwtVerifier::new(&cfg(JwtAlgorithm::Hs256, SECRET)).unwrap();
+        assert_eq!(
+            v.verify(&with_aud(None), NOW),
+            Err(AuthError::WrongAudience)
+        );
+        let open = JwtVerifier::new(&JwtConfig {
+            audience: None,
+            ..cfg(JwtAlgorithm::Hs256, SECRET)
+        })
+        .unwrap();
+        assert!(open.verify(&with_aud(None), NOW).is_ok());
+        let array = with_aud(Some(serde_json::json!(["anyone", "else"])));
+        assert!(open.verify(&array, NOW).is_ok());
+    }
+
+    #[test]
+    fn aud_of_another_shape_is_malformed() {
+        let open = JwtVerifier::new(&JwtConfig {
+            audience: None,
+            ..cfg(JwtAlgorithm::Hs256, SECRET)
+        })
+        .unwrap();
+        for aud in [serde_json::json!(7), serde_json::json!([1, 2])] {
+            assert_eq!(
+                open.verify(&with_aud(Some(aud.clone())), NOW),
+                Err(AuthError::Malformed),
+                "{aud}"
+            );
+        }
+    }
+
     #[test]
     fn algorithm_confusion_is_rejected() {
         // The edge pins RS256; an attacker signs HS256 with the RSA public key as secret.
@@ -378,11 +507,21 @@ zqXHuiddagGEIxN1xya8VzqO3Vqd6hnLQepwhQPIlCZNuqPADzYMyYyt
             cookie: Some("herald_token=c"),
             ..Default::default()
         };
-        assert_eq!(v.find_token(&req), Some("q"));
+        assert_eq!(v.find_token(&req), Ok(Some("q")));
         let req = AuthRequest {
             cookie: Some("herald_token=c"),
             ..Default::default()
         };
-        assert_eq!(v.find_token(&req), Some("c"));
+        assert_eq!(v.find_token(&req), Ok(Some("c")));
+        let refused = AuthRequest {
+            cookie_access: crate::auth::CookieAccess::Refused,
+            ..req
+        };
+        assert_eq!(v.find_token(&refused), Err(AuthError::CookieOrigin));
+        let with_query = AuthRequest {
+            query: Some("access_token=q"),
+            ..refused
+        };
+        assert_eq!(v.find_token(&with_query), Ok(Some("q")));
     }
 }

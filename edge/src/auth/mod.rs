@@ -6,6 +6,13 @@
 //! `herald_edge_auth_failures_total` metric. Built-in methods: JWT with a pinned algorithm
 //! ([`jwt`]) and HMAC-signed session cookies ([`session_cookie`]); embedders implement the
 //! trait for anything else. Verification is synchronous and pure (`now` is passed in).
+//!
+//! Cookies are the one credential a browser attaches on its own, to any page's WebSocket or
+//! EventSource request, so a cookie proves nothing about which page opened the connection. The
+//! handshake therefore says per request, in [`AuthRequest::cookie_access`], whether
+//! cookie-borne credentials may be used (only with no `Origin`, or an `Origin` on the
+//! allow-list); the built-in methods read cookies through [`AuthRequest::cookie_credential`],
+//! which refuses a present credential cookie with [`AuthError::CookieOrigin`] (403).
 
 pub mod jwt;
 pub mod session_cookie;
@@ -26,6 +33,21 @@ pub struct AuthRequest<'a> {
     pub cookie: Option<&'a str>,
     /// Wall clock, seconds since the Unix epoch.
     pub now_secs: u64,
+    /// Whether credentials found in `cookie` may be used (decided from `Origin`).
+    pub cookie_access: CookieAccess,
+}
+
+/// May a request authenticate with a cookie? Browsers attach cookies to cross-site WebSocket
+/// and EventSource requests, so only the request's `Origin` tells a trusted page from any
+/// other page the victim happens to visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CookieAccess {
+    /// No `Origin` header (a native client, not a web page) or an `Origin` on the allow-list.
+    #[default]
+    Allowed,
+    /// An `Origin` that is not explicitly allowed: with no allow-list, any `Origin`
+    /// (`null` included). Header and query tokens stay usable.
+    Refused,
 }
 
 impl<'a> AuthRequest<'a> {
@@ -35,6 +57,16 @@ impl<'a> AuthRequest<'a> {
             let (k, v) = pair.split_once('=')?;
             (k.trim() == name).then(|| v.trim().trim_matches('"'))
         })
+    }
+
+    /// A credential-carrying cookie `name`: `Ok(None)` when absent, its value when present and
+    /// [`CookieAccess::Allowed`], [`AuthError::CookieOrigin`] when present but refused.
+    /// Authenticators must read credential cookies through this, never [`Self::cookie_value`].
+    pub fn cookie_credential(&self, name: &str) -> Result<Option<&'a str>, AuthError> {
+        match self.cookie_value(name) {
+            Some(_) if self.cookie_access == CookieAccess::Refused => Err(AuthError::CookieOrigin),
+            found => Ok(found),
+        }
     }
 
     /// The value of query parameter `name` (no percent-decoding: tokens are URL-safe).
@@ -62,7 +94,8 @@ pub struct Identity {
     pub device: Option<String>,
 }
 
-/// Why authentication failed. Every variant answers 401.
+/// Why authentication failed. Every variant answers 401 except [`AuthError::CookieOrigin`]
+/// (403, see [`AuthError::status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// No credentials in any accepted place.
@@ -83,6 +116,10 @@ pub enum AuthError {
     WrongAudience,
     /// The identity is unusable (empty, too long, forbidden characters).
     BadIdentity,
+    /// A credential cookie on a request whose `Origin` is not on the allow-list (with no
+    /// allow-list: any `Origin`): the page that opened the connection may not be trusted with
+    /// the user's cookies.
+    CookieOrigin,
     /// A custom authenticator's refusal.
     Rejected(&'static str),
 }
@@ -100,7 +137,17 @@ impl AuthError {
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::WrongAudience => "wrong_audience",
             AuthError::BadIdentity => "bad_identity",
+            AuthError::CookieOrigin => "cookie_origin",
             AuthError::Rejected(r) => r,
+        }
+    }
+
+    /// The HTTP status of the refusal: 403 when the credentials may be fine but were sent from
+    /// a page that may not use them, 401 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::CookieOrigin => 403,
+            _ => 401,
         }
     }
 }
@@ -119,7 +166,8 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// The configured built-in methods, tried in order: JWT (bearer, query, cookie), then the
-/// signed session cookie. The first method that finds credentials decides.
+/// signed session cookie. The first method that finds credentials decides; a credential
+/// cookie the request may not use ([`CookieAccess::Refused`]) decides too, as a 403.
 #[derive(Debug)]
 pub struct ConfiguredAuth {
     jwt: Option<jwt::JwtVerifier>,
@@ -142,18 +190,21 @@ impl ConfiguredAuth {
 impl Authenticator for ConfiguredAuth {
     fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Identity, AuthError> {
         if let Some(j) = &self.jwt {
-            if let Some(token) = j.find_token(req) {
+            if let Some(token) = j.find_token(req)? {
                 return j.verify(token, req.now_secs);
             }
         }
         if let Some(c) = &self.cookie {
-            if let Some(value) = req.cookie_value(c.name()) {
+            if let Some(value) = req.cookie_credential(c.name())? {
                 return c.verify(value, req.now_secs);
             }
         }
         Err(AuthError::MissingCredentials)
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -166,6 +217,7 @@ mod tests {
             authorization: Some("Bearer   abc "),
             cookie: Some("x=1; herald_token=\"ck\"; y=2"),
             now_secs: 0,
+            cookie_access: CookieAccess::Allowed,
         };
         assert_eq!(r.query_param("access_token"), Some("tok"));
         assert_eq!(r.query_param("b"), None);
@@ -177,6 +229,97 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(basic.bearer(), None);
+    }
+
+    fn configured() -> ConfiguredAuth {
+        ConfiguredAuth::new(&AuthConfig {
+            jwt: Some(crate::config::JwtConfig {
+                algorithm: jwt::JwtAlgorithm::Hs256,
+                key: b"jwt-secret-0123456789".to_vec(),
+                issuer: None,
+                audience: None,
+                leeway_secs: 0,
+                cookie: "herald_token".into(),
+            }),
+            session_cookie: Some(crate::config::SessionCookieConfig {
+                secret: b"cookie-secret-0123456".to_vec(),
+                name: "herald_session".into(),
+            }),
+        })
+        .unwrap()
+    }
+
+    fn token() -> String {
+        jwt::issue_hs256(
+            b"jwt-secret-0123456789",
+            &jwt::Claims {
+                sub: "alice".into(),
+                did: None,
+                exp: 2000,
+                nbf: None,
+                iss: None,
+                aud: None,
+            },
+        )
+    }
+
+    #[test]
+    fn refused_cookie_access_refuses_both_cookie_methods_with_403() {
+        let auth = configured();
+        let jwt_cookie = format!("herald_token={}", token());
+        let session = format!(
+            "herald_session={}",
+            session_cookie::sign(b"cookie-secret-0123456", "bob", None, 2000)
+        );
+        for cookie in [jwt_cookie.as_str(), session.as_str()] {
+            let mut req = AuthRequest {
+                cookie: Some(cookie),
+                now_secs: 1000,
+                ..Default::default()
+            };
+            assert!(auth.authenticate(&req).is_ok(), "allowed: {cookie}");
+            req.cookie_access = CookieAccess::Refused;
+            let err = auth.authenticate(&req).unwrap_err();
+            assert_eq!(err, AuthError::CookieOrigin, "{cookie}");
+            assert_eq!((err.status(), err.reason()), (403, "cookie_origin"));
+        }
+    }
+
+    #[test]
+    fn refused_cookie_access_keeps_header_and_query_tokens() {
+        let auth = configured();
+        let bearer = format!("Bearer {}", token());
+        let query = format!("access_token={}", token());
+        let refused = |authorization, query| AuthRequest {
+            query,
+            authorization,
+            cookie: Some("herald_token=stale; herald_session=stale"),
+            now_secs: 1000,
+            cookie_access: CookieAccess::Refused,
+        };
+        assert_eq!(
+            auth.authenticate(&refused(Some(&bearer), None))
+                .unwrap()
+                .user,
+            "alice"
+        );
+        assert_eq!(
+            auth.authenticate(&refused(None, Some(&query)))
+                .unwrap()
+                .user,
+            "alice"
+        );
+        // Unrelated cookies are no credentials: the answer stays 401 missing_credentials.
+        let other = AuthRequest {
+            cookie: Some("theme=dark"),
+            cookie_access: CookieAccess::Refused,
+            ..Default::default()
+        };
+        assert_eq!(
+            auth.authenticate(&other),
+            Err(AuthError::MissingCredentials)
+        );
+        assert_eq!(AuthError::MissingCredentials.status(), 401);
     }
 
     #[test]

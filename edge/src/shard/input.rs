@@ -82,7 +82,7 @@ impl ShardState {
             ),
             Decision::Reject(r) => {
                 self.probe.handshake_rejected(r.status);
-                if r.status == 401 {
+                if r.auth_failure {
                     self.probe.auth_failed(r.reason);
                 }
                 let answer = handshake::reject_response(r.status, None);
