@@ -3,6 +3,11 @@
 //! with `--redis`), an edge with all shards and a processor — then one machine-readable
 //! `HERALD_READY …` line. Ctrl-C stops it cleanly: the processor commits, the edge closes its
 //! connections and removes their registry records.
+//!
+//! Browsers: the edge's Origin allow-list holds the demo page's origin (the admin address,
+//! see `demo.rs`) and whatever `--allowed-origins` adds, so a page on one of those origins
+//! can open WebSockets and EventSources (SSE answers them with `Access-Control-Allow-Origin`);
+//! pages on any other origin are refused with 403, as in production.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -38,6 +43,11 @@ pub struct DevArgs {
     /// Partitions per push topic in the embedded Kafka.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
+    /// Origins of your web app allowed to connect, comma-separated exact
+    /// `scheme://host[:port]` (e.g. `http://localhost:3000`); the demo page's origin is
+    /// always allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -93,6 +103,15 @@ async fn dev(a: &DevArgs) -> ExitCode {
 
     let jwt_secret = a.jwt_secret.clone().unwrap_or_else(|| random_hex(16));
     let delivery_secret = random_hex(24);
+    // The demo page is served from the admin address: its origin is always allowed.
+    let demo_origin = format!("http://{}", a.admin);
+    let mut origins = vec![demo_origin];
+    origins.extend(
+        a.allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty()),
+    );
     let mut s = Settings::defaults(KEYS);
     let mut set = |k: &str, v: String| s.set(k, v, Source::Flag(k.replace('_', "-")));
     let settings = [
@@ -106,6 +125,7 @@ async fn dev(a: &DevArgs) -> ExitCode {
         ("close_grace", "1s".into()),
         ("shards", a.shards.unwrap_or(0).to_string()),
         ("expected_connections", "10000".into()),
+        ("allowed_origins", origins.join(",")),
     ];
     for (k, v) in settings {
         if let Err(e) = set(k, v) {
@@ -116,11 +136,20 @@ async fn dev(a: &DevArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(64, &e.to_string()),
     };
+    let demo = match crate::demo::extension(
+        format!("http://{}", edge_cfg.listen),
+        jwt_secret.clone(),
+        &bootstrap,
+    ) {
+        Ok(d) => d,
+        Err(e) => return fail(1, &e),
+    };
     let edge = match tokio::task::block_in_place(|| {
         herald_edge::start_with(
             edge_cfg,
             EdgeOptions {
                 registry: Some(registry.clone()),
+                admin_extension: Some(demo),
                 ..Default::default()
             },
         )
@@ -166,7 +195,9 @@ async fn dev(a: &DevArgs) -> ExitCode {
     let ws = format!("ws://{}/ws", edge.client_addr);
     let sse = format!("http://{}/sse", edge.client_addr);
     let admin = format!("http://{}", edge.admin_addr);
+    let demo = format!("{admin}/demo");
     println!("Herald dev is running (Ctrl-C stops it).");
+    println!("  demo        {demo}  (open it in a browser)");
     println!("  edge        {ws}  {sse}  ({} shards)", edge.shards);
     println!("  admin       {admin}/stats  {admin}/metrics (edge, registry and processor metrics)");
     println!("  kafka       {bootstrap} (embedded mock cluster; topics herald.push.{{high,normal,low}}, herald.push.dead)");
@@ -176,13 +207,17 @@ async fn dev(a: &DevArgs) -> ExitCode {
     );
     println!("  processor   consumer group herald-dev");
     println!("  JWT secret  {jwt_secret}");
+    println!(
+        "  origins     {} (pages allowed to connect; add yours with --allowed-origins)",
+        origins.join(" ")
+    );
     println!();
     println!("Try it:");
     println!("  curl -N '{sse}?access_token={sample}'");
     println!("  herald send --kafka {bootstrap} --user alice 'hello'");
     println!("  (tokens for other users: herald token --jwt-secret {jwt_secret} --user bob)");
     println!(
-        "HERALD_READY ws={ws} sse={sse} kafka={bootstrap} admin={admin} jwt_secret={jwt_secret}"
+        "HERALD_READY ws={ws} sse={sse} kafka={bootstrap} admin={admin} jwt_secret={jwt_secret} demo={demo}"
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -1,5 +1,6 @@
 //! `herald` — the command line of Herald. Subcommands live in their own modules.
 
+mod demo;
 mod dev;
 mod send;
 mod token;

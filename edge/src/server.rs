@@ -31,6 +31,8 @@ pub struct EdgeOptions {
     pub registry: Option<Registry>,
     /// A custom authenticator instead of the configured JWT/cookie methods.
     pub authenticator: Option<AuthFactory>,
+    /// Extra routes on the admin port (`herald dev` serves its demo there).
+    pub admin_extension: Option<crate::control::admin::AdminExtension>,
 }
 
 impl std::fmt::Debug for EdgeOptions {
@@ -38,6 +40,7 @@ impl std::fmt::Debug for EdgeOptions {
         f.debug_struct("EdgeOptions")
             .field("registry", &self.registry.is_some())
             .field("authenticator", &self.authenticator.is_some())
+            .field("admin_extension", &self.admin_extension.is_some())
             .finish()
     }
 }
@@ -279,6 +282,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
             requests: requests_rx,
             requests_tx: requests_tx.clone(),
             registry: opts.registry.clone(),
+            admin_extension: opts.admin_extension.clone(),
         };
         std::thread::Builder::new()
             .name("herald-control".into())

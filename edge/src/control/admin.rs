@@ -1,9 +1,14 @@
-//! The admin HTTP API on the control thread: `/healthz`, `/readyz`, `/stats`, `/metrics`.
+//! The admin HTTP API on the control thread: `/healthz`, `/readyz`, `/stats`, `/metrics`,
+//! `POST /admin/drain`, plus whatever an embedder's [`AdminExtension`] serves (`herald dev`
+//! serves its demo page there; `herald-edge` has none).
 //!
 //! A deliberately small HTTP/1.1 server (httparse for the head, one request per connection,
-//! `Connection: close`): it serves operators and scrapers, never clients. Each request that
-//! needs numbers asks every shard for a snapshot through its command channel.
+//! `Connection: close`, bodies up to [`MAX_BODY`]): it serves operators and scrapers, never
+//! clients. Each request that needs numbers asks every shard for a snapshot through its
+//! command channel.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +21,43 @@ use super::messages::{ControlRequest, ShardCommand};
 use super::metrics_export;
 use crate::shard::probe::ShardSnapshot;
 
-/// What the admin server needs from the control thread.
+/// Largest request body the admin server reads (larger → 413).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// A request for an [`AdminExtension`].
 #[derive(Debug, Clone)]
+pub struct AdminRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string (after `?`), if any.
+    pub query: Option<String>,
+    /// The request body (`Content-Length` bytes).
+    pub body: Vec<u8>,
+}
+
+/// An [`AdminExtension`]'s answer.
+#[derive(Debug, Clone)]
+pub struct AdminResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Extra admin routes an embedder serves; asked for every path the admin API does not know,
+/// `None` = 404.
+pub type AdminExtension = Arc<
+    dyn Fn(AdminRequest) -> Pin<Box<dyn Future<Output = Option<AdminResponse>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What the admin server needs from the control thread.
+#[derive(Clone)]
 pub struct AdminState {
     /// This edge's node id.
     pub node_id: String,
@@ -27,6 +67,18 @@ pub struct AdminState {
     pub registry: Arc<std::sync::Mutex<RegistryStatus>>,
     /// Drain requests go to the control loop.
     pub requests: mpsc::UnboundedSender<ControlRequest>,
+    /// An embedder's extra routes.
+    pub extension: Option<AdminExtension>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("node_id", &self.node_id)
+            .field("shards", &self.shards.len())
+            .field("extension", &self.extension.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Registry health as the control loop last saw it.
@@ -122,8 +174,8 @@ pub async fn serve(listener: TcpListener, state: AdminState) {
 
 async fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
-    let (method, path) = loop {
-        let mut chunk = [0u8; 1024];
+    let mut chunk = [0u8; 4096];
+    let (method, target, head_len, body_len) = loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Ok(());
@@ -132,17 +184,38 @@ async fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let body_len = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                    .unwrap_or(0usize);
                 break (
                     req.method.unwrap_or("").to_string(),
                     req.path.unwrap_or("/").to_string(),
-                )
+                    head_len,
+                    body_len,
+                );
             }
             Ok(httparse::Status::Partial) if buf.len() < 8192 => continue,
             _ => return respond(&mut stream, 400, "text/plain", b"bad request\n").await,
         }
     };
-    let path = path.split('?').next().unwrap_or("/");
+    if body_len > MAX_BODY {
+        return respond(&mut stream, 413, "text/plain", b"body too large\n").await;
+    }
+    while buf.len() < head_len + body_len {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_string())),
+        None => (target.as_str(), None),
+    };
     match (method.as_str(), path) {
         ("GET", "/healthz") => respond(&mut stream, 200, "text/plain", b"ok\n").await,
         ("GET", "/readyz") => {
@@ -184,7 +257,24 @@ async fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()
         (_, "/healthz" | "/readyz" | "/stats" | "/metrics" | "/admin/drain") => {
             respond(&mut stream, 405, "text/plain", b"method not allowed\n").await
         }
-        _ => respond(&mut stream, 404, "text/plain", b"not found\n").await,
+        _ => {
+            let answer = match &state.extension {
+                Some(ext) => {
+                    ext(AdminRequest {
+                        method: method.clone(),
+                        path: path.to_string(),
+                        query,
+                        body: buf[head_len..head_len + body_len].to_vec(),
+                    })
+                    .await
+                }
+                None => None,
+            };
+            match answer {
+                Some(r) => respond(&mut stream, r.status, r.content_type, &r.body).await,
+                None => respond(&mut stream, 404, "text/plain", b"not found\n").await,
+            }
+        }
     }
 }
 

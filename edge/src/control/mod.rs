@@ -25,7 +25,6 @@ use crate::config::EdgeConfig;
 use crate::shard::drain::DrainPlan;
 
 /// Everything the control thread is started with.
-#[derive(Debug)]
 pub struct ControlSetup {
     /// Configuration.
     pub cfg: EdgeConfig,
@@ -43,6 +42,20 @@ pub struct ControlSetup {
     pub requests_tx: mpsc::UnboundedSender<ControlRequest>,
     /// A registry to use instead of the configured one (embedding, `herald dev`).
     pub registry: Option<Registry>,
+    /// Extra admin routes (embedding, `herald dev`).
+    pub admin_extension: Option<admin::AdminExtension>,
+}
+
+impl std::fmt::Debug for ControlSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlSetup")
+            .field("cfg", &self.cfg)
+            .field("delivery_base_port", &self.delivery_base_port)
+            .field("shards", &self.shards.len())
+            .field("registry", &self.registry.is_some())
+            .field("admin_extension", &self.admin_extension.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the control thread to completion (blocks). `ready` gets Ok once the registry is set
@@ -77,6 +90,7 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         mut requests,
         requests_tx,
         registry,
+        admin_extension,
     } = setup;
     metrics_export::install();
     let (registry, kind) = match (registry, &cfg.redis) {
@@ -139,6 +153,7 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
             shards: shards.clone(),
             registry: status.clone(),
             requests: requests_tx,
+            extension: admin_extension,
         },
     ));
     let _ = ready.send(Ok(()));
