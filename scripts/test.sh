@@ -38,6 +38,9 @@ cargo test --workspace --quiet -- --test-threads="${HERALD_TEST_THREADS:-2}"
 echo "==> JavaScript client and deploy files"
 ./scripts/test-clients.sh
 
+echo "==> Chromium against herald dev, and a push from kcat"
+./scripts/test-browser.sh
+
 echo "==> WebSocket conformance (Autobahn|Testsuite fuzzingclient, cases 1-7, 9, 10)"
 py2=${PYTHON2:-$HOME/.pyenv/versions/2.7.18/bin/python}
 if [ -x "$py2" ] || command -v python2 >/dev/null 2>&1; then
