@@ -9,6 +9,10 @@
 //! ```text
 //! cargo run --release -p herald-edge --example density -- --kind ws --sizes 1000,5000,10000,19000
 //! ```
+//!
+//! With `--broadcasts N`, at the largest size it then sends N broadcasts (64-byte payload)
+//! through every shard's delivery port and reports how late the shards' timer ticks ran
+//! meanwhile (`tick_stalls_over_10ms` during the broadcasts, `tick_stall_max_us` since start).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -106,11 +110,110 @@ fn main() {
     }
     let (slope, r2) = fit(&points);
     println!("user-space bytes per idle {kind} connection (least-squares slope): {slope:.0} (R² = {r2:.5})");
+    if let Some(n) = arg("--broadcasts").map(|n| n.parse::<u64>().expect("broadcasts: a number")) {
+        broadcast_stalls(&edge, n, open);
+    }
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
     }
     edge.shutdown();
+}
+
+/// The edge's `/stats` document.
+fn stats(admin: SocketAddr) -> serde_json::Value {
+    let mut s = TcpStream::connect(admin).expect("admin port");
+    let _ = write!(s, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let json = body.split_once("\r\n\r\n").map_or("", |x| x.1);
+    serde_json::from_str(json).expect("/stats is JSON")
+}
+
+/// Per shard: (ticks late ≥ 10 ms so far, latest tick since start in µs).
+fn tick_stalls(admin: SocketAddr) -> Vec<(u64, u64)> {
+    stats(admin)["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| {
+            (
+                s["probe"]["tick_stalls_over_10ms"].as_u64().unwrap_or(0),
+                s["probe"]["tick_stall_max_us"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Sends `n` broadcasts to every shard (one delivery-port connection each, answers awaited)
+/// and prints how the shards' ticks fared.
+fn broadcast_stalls(edge: &herald_edge::EdgeHandle, n: u64, conns: usize) {
+    use herald_protocol::delivery::{self, BroadcastMsg, Frame, FrameReader};
+    use herald_protocol::delivery_auth::ClientAuth;
+    let secret = edge_delivery_secret();
+    let before = tick_stalls(edge.admin_addr);
+    let started = Instant::now();
+    let mut written = 0u64;
+    for shard in 0..edge.shards {
+        let mut s = TcpStream::connect(edge.delivery_addr(shard)).expect("delivery port");
+        let mut reader = FrameReader::default();
+        let mut next = |s: &mut TcpStream, reader: &mut FrameReader| -> Frame {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(f) = reader.next_frame().expect("valid frames") {
+                    return f;
+                }
+                let k = s.read(&mut buf).expect("read");
+                assert!(k > 0, "delivery port closed");
+                reader.feed(&buf[..k]);
+            }
+        };
+        let mut auth = ClientAuth::new(secret.as_bytes(), [3u8; 16]);
+        let challenge = next(&mut s, &mut reader);
+        let mut out = Vec::new();
+        delivery::encode(&auth.respond(&challenge).expect("challenge"), &mut out).unwrap();
+        s.write_all(&out).unwrap();
+        auth.confirm(&next(&mut s, &mut reader)).expect("AuthOk");
+        for i in 0..n {
+            out.clear();
+            delivery::encode_broadcast(
+                &BroadcastMsg {
+                    seq: i,
+                    message_id: format!("stall-{shard}-{i}"),
+                    expires_at_ms: delivery::NEVER_EXPIRES,
+                    payload: vec![b'x'; 64],
+                },
+                &mut out,
+            )
+            .unwrap();
+            s.write_all(&out).unwrap();
+            match next(&mut s, &mut reader) {
+                Frame::Answers(a) => written += u64::from(a[0].delivered),
+                other => panic!("expected answers, got {other:?}"),
+            }
+        }
+    }
+    let after = tick_stalls(edge.admin_addr);
+    println!(
+        "{n} broadcasts per shard to {conns} connections: {written} deliveries in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        println!(
+            "shard {i}: ticks ≥ 10 ms late during the broadcasts: {}; latest tick since start: {} µs",
+            a.0 - b.0,
+            a.1
+        );
+    }
+}
+
+/// The delivery secret this example's edge uses.
+fn edge_delivery_secret() -> String {
+    EdgeConfig::for_tests(SECRET)
+        .delivery_secret
+        .iter()
+        .map(|&b| b as char)
+        .collect()
 }
 
 fn wait_for_connections(admin: SocketAddr, want: usize) {
