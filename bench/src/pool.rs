@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::children;
-use crate::client::stats::StatsReport;
+use crate::client::stats::{MissingReport, StatsReport};
 use crate::client::{ReadyReport, MAX_PER_PROCESS};
 use crate::wire::handshake::Kind;
 
@@ -243,6 +243,21 @@ impl ClientPool {
                 .map_err(|e| format!("client process {}: {e}", p.pid))?;
             let r: StatsReport =
                 serde_json::from_str(&line).map_err(|e| format!("bad STATS line: {e}"))?;
+            merged.merge(&r);
+        }
+        Ok(merged)
+    }
+
+    /// Asks every process which of broadcasts `0..messages` its connections lack.
+    pub fn missing(&mut self, messages: u64) -> Result<MissingReport, String> {
+        self.send_all(&format!("MISSING {messages}"))?;
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut merged = MissingReport::default();
+        for p in &self.procs {
+            let line = wait_line(&p.lines, "MISSING ", end)
+                .map_err(|e| format!("client process {}: {e}", p.pid))?;
+            let r: MissingReport =
+                serde_json::from_str(&line).map_err(|e| format!("bad MISSING line: {e}"))?;
             merged.merge(&r);
         }
         Ok(merged)

@@ -46,6 +46,8 @@ pub enum PublishVia {
 #[derive(Debug)]
 pub struct Publisher {
     inner: Inner,
+    /// The answers of every shard to the last broadcast (Herald), in shard order.
+    last_answers: Vec<Answer>,
 }
 
 #[derive(Debug)]
@@ -172,7 +174,10 @@ impl Publisher {
                 Inner::Ws(s)
             }
         };
-        Ok(Publisher { inner })
+        Ok(Publisher {
+            inner,
+            last_answers: Vec::new(),
+        })
     }
 
     /// Publishes one broadcast. Returns the connections the server says it wrote to, when
@@ -189,11 +194,17 @@ impl Publisher {
                 for c in conns.iter_mut() {
                     c.send(&frame)?;
                 }
-                let mut written = 0u64;
+                self.last_answers.clear();
                 for c in conns.iter_mut() {
-                    written += u64::from(c.answer_for(seq)?.delivered);
+                    let a = c.answer_for(seq)?;
+                    self.last_answers.push(a);
                 }
-                Ok(Some(written))
+                Ok(Some(
+                    self.last_answers
+                        .iter()
+                        .map(|a| u64::from(a.delivered))
+                        .sum(),
+                ))
             }
             Inner::Http { addr, path } => {
                 let r = crate::http_client::request(*addr, "POST", path, payload, IO_TIMEOUT)?;
@@ -212,6 +223,13 @@ impl Publisher {
                 Ok(None)
             }
         }
+    }
+}
+
+impl Publisher {
+    /// Every shard's answer to the last broadcast, in shard order (Herald only).
+    pub fn last_answers(&self) -> &[Answer] {
+        &self.last_answers
     }
 }
 

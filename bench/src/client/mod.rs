@@ -5,7 +5,9 @@
 //!
 //! Protocol with the harness, one line each way: the client prints `READY {json}` once every
 //! connection concluded its first handshake, then answers `STATS` with `STATS {json}`
-//! ([`stats::StatsReport`]), `RESET` by zeroing its counters, and exits on `QUIT` or when its
+//! ([`stats::StatsReport`]), `MISSING n` with `MISSING {json}` ([`stats::MissingReport`]:
+//! which of broadcasts `0..n` each connection lacks), `RESET` by zeroing its counters, and
+//! exits on `QUIT` or when its
 //! stdin closes (the harness died) or its deadline passes. Sockets have `SO_LINGER 0`, so an
 //! exit resets every connection at once and leaves no TIME_WAIT behind.
 
@@ -157,7 +159,7 @@ pub fn run(args: ClientArgs) -> u8 {
         for idx in 0..args.count {
             tokio::task::spawn_local(conn::run(ctx.clone(), idx));
         }
-        let commands = commands(ctx.clone());
+        let commands = commands(ctx.clone(), args.first_index);
         let deadline = tokio::time::sleep(Duration::from_secs(args.deadline_s));
         tokio::select! {
             code = commands => code,
@@ -170,7 +172,7 @@ pub fn run(args: ClientArgs) -> u8 {
 }
 
 /// Serves the harness's commands until QUIT or EOF.
-async fn commands(ctx: Rc<Ctx>) -> u8 {
+async fn commands(ctx: Rc<Ctx>, first_index: usize) -> u8 {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = match lines.next_line().await {
@@ -189,6 +191,17 @@ async fn commands(ctx: Rc<Ctx>) -> u8 {
                 let _ = out.flush();
             }
             "RESET" => ctx.stats.borrow_mut().reset(),
+            other if other.starts_with("MISSING ") => {
+                let n = other["MISSING ".len()..].trim().parse().unwrap_or(0);
+                let report = ctx.stats.borrow().missing(n, first_index);
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
+                    "MISSING {}",
+                    serde_json::to_string(&report).unwrap_or_default()
+                );
+                let _ = out.flush();
+            }
             "QUIT" => return 0,
             other => eprintln!("client: unknown command {other:?}"),
         }
