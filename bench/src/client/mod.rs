@@ -74,6 +74,13 @@ pub struct ClientArgs {
     pub deadline_s: u64,
 }
 
+/// The answer to `RESET`, sent once the counters are zero.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct ResetReport {
+    /// Benchmark payloads counted before the reset (and forgotten by it).
+    pub forgot: u64,
+}
+
 /// The `READY` line.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReadyReport {
@@ -179,31 +186,86 @@ async fn commands(ctx: Rc<Ctx>, first_index: usize) -> u8 {
             Ok(Some(l)) => l,
             Ok(None) | Err(_) => return 0,
         };
-        match line.trim() {
-            "STATS" => {
-                let report = ctx.stats.borrow().report();
+        match answer(&ctx.stats, first_index, &line) {
+            Answer::Line(reply) => {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(
-                    out,
-                    "STATS {}",
-                    serde_json::to_string(&report).unwrap_or_default()
-                );
+                let _ = writeln!(out, "{reply}");
                 let _ = out.flush();
             }
-            "RESET" => ctx.stats.borrow_mut().reset(),
-            other if other.starts_with("MISSING ") => {
-                let n = other["MISSING ".len()..].trim().parse().unwrap_or(0);
-                let report = ctx.stats.borrow().missing(n, first_index);
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(
-                    out,
-                    "MISSING {}",
-                    serde_json::to_string(&report).unwrap_or_default()
-                );
-                let _ = out.flush();
-            }
-            "QUIT" => return 0,
-            other => eprintln!("client: unknown command {other:?}"),
+            Answer::Quit => return 0,
+            Answer::Unknown => eprintln!("client: unknown command {:?}", line.trim()),
         }
+    }
+}
+
+/// What a command line asks of the client process.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// Print this line.
+    Line(String),
+    /// Exit.
+    Quit,
+    /// Not a command.
+    Unknown,
+}
+
+/// Carries out one command against the counters and says what to answer. Every command that
+/// changes or reads the counters is answered, so the harness knows when it took effect: in
+/// particular `RESET` is answered only after the counters are zeroed — a harness that
+/// publishes before then has its first deliveries counted and then forgotten.
+fn answer(stats: &RefCell<ClientStats>, first_index: usize, line: &str) -> Answer {
+    fn json(v: &impl serde::Serialize) -> String {
+        serde_json::to_string(v).unwrap_or_default()
+    }
+    match line.trim() {
+        "STATS" => Answer::Line(format!("STATS {}", json(&stats.borrow().report()))),
+        "RESET" => {
+            let forgot = stats.borrow_mut().reset();
+            Answer::Line(format!("RESET {}", json(&ResetReport { forgot })))
+        }
+        other if other.starts_with("MISSING ") => {
+            let n = other["MISSING ".len()..].trim().parse().unwrap_or(0);
+            Answer::Line(format!(
+                "MISSING {}",
+                json(&stats.borrow().missing(n, first_index))
+            ))
+        }
+        "QUIT" => Answer::Quit,
+        _ => Answer::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::payload;
+
+    #[test]
+    fn reset_is_answered_once_the_counters_are_zero() {
+        let stats = RefCell::new(ClientStats::new(2));
+        stats.borrow_mut().connected(0, true, 0);
+        stats.borrow_mut().message(0, &payload::make(0, 1, 8), 2);
+        let Answer::Line(reply) = answer(&stats, 0, "RESET") else {
+            panic!("RESET must be answered: the harness waits for it before publishing")
+        };
+        let r: ResetReport = serde_json::from_str(reply.strip_prefix("RESET ").unwrap()).unwrap();
+        assert_eq!(r.forgot, 1);
+        assert_eq!(stats.borrow().report().unique, 0);
+        assert_eq!(
+            stats.borrow().report().open,
+            1,
+            "open connections stay counted"
+        );
+        let Answer::Line(reply) = answer(&stats, 7, "MISSING 1") else {
+            panic!("MISSING is answered")
+        };
+        let m: stats::MissingReport =
+            serde_json::from_str(reply.strip_prefix("MISSING ").unwrap()).unwrap();
+        assert_eq!(m.listed[0].index, 7);
+        assert!(
+            matches!(answer(&stats, 0, " STATS "), Answer::Line(l) if l.starts_with("STATS {"))
+        );
+        assert_eq!(answer(&stats, 0, "QUIT"), Answer::Quit);
+        assert_eq!(answer(&stats, 0, "NOPE"), Answer::Unknown);
     }
 }

@@ -396,8 +396,9 @@ impl ClientStats {
         }
     }
 
-    /// Forgets everything but the open count (start of a measured phase).
-    pub fn reset(&mut self) {
+    /// Forgets everything but the open count (start of a measured phase); returns how many
+    /// benchmark payloads it forgot.
+    pub fn reset(&mut self) -> u64 {
         let open = self.report.open;
         let received_before_reset = self.report.received;
         for s in &mut self.seen {
@@ -417,6 +418,7 @@ impl ClientStats {
             ..StatsReport::default()
         };
         self.timeline.clear();
+        received_before_reset
     }
 
     /// Which of sequence numbers `0..messages` each connection lacks; connection `i` is
