@@ -48,6 +48,10 @@ pub struct Publisher {
     inner: Inner,
     /// The answers of every shard to the last broadcast (Herald), in shard order.
     last_answers: Vec<Answer>,
+    /// Makes this publisher's message ids its own: the edge does not write a push id again
+    /// within its `dedupe_window`, so a second phase reusing `bench-0…` on the same edge
+    /// would be answered "delivered" without a byte written.
+    tag: u32,
 }
 
 #[derive(Debug)]
@@ -177,6 +181,7 @@ impl Publisher {
         Ok(Publisher {
             inner,
             last_answers: Vec::new(),
+            tag: fastrand::u32(..),
         })
     }
 
@@ -187,7 +192,7 @@ impl Publisher {
             Inner::Delivery(conns) => {
                 let frame = Frame::Broadcast(BroadcastMsg {
                     seq,
-                    message_id: format!("bench-{seq}"),
+                    message_id: message_id(self.tag, seq),
                     expires_at_ms: NEVER_EXPIRES,
                     payload: payload.to_vec(),
                 });
@@ -233,6 +238,11 @@ impl Publisher {
     }
 }
 
+/// The push id of broadcast `seq` of the publisher tagged `tag`.
+fn message_id(tag: u32, seq: u64) -> String {
+    format!("bench-{tag:08x}-{seq}")
+}
+
 /// `subscribers: N` from nchan's publisher answer.
 fn nchan_subscribers(body: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(body).ok()?;
@@ -248,6 +258,12 @@ mod tests {
     use herald_protocol::delivery::Outcome;
     use herald_protocol::delivery_auth::ServerAuth;
     use std::net::TcpListener;
+
+    #[test]
+    fn message_ids_differ_between_publishers() {
+        assert_ne!(message_id(1, 0), message_id(2, 0));
+        assert_ne!(message_id(1, 0), message_id(1, 1));
+    }
 
     #[test]
     fn nchan_answer() {
