@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::children;
-use crate::client::stats::StatsReport;
-use crate::client::{ReadyReport, MAX_PER_PROCESS};
+use crate::client::stats::{MissingReport, StatsReport};
+use crate::client::{ReadyReport, ResetReport, MAX_PER_PROCESS};
 use crate::wire::handshake::Kind;
 
 /// How client connections reach a system.
@@ -200,15 +200,7 @@ impl ClientPool {
             .map_err(|e| format!("cannot start a client process: {e}"))?;
         let stdout = sp.stdout.ok_or("client stdout not piped")?;
         let stdin = sp.stdin.ok_or("client stdin not piped")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = line_reader(stdout);
         self.next_client_no += 1;
         self.next_index += count;
         Ok(ClientProc {
@@ -228,9 +220,23 @@ impl ClientPool {
         Ok(())
     }
 
-    /// Zeroes every process's counters (start of a measured phase).
-    pub fn reset(&mut self) -> Result<(), String> {
-        self.send_all("RESET")
+    /// Zeroes every process's counters (start of a measured phase) and returns once every
+    /// process says it did: whatever is published after this returns is counted. (Returning
+    /// as soon as `RESET` was written let a busy client count the first deliveries of a phase
+    /// and then forget them — "lost" deliveries the server had written.) Returns the payloads
+    /// the processes forgot.
+    pub fn reset(&mut self) -> Result<u64, String> {
+        self.send_all("RESET")?;
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut forgot = 0;
+        for p in &self.procs {
+            let line = wait_line(&p.lines, "RESET ", end)
+                .map_err(|e| format!("client process {}: {e}", p.pid))?;
+            let r: ResetReport =
+                serde_json::from_str(&line).map_err(|e| format!("bad RESET line: {e}"))?;
+            forgot += r.forgot;
+        }
+        Ok(forgot)
     }
 
     /// Asks every process for its counters and merges them.
@@ -243,6 +249,21 @@ impl ClientPool {
                 .map_err(|e| format!("client process {}: {e}", p.pid))?;
             let r: StatsReport =
                 serde_json::from_str(&line).map_err(|e| format!("bad STATS line: {e}"))?;
+            merged.merge(&r);
+        }
+        Ok(merged)
+    }
+
+    /// Asks every process which of broadcasts `0..messages` its connections lack.
+    pub fn missing(&mut self, messages: u64) -> Result<MissingReport, String> {
+        self.send_all(&format!("MISSING {messages}"))?;
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut merged = MissingReport::default();
+        for p in &self.procs {
+            let line = wait_line(&p.lines, "MISSING ", end)
+                .map_err(|e| format!("client process {}: {e}", p.pid))?;
+            let r: MissingReport =
+                serde_json::from_str(&line).map_err(|e| format!("bad MISSING line: {e}"))?;
             merged.merge(&r);
         }
         Ok(merged)
@@ -266,6 +287,20 @@ impl Drop for ClientPool {
     }
 }
 
+/// The lines of a child's stdout, read on a thread of their own.
+fn line_reader(stdout: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// The next line starting with `prefix` (other lines are skipped), without the prefix.
 fn wait_line(rx: &Receiver<String>, prefix: &str, end: Instant) -> Result<String, String> {
     loop {
@@ -284,5 +319,43 @@ fn wait_line(rx: &Receiver<String>, prefix: &str, end: Instant) -> Result<String
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the process exited".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in client process that takes its time to reset and notes when it did.
+    #[test]
+    fn reset_returns_only_once_every_process_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("reset");
+        let script = format!(
+            "read cmd; sleep 0.3; touch {}; echo 'RESET {{\"forgot\":3}}'; read cmd",
+            mark.display()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pool = ClientPool::new().unwrap();
+        pool.procs.push(ClientProc {
+            pid: child.id(),
+            count: 1,
+            stdin: child.stdin.take().unwrap(),
+            lines: line_reader(child.stdout.take().unwrap()),
+        });
+        let forgot = pool.reset().unwrap();
+        assert!(
+            mark.exists(),
+            "reset() returned before the client process had reset: deliveries published now \
+             could be counted and then forgotten"
+        );
+        assert_eq!(forgot, 3);
+        drop(pool.procs.pop()); // its stdin closes: the stand-in exits
+        let _ = child.wait();
     }
 }

@@ -46,6 +46,12 @@ pub enum PublishVia {
 #[derive(Debug)]
 pub struct Publisher {
     inner: Inner,
+    /// The answers of every shard to the last broadcast (Herald), in shard order.
+    last_answers: Vec<Answer>,
+    /// Makes this publisher's message ids its own: the edge does not write a push id again
+    /// within its `dedupe_window`, so a second phase reusing `bench-0…` on the same edge
+    /// would be answered "delivered" without a byte written.
+    tag: u32,
 }
 
 #[derive(Debug)]
@@ -172,7 +178,11 @@ impl Publisher {
                 Inner::Ws(s)
             }
         };
-        Ok(Publisher { inner })
+        Ok(Publisher {
+            inner,
+            last_answers: Vec::new(),
+            tag: fastrand::u32(..),
+        })
     }
 
     /// Publishes one broadcast. Returns the connections the server says it wrote to, when
@@ -182,18 +192,24 @@ impl Publisher {
             Inner::Delivery(conns) => {
                 let frame = Frame::Broadcast(BroadcastMsg {
                     seq,
-                    message_id: format!("bench-{seq}"),
+                    message_id: message_id(self.tag, seq),
                     expires_at_ms: NEVER_EXPIRES,
                     payload: payload.to_vec(),
                 });
                 for c in conns.iter_mut() {
                     c.send(&frame)?;
                 }
-                let mut written = 0u64;
+                self.last_answers.clear();
                 for c in conns.iter_mut() {
-                    written += u64::from(c.answer_for(seq)?.delivered);
+                    let a = c.answer_for(seq)?;
+                    self.last_answers.push(a);
                 }
-                Ok(Some(written))
+                Ok(Some(
+                    self.last_answers
+                        .iter()
+                        .map(|a| u64::from(a.delivered))
+                        .sum(),
+                ))
             }
             Inner::Http { addr, path } => {
                 let r = crate::http_client::request(*addr, "POST", path, payload, IO_TIMEOUT)?;
@@ -215,6 +231,18 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Every shard's answer to the last broadcast, in shard order (Herald only).
+    pub fn last_answers(&self) -> &[Answer] {
+        &self.last_answers
+    }
+}
+
+/// The push id of broadcast `seq` of the publisher tagged `tag`.
+fn message_id(tag: u32, seq: u64) -> String {
+    format!("bench-{tag:08x}-{seq}")
+}
+
 /// `subscribers: N` from nchan's publisher answer.
 fn nchan_subscribers(body: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(body).ok()?;
@@ -230,6 +258,12 @@ mod tests {
     use herald_protocol::delivery::Outcome;
     use herald_protocol::delivery_auth::ServerAuth;
     use std::net::TcpListener;
+
+    #[test]
+    fn message_ids_differ_between_publishers() {
+        assert_ne!(message_id(1, 0), message_id(2, 0));
+        assert_ne!(message_id(1, 0), message_id(1, 1));
+    }
 
     #[test]
     fn nchan_answer() {

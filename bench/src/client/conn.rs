@@ -80,6 +80,18 @@ pub enum End {
     Replaced,
 }
 
+impl End {
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Eof => "eof",
+            End::Broken => "broken",
+            End::Asked => "asked",
+            End::Replaced => "replaced",
+        }
+    }
+}
+
 /// Why an attempt failed.
 #[derive(Debug)]
 enum Failure {
@@ -142,7 +154,9 @@ pub async fn run(ctx: Rc<Ctx>, idx: usize) {
                     concluded(&ctx, true);
                 }
                 let end = hold(&ctx, idx, stream, rest, head).await;
-                ctx.stats.borrow_mut().disconnected(idx, clock::unix_ms());
+                ctx.stats
+                    .borrow_mut()
+                    .disconnected(idx, end.as_str(), clock::unix_ms());
                 if !ctx.reconnect || end == End::Replaced {
                     return;
                 }

@@ -5,7 +5,9 @@
 //!
 //! Protocol with the harness, one line each way: the client prints `READY {json}` once every
 //! connection concluded its first handshake, then answers `STATS` with `STATS {json}`
-//! ([`stats::StatsReport`]), `RESET` by zeroing its counters, and exits on `QUIT` or when its
+//! ([`stats::StatsReport`]), `MISSING n` with `MISSING {json}` ([`stats::MissingReport`]:
+//! which of broadcasts `0..n` each connection lacks), `RESET` by zeroing its counters, and
+//! exits on `QUIT` or when its
 //! stdin closes (the harness died) or its deadline passes. Sockets have `SO_LINGER 0`, so an
 //! exit resets every connection at once and leaves no TIME_WAIT behind.
 
@@ -70,6 +72,13 @@ pub struct ClientArgs {
     /// Exit after this many seconds whatever happens.
     #[arg(long, default_value_t = 7200)]
     pub deadline_s: u64,
+}
+
+/// The answer to `RESET`, sent once the counters are zero.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct ResetReport {
+    /// Benchmark payloads counted before the reset (and forgotten by it).
+    pub forgot: u64,
 }
 
 /// The `READY` line.
@@ -157,7 +166,7 @@ pub fn run(args: ClientArgs) -> u8 {
         for idx in 0..args.count {
             tokio::task::spawn_local(conn::run(ctx.clone(), idx));
         }
-        let commands = commands(ctx.clone());
+        let commands = commands(ctx.clone(), args.first_index);
         let deadline = tokio::time::sleep(Duration::from_secs(args.deadline_s));
         tokio::select! {
             code = commands => code,
@@ -170,27 +179,93 @@ pub fn run(args: ClientArgs) -> u8 {
 }
 
 /// Serves the harness's commands until QUIT or EOF.
-async fn commands(ctx: Rc<Ctx>) -> u8 {
+async fn commands(ctx: Rc<Ctx>, first_index: usize) -> u8 {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = match lines.next_line().await {
             Ok(Some(l)) => l,
             Ok(None) | Err(_) => return 0,
         };
-        match line.trim() {
-            "STATS" => {
-                let report = ctx.stats.borrow().report();
+        match answer(&ctx.stats, first_index, &line) {
+            Answer::Line(reply) => {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(
-                    out,
-                    "STATS {}",
-                    serde_json::to_string(&report).unwrap_or_default()
-                );
+                let _ = writeln!(out, "{reply}");
                 let _ = out.flush();
             }
-            "RESET" => ctx.stats.borrow_mut().reset(),
-            "QUIT" => return 0,
-            other => eprintln!("client: unknown command {other:?}"),
+            Answer::Quit => return 0,
+            Answer::Unknown => eprintln!("client: unknown command {:?}", line.trim()),
         }
+    }
+}
+
+/// What a command line asks of the client process.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// Print this line.
+    Line(String),
+    /// Exit.
+    Quit,
+    /// Not a command.
+    Unknown,
+}
+
+/// Carries out one command against the counters and says what to answer. Every command that
+/// changes or reads the counters is answered, so the harness knows when it took effect: in
+/// particular `RESET` is answered only after the counters are zeroed — a harness that
+/// publishes before then has its first deliveries counted and then forgotten.
+fn answer(stats: &RefCell<ClientStats>, first_index: usize, line: &str) -> Answer {
+    fn json(v: &impl serde::Serialize) -> String {
+        serde_json::to_string(v).unwrap_or_default()
+    }
+    match line.trim() {
+        "STATS" => Answer::Line(format!("STATS {}", json(&stats.borrow().report()))),
+        "RESET" => {
+            let forgot = stats.borrow_mut().reset();
+            Answer::Line(format!("RESET {}", json(&ResetReport { forgot })))
+        }
+        other if other.starts_with("MISSING ") => {
+            let n = other["MISSING ".len()..].trim().parse().unwrap_or(0);
+            Answer::Line(format!(
+                "MISSING {}",
+                json(&stats.borrow().missing(n, first_index))
+            ))
+        }
+        "QUIT" => Answer::Quit,
+        _ => Answer::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::payload;
+
+    #[test]
+    fn reset_is_answered_once_the_counters_are_zero() {
+        let stats = RefCell::new(ClientStats::new(2));
+        stats.borrow_mut().connected(0, true, 0);
+        stats.borrow_mut().message(0, &payload::make(0, 1, 8), 2);
+        let Answer::Line(reply) = answer(&stats, 0, "RESET") else {
+            panic!("RESET must be answered: the harness waits for it before publishing")
+        };
+        let r: ResetReport = serde_json::from_str(reply.strip_prefix("RESET ").unwrap()).unwrap();
+        assert_eq!(r.forgot, 1);
+        assert_eq!(stats.borrow().report().unique, 0);
+        assert_eq!(
+            stats.borrow().report().open,
+            1,
+            "open connections stay counted"
+        );
+        let Answer::Line(reply) = answer(&stats, 7, "MISSING 1") else {
+            panic!("MISSING is answered")
+        };
+        let m: stats::MissingReport =
+            serde_json::from_str(reply.strip_prefix("MISSING ").unwrap()).unwrap();
+        assert_eq!(m.listed[0].index, 7);
+        assert!(
+            matches!(answer(&stats, 0, " STATS "), Answer::Line(l) if l.starts_with("STATS {"))
+        );
+        assert_eq!(answer(&stats, 0, "QUIT"), Answer::Quit);
+        assert_eq!(answer(&stats, 0, "NOPE"), Answer::Unknown);
     }
 }

@@ -3,7 +3,8 @@
 //! clients count what arrives, and the system's CPU time over the phase (utime + stime of its
 //! processes) gives deliveries per server CPU-second — "per core", the figure that survives
 //! a shared machine. The wall-clock delivery rate and the broadcast latency are reported too;
-//! on 2 cores with the clients on the same cores both are lower bounds.
+//! on 2 cores with the clients on the same cores both are lower bounds. A phase that lost
+//! deliveries says where they went ([`super::loss`]).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use crate::progress;
 use crate::publish::Publisher;
 use crate::report::Header;
 use crate::scenario::conns::SystemInfo;
+use crate::scenario::loss::{Answers, EdgeCounters, LossDiagnosis};
 use crate::scenario::Failure;
 use crate::systems::Running;
 use crate::systems::SystemId;
@@ -62,6 +64,8 @@ pub struct FanoutResult {
     pub wall_rate: f64,
     /// Time from scheduled publish to delivery.
     pub latency: Option<Latency>,
+    /// Where lost deliveries went (only when some were lost).
+    pub diagnosis: Option<LossDiagnosis>,
 }
 
 impl FanoutResult {
@@ -92,6 +96,8 @@ pub fn measure(
         .ok_or_else(|| format!("{name} takes no broadcasts"))?;
     let mut publisher = Publisher::connect(via)?;
     pool.reset()?;
+    let edge0 = edge_counters(sys);
+    let mut answers = Answers::default();
     let cpu0 = sys.tree.cpu_seconds().map_err(|e| format!("{name}: {e}"))?;
     let bar = progress::bar(plan.messages as u64, &format!("{name} broadcasts"));
     let t0 = Instant::now();
@@ -108,6 +114,7 @@ pub fn measure(
             i as u64,
             &payload::make(i as u64, scheduled_us, plan.payload_bytes),
         )?;
+        answers.record(i as u64, written, publisher.last_answers());
         reported = match (reported, written) {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,
@@ -131,6 +138,26 @@ pub fn measure(
         }
     }
     let cpu = sys.tree.cpu_seconds().map_err(|e| format!("{name}: {e}"))? - cpu0;
+    let lost = expected.saturating_sub(stats.unique);
+    let diagnosis = if lost > 0 {
+        let edge = match (edge0, edge_counters(sys)) {
+            (Some(a), Some(b)) => Some(b.since(&a)),
+            _ => None,
+        };
+        let d = LossDiagnosis::new(
+            pool.missing(plan.messages as u64)?,
+            answers.short(conns as u64),
+            edge,
+            conns as u64,
+            plan.messages as u64,
+        );
+        for line in &d.summary {
+            progress::say(format!("{name}: {line}"));
+        }
+        Some(d)
+    } else {
+        None
+    };
     let wall_seconds = if stats.last_recv_us > t0_us {
         (stats.last_recv_us - t0_us) as f64 / 1e6
     } else {
@@ -142,7 +169,7 @@ pub fn measure(
         expected,
         delivered: stats.unique,
         duplicates: stats.duplicates,
-        lost: expected.saturating_sub(stats.unique),
+        lost,
         server_reported: reported,
         server_cpu_seconds: cpu,
         wall_seconds,
@@ -155,6 +182,7 @@ pub fn measure(
             0.0
         },
         latency: Latency::from_histogram(&stats.histogram()),
+        diagnosis,
     };
     progress::say(format!(
         "{name}: fan-out {} deliveries ({} lost, {} duplicated) in {:.2} s, {:.2} s server CPU: {} per core-second, {} per second wall",
@@ -167,6 +195,13 @@ pub fn measure(
         units::si(result.wall_rate)
     ));
     Ok(result)
+}
+
+/// The edge's counters now (Herald; `None` for systems without `/stats`).
+fn edge_counters(sys: &Running) -> Option<EdgeCounters> {
+    let admin = sys.admin?;
+    let v = crate::http_client::get_json(admin, "/stats").ok()?;
+    Some(EdgeCounters::from_stats(&v))
 }
 
 /// Column titles of [`rows`].
@@ -289,6 +324,12 @@ pub fn run(a: &crate::cli::FanoutArgs) -> Result<(), Failure> {
         md += &markdown(&[(info.name.as_str(), &r)]);
         if let Some(why) = r.failure() {
             md += &format!("\n**Failed: {why}.** A result with losses is not a result.\n");
+        }
+        if let Some(d) = &r.diagnosis {
+            md += "\nWhere the deliveries went:\n\n";
+            for line in &d.summary {
+                md += &format!("- {line}\n");
+            }
         }
         crate::report::write_out(dir, &md, &[])?;
     }
