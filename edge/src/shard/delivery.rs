@@ -93,6 +93,9 @@ pub enum Broadcast {
     Answered(Answer),
     /// To be written in steps.
     Job(BroadcastJob),
+    /// The same broadcast (a processor's retry) is being written by another job right now:
+    /// ask again once that job has ended, and get its answer.
+    Running,
 }
 
 impl ShardState {
@@ -219,17 +222,22 @@ impl ShardState {
             outcome,
             delivered,
         };
-        if let Some(Written::Broadcast(n)) = self.recent.get(key) {
-            // Already written to this shard's connections: answer as the first time did.
-            let n = *n;
-            self.probe.dedupe_hits += u64::from(n);
-            self.count_answer(Outcome::Delivered, 0);
-            return Broadcast::Answered(answer(Outcome::Delivered, n));
+        match self.recent.get(key) {
+            Some(Written::Broadcast(n)) => {
+                // Already written to this shard's connections: answer as the first time did.
+                let n = *n;
+                self.probe.dedupe_hits += u64::from(n);
+                self.count_answer(Outcome::Delivered, 0);
+                return Broadcast::Answered(answer(Outcome::Delivered, n));
+            }
+            Some(Written::BroadcastRunning) => return Broadcast::Running,
+            _ => {}
         }
         if b.is_expired(now.unix_ms) {
             self.count_answer(Outcome::Expired, 0);
             return Broadcast::Answered(answer(Outcome::Expired, 0));
         }
+        self.recent.record_broadcast_running(key, now.tick);
         Broadcast::Job(BroadcastJob {
             seq: b.seq,
             key,
@@ -265,6 +273,8 @@ impl ShardState {
         if outcome == Outcome::Delivered {
             let now = self.now.tick;
             self.recent.record_broadcast(job.key, now, n);
+        } else {
+            self.recent.forget_running(job.key);
         }
         self.count_answer(outcome, n);
         Answer {
@@ -282,6 +292,13 @@ impl ShardState {
                 self.broadcast_step(&mut job, usize::MAX, now);
                 self.broadcast_end(job)
             }
+            // Only the I/O layer interleaves jobs; a whole-at-once broadcast never sees one
+            // running. Answer as a repeat that wrote nothing.
+            Broadcast::Running => Answer {
+                seq: b.seq,
+                outcome: Outcome::Delivered,
+                delivered: 0,
+            },
         }
     }
 }

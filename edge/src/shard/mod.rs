@@ -191,9 +191,13 @@ impl Shard {
     /// Applies a broadcast in steps of [`STEP`] connections, letting the shard's other tasks
     /// run in between.
     pub async fn broadcast(&self, b: &BroadcastMsg) -> Answer {
-        let mut job = match self.with(|st, now| st.broadcast_begin(b, now)) {
-            Broadcast::Answered(a) => return a,
-            Broadcast::Job(job) => job,
+        let mut job = loop {
+            match self.with(|st, now| st.broadcast_begin(b, now)) {
+                Broadcast::Answered(a) => return a,
+                Broadcast::Job(job) => break job,
+                // A retry of a broadcast still being written: wait for its answer.
+                Broadcast::Running => glommio::timer::sleep(self.cfg.timer_tick).await,
+            }
         };
         loop {
             self.with(|st, now| st.broadcast_step(&mut job, STEP, now));

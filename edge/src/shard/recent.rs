@@ -28,6 +28,8 @@ pub enum Written {
     To(Vec<ConnId>),
     /// A broadcast, written to this many connections of the shard.
     Broadcast(u32),
+    /// A broadcast being written right now, in steps: a repeat waits for it to end.
+    BroadcastRunning,
 }
 
 /// The remembered pushes of one shard.
@@ -89,14 +91,41 @@ impl RecentDeliveries {
         }
     }
 
-    /// Records that the broadcast `key` was written at tick `now` to `count` connections.
-    pub fn record_broadcast(&mut self, key: u64, now: u32, count: u32) {
+    /// Records that the broadcast `key` started at tick `now` and is being written.
+    pub fn record_broadcast_running(&mut self, key: u64, now: u32) {
         if self.capacity == 0 || self.map.contains_key(&key) {
             return;
         }
-        self.map.insert(key, Written::Broadcast(count));
+        self.map.insert(key, Written::BroadcastRunning);
         self.order.push_back((key, now));
         self.bound();
+    }
+
+    /// Records that the broadcast `key` was written at tick `now` to `count` connections
+    /// (replacing its running mark).
+    pub fn record_broadcast(&mut self, key: u64, now: u32, count: u32) {
+        if self.capacity == 0 {
+            return;
+        }
+        match self.map.entry(key) {
+            Entry::Occupied(mut e) => {
+                if *e.get() == Written::BroadcastRunning {
+                    e.insert(Written::Broadcast(count));
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(Written::Broadcast(count));
+                self.order.push_back((key, now));
+                self.bound();
+            }
+        }
+    }
+
+    /// Drops the running mark of a broadcast that wrote nothing, so a repeat tries again.
+    pub fn forget_running(&mut self, key: u64) {
+        if self.map.get(&key) == Some(&Written::BroadcastRunning) {
+            self.map.remove(&key);
+        }
     }
 
     fn bound(&mut self) {

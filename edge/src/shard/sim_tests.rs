@@ -347,6 +347,50 @@ fn a_broadcast_in_steps_answers_for_every_connection_it_wrote() {
 }
 
 #[test]
+fn a_retried_broadcast_arriving_while_the_first_is_being_written_is_not_written_twice() {
+    use super::super::Broadcast;
+    let mut s = Sim::new(quiet);
+    let ids: Vec<_> = (0..10).map(|i| s.sse(&format!("re{i}"), "d")).collect();
+    let now = s.now();
+    let b = herald_protocol::delivery::BroadcastMsg {
+        seq: 4,
+        message_id: "once".into(),
+        expires_at_ms: herald_protocol::delivery::NEVER_EXPIRES,
+        payload: b"x".to_vec(),
+    };
+    let Broadcast::Job(mut job) = s.st.broadcast_begin(&b, now) else {
+        panic!("a job");
+    };
+    s.st.broadcast_step(&mut job, 4, now);
+    // The processor timed out and sent it again (on another connection) mid-broadcast.
+    assert!(matches!(s.st.broadcast_begin(&b, now), Broadcast::Running));
+    while !job.is_done() {
+        s.st.broadcast_step(&mut job, 4, now);
+    }
+    assert_eq!(s.st.broadcast_end(job).delivered, 10);
+    // Asked again once the first ended: the first's answer, nothing written.
+    let Broadcast::Answered(a) = s.st.broadcast_begin(&b, now) else {
+        panic!("an answer");
+    };
+    assert_eq!((a.seq, a.outcome, a.delivered), (4, Outcome::Delivered, 10));
+    s.pump();
+    for id in ids {
+        assert_eq!(s.sse_events(id).len(), 1, "exactly once");
+    }
+    // A broadcast that reached nobody leaves no mark: a retry tries again.
+    let mut empty = Sim::new(quiet);
+    let now = empty.now();
+    let Broadcast::Job(job) = empty.st.broadcast_begin(&b, now) else {
+        panic!("a job");
+    };
+    assert_eq!(empty.st.broadcast_end(job).outcome, Outcome::NotHere);
+    assert!(matches!(
+        empty.st.broadcast_begin(&b, now),
+        Broadcast::Job(_)
+    ));
+}
+
+#[test]
 fn a_reassert_walks_open_connections_in_steps_without_replacing_anything() {
     let mut s = Sim::new(quiet);
     for i in 0..5 {
