@@ -157,7 +157,7 @@ fn broadcast_stalls(edge: &herald_edge::EdgeHandle, n: u64, conns: usize) {
     for shard in 0..edge.shards {
         let mut s = TcpStream::connect(edge.delivery_addr(shard)).expect("delivery port");
         let mut reader = FrameReader::default();
-        let mut next = |s: &mut TcpStream, reader: &mut FrameReader| -> Frame {
+        let next = |s: &mut TcpStream, reader: &mut FrameReader| -> Frame {
             let mut buf = [0u8; 4096];
             loop {
                 if let Some(f) = reader.next_frame().expect("valid frames") {
