@@ -12,13 +12,15 @@
 //!
 //! Parts: [`state`] (the core), `input` (client bytes), `delivery` (deliveries and
 //! broadcasts), [`drain`], [`frames`] (what goes on the wire), [`admission`], [`timer_wheel`],
-//! [`recent`] (repeat suppression), [`probe`] (counters).
+//! [`recent`] (repeat suppression), [`ownership`] (replacement and re-asserts), [`probe`]
+//! (counters), [`sim`] (the state on simulated time, for tests and measurements).
 
 pub mod admission;
 pub mod delivery;
 pub mod drain;
 pub mod frames;
 mod input;
+pub mod ownership;
 pub mod probe;
 pub mod recent;
 pub mod state;

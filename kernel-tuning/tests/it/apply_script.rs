@@ -2,13 +2,13 @@
 //! sysctl.d file, refusing to clobber a file it cannot parse, and the generated bash script
 //! run for real with `id` and `sysctl` stubbed out.
 
-mod common;
+
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::FakeHost;
+use crate::support::FakeHost;
 use herald_tune::cli::run;
 use herald_tune::sysctl_file;
 

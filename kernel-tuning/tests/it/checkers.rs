@@ -1,9 +1,9 @@
 //! Checkers against fake `/proc` trees: stock kernels, tuned kernels, missing files,
 //! garbage, partial trees and the edge cases of each value shape.
 
-mod common;
 
-use common::{FakeHost, STOCK};
+
+use crate::support::{FakeHost, STOCK};
 use herald_tune::check::evaluate;
 use herald_tune::tunables::{by_id, ALL};
 use herald_tune::{check, startup_findings_for, Limit, Role, Severity, Status, Target, Value};
