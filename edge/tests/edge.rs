@@ -469,7 +469,7 @@ fn panicking_edge_child() -> ! {
         },
     )
     .expect("edge starts");
-    println!("CHILD_EDGE {}", edge.client_addr);
+    println!("\nCHILD_EDGE {}", edge.client_addr);
     loop {
         std::thread::park();
     }
@@ -502,8 +502,9 @@ fn a_panic_on_a_shard_aborts_the_whole_edge_process() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("CHILD_EDGE ") {
-                let _ = tx.send(addr.to_string());
+            // libtest prints "test <name> ... " without a newline before the child's output.
+            if let Some(addr) = line.split("CHILD_EDGE ").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
             }
         }
     });

@@ -2,8 +2,6 @@
 //! sysctl.d file, refusing to clobber a file it cannot parse, and the generated bash script
 //! run for real with `id` and `sysctl` stubbed out.
 
-
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;

@@ -1,8 +1,6 @@
 //! Checkers against fake `/proc` trees: stock kernels, tuned kernels, missing files,
 //! garbage, partial trees and the edge cases of each value shape.
 
-
-
 use crate::support::{FakeHost, STOCK};
 use herald_tune::check::evaluate;
 use herald_tune::tunables::{by_id, ALL};

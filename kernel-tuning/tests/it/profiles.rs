@@ -1,8 +1,6 @@
 //! The shipped profiles parse, cover every tunable, say why on every line, agree with `plan`
 //! for their reference targets, and make `check` pass when loaded into a fake kernel.
 
-
-
 use crate::support::{shipped, FakeHost};
 use herald_tune::plan::plan;
 use herald_tune::size::parse_size;
