@@ -7,6 +7,7 @@
 //! from the whole process's RSS. Both ends of every connection live in this process, so the
 //! 4,000 abusive connections hold 8,000 descriptors (the machine's limit is 20,000).
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::io::{ErrorKind, Read, Write};

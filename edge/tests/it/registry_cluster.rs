@@ -1,13 +1,11 @@
 //! The edge end to end against a real 6-node Redis Cluster: a WebSocket client connects → its
 //! record appears in the registry; it disconnects → the record is gone within a second.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use herald_registry::Registry;
 use herald_testkit::RedisCluster;
-use support::*;
 
 fn lookup(rt: &tokio::runtime::Runtime, reg: &Registry, user: &str) -> Vec<(String, String, u16)> {
     let now = herald_protocol::clock::unix_ms();

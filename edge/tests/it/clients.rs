@@ -2,15 +2,13 @@
 //! real WebSocket clients (tungstenite), raw-TCP SSE clients, and the processor's side of the
 //! delivery port.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use herald_protocol::delivery::Outcome;
 use herald_protocol::sse::SseParser;
-use support::*;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
@@ -487,12 +485,16 @@ fn a_panic_on_a_shard_aborts_the_whole_edge_process() {
     use std::io::BufRead;
     use std::os::unix::process::ExitStatusExt;
     use std::process::{Command, Stdio};
-    const NAME: &str = "a_panic_on_a_shard_aborts_the_whole_edge_process";
+    // The test's path in this binary: `<module>::<name>` (libtest filters on the full path).
+    let name = format!(
+        "{}::a_panic_on_a_shard_aborts_the_whole_edge_process",
+        module_path!().split_once("::").map_or("", |(_, m)| m)
+    );
     if std::env::var_os("HERALD_PANIC_CHILD").is_some() {
         panicking_edge_child();
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
         .env("HERALD_PANIC_CHILD", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

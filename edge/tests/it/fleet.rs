@@ -2,16 +2,14 @@
 //! rate onto a second edge, admission control under a reconnect storm. Real sockets, many
 //! clients (tokio, raw WebSocket framing), storms from child processes.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use herald_edge::EdgeOptions;
 use herald_registry::Registry;
 use herald_testkit::clients::*;
-use support::*;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -2,17 +2,15 @@
 //! 2 processors in one consumer group, 2,000 WebSocket and SSE clients, 20,000 pushes across
 //! the three priorities plus a broadcast, expired, offline and malformed records.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use herald_testkit::kafka::{header, produce_raw, DEAD_TOPIC};
 use herald_testkit::{MockKafka, RedisCluster};
-use support::*;
 
 const USERS: usize = 1500;
 const MULTI_DEVICE_USERS: usize = 500;
@@ -31,6 +29,7 @@ fn devices(u: usize) -> Vec<(&'static str, Kind)> {
 
 #[test]
 fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
+    let _one_at_a_time = serial();
     let redis = RedisCluster::start();
     let kafka = MockKafka::start(3, 4);
     let edge_a = edge("edge-a", Some(redis.url()), None);

@@ -2,24 +2,23 @@
 //! edge A drains; every client moves to edge B, the registry points there, and no push sent
 //! during the drain is lost.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
 use herald_testkit::clients::{close_first, read_frame, source_ip, ws_open};
 use herald_testkit::MockKafka;
-use support::*;
 
 const CLIENTS: usize = 5000;
 
 #[test]
 fn no_push_is_lost_while_an_edge_drains_onto_another() {
+    let _one_at_a_time = serial();
     let kafka = MockKafka::start(1, 4);
     let registry = Registry::in_process();
     let mut a_cfg_edge = edge_config("edge-a");

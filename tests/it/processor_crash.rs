@@ -2,8 +2,6 @@
 //! mid-stream; a new one takes over the consumer group. Nothing is lost; duplicates stay within
 //! what was in flight or settled but not yet committed.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use herald_testkit::{MockKafka, RedisServer};
-use support::*;
 
 const USERS: usize = 200;
 const MESSAGES: usize = 10_000;
@@ -72,6 +70,7 @@ fn spawn_processor(kafka: &MockKafka, redis: &str) -> Child {
 
 #[test]
 fn a_killed_processor_loses_nothing() {
+    let _one_at_a_time = serial();
     let redis = RedisServer::start();
     let kafka = MockKafka::start(1, PARTITIONS);
     let edge = edge("edge-c", Some(redis.url()), None);

@@ -4,19 +4,17 @@
 //! push arrived), never as a time: latencies are printed for the reader, not judged, because
 //! this machine may be shared (`herald-bench push` measures latency).
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
 use herald_testkit::kafka::produce_raw;
 use herald_testkit::MockKafka;
-use support::*;
 
 const USERS: usize = 100;
 const LOW: usize = 100_000;
@@ -24,6 +22,7 @@ const HIGH: usize = 100;
 
 #[test]
 fn high_priority_overtakes_a_100k_low_backlog() {
+    let _one_at_a_time = serial();
     let kafka = MockKafka::start(1, 4);
     let registry = Registry::in_process();
     let edge = edge("edge-p", None, Some(registry.clone()));

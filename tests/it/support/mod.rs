@@ -311,3 +311,11 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     }
     cond()
 }
+
+/// Runs the whole-system tests of this binary one at a time: each holds thousands of sockets
+/// (both ends in this process, 20,000 descriptors at most) and a Redis Cluster of its own, and
+/// they measured what they measure alone when they were separate binaries.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
