@@ -4,7 +4,8 @@
 //! [`LinkHandle::submit`] and get a one-shot answer back. The task
 //!
 //! - connects lazily on the first message (TCP connect + `Challenge` / `Auth` / `AuthOk` within
-//!   `connect_timeout`), and again after a failure, at most once per `retry_backoff`;
+//!   `connect_timeout`), and again after a failure, at most once per `retry_backoff`; the
+//!   conversation is the protocol's `ClientSession`, this module only moves its bytes;
 //! - takes queued messages highest priority first and packs them into `Deliver` frames of at
 //!   most `batch_max_messages` / `batch_max_bytes`, lingering up to `batch_linger` for a batch
 //!   to fill (broadcasts travel in frames of their own);
@@ -22,11 +23,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use herald_protocol::delivery::session::{ClientEvent, ClientSession, SessionError};
 use herald_protocol::delivery::{
-    self, Answer, BroadcastMsg, DeliverMsg, Frame, FrameReader, DEFAULT_MAX_FRAME_LEN,
-    DELIVER_FRAME_OVERHEAD, NONCE_LEN,
+    Answer, BroadcastMsg, DeliverMsg, DEFAULT_MAX_FRAME_LEN, DELIVER_FRAME_OVERHEAD, NONCE_LEN,
 };
-use herald_protocol::delivery_auth::ClientAuth;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -188,9 +188,9 @@ pub async fn await_reply(rx: oneshot::Receiver<Reply>, timeout: Duration) -> Rep
 /// What the reader half reports to the link task.
 #[derive(Debug)]
 enum ReaderEvent {
-    /// One `Answers` frame.
-    Answers(Vec<Answer>),
-    /// The connection is unusable (EOF, I/O error, protocol violation).
+    /// Bytes from the edge, for the session.
+    Bytes(Vec<u8>),
+    /// The connection is unusable (EOF, I/O error).
     Closed(String),
 }
 
@@ -204,6 +204,8 @@ struct Pending {
 /// A live, authenticated connection.
 #[derive(Debug)]
 struct Conn {
+    /// The protocol session (open): encodes frames, decodes the edge's answers.
+    session: ClientSession,
     /// Write half (frames are written by the link task).
     write: OwnedWriteHalf,
     /// Events from the reader task.
@@ -229,6 +231,19 @@ impl Conn {
         for (_, p) in self.pending.drain() {
             let _ = p.reply.send(Err(err.clone()));
         }
+    }
+
+    /// Feeds the edge's bytes to the session and completes the answered messages; an error
+    /// means the connection is unusable (a bad or unexpected frame).
+    fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.session.handle_input(bytes);
+        while let Some(event) = self.session.poll_event()? {
+            match event {
+                ClientEvent::Answers(answers) => self.on_answers(answers),
+                ClientEvent::Authenticated => {}
+            }
+        }
+        Ok(())
     }
 
     fn on_answers(&mut self, answers: Vec<Answer>) {
@@ -276,9 +291,11 @@ async fn run(
             biased;
             ev = recv_event(&mut conn) => {
                 match ev {
-                    ReaderEvent::Answers(a) => {
-                        if let Some(c) = conn.as_mut() {
-                            c.on_answers(a);
+                    ReaderEvent::Bytes(bytes) => {
+                        let result = conn.as_mut().map_or(Ok(()), |c| c.on_bytes(&bytes));
+                        if let Err(e) = result {
+                            log::info!("delivery connection to {addr} closed: {e}");
+                            drop_conn(&mut conn, LinkError::Lost(e.to_string()));
                         }
                     }
                     ReaderEvent::Closed(why) => {
@@ -413,20 +430,19 @@ async fn write_batch(
     next_seq: &mut u64,
     settings: &LinkSettings,
 ) -> Result<(), String> {
-    let mut out = Vec::with_capacity(64 * 1024);
     let mut delivers: Vec<DeliverMsg> = Vec::new();
     let mut replies: Vec<(u64, oneshot::Sender<Reply>)> = Vec::new();
     let mut frames = 0u64;
     let mut deliver_bytes = DELIVER_FRAME_OVERHEAD;
     let flush = |delivers: &mut Vec<DeliverMsg>,
                  replies: &mut Vec<(u64, oneshot::Sender<Reply>)>,
-                 out: &mut Vec<u8>,
+                 session: &mut ClientSession,
                  pending: &mut HashMap<u64, Pending>,
                  frames: &mut u64| {
         if delivers.is_empty() {
             return;
         }
-        match delivery::encode_deliver_batch(delivers, out) {
+        match session.send_deliver(delivers) {
             Ok(()) => {
                 *frames += 1;
                 metrics::histogram!(m::BATCH_SIZE).record(delivers.len() as f64);
@@ -437,13 +453,13 @@ async fn write_batch(
             Err(_) => {
                 // One bad message must not sink its batch mates: encode them one by one.
                 for (m, (seq, reply)) in delivers.iter().zip(replies.drain(..)) {
-                    match delivery::encode_deliver_batch(std::slice::from_ref(m), out) {
+                    match session.send_deliver(std::slice::from_ref(m)) {
                         Ok(()) => {
                             *frames += 1;
                             pending.insert(seq, Pending { reply });
                         }
                         Err(e) => {
-                            let _ = reply.send(Err(LinkError::Unencodable(e.to_string())));
+                            let _ = reply.send(Err(LinkError::Unencodable(unencodable(e))));
                         }
                     }
                 }
@@ -465,7 +481,7 @@ async fn write_batch(
                     flush(
                         &mut delivers,
                         &mut replies,
-                        &mut out,
+                        &mut c.session,
                         &mut c.pending,
                         &mut frames,
                     );
@@ -479,19 +495,19 @@ async fn write_batch(
                 flush(
                     &mut delivers,
                     &mut replies,
-                    &mut out,
+                    &mut c.session,
                     &mut c.pending,
                     &mut frames,
                 );
                 deliver_bytes = DELIVER_FRAME_OVERHEAD;
                 msg.seq = seq;
-                match delivery::encode_broadcast(&msg, &mut out) {
+                match c.session.send_broadcast(&msg) {
                     Ok(()) => {
                         frames += 1;
                         c.pending.insert(seq, Pending { reply: req.reply });
                     }
                     Err(e) => {
-                        let _ = req.reply.send(Err(LinkError::Unencodable(e.to_string())));
+                        let _ = req.reply.send(Err(LinkError::Unencodable(unencodable(e))));
                     }
                 }
             }
@@ -500,15 +516,22 @@ async fn write_batch(
     flush(
         &mut delivers,
         &mut replies,
-        &mut out,
+        &mut c.session,
         &mut c.pending,
         &mut frames,
     );
     metrics::counter!(m::DELIVERY_FRAMES).increment(frames);
-    c.write
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("write: {e}"))
+    let written = c.write.write_all(c.session.transmit()).await;
+    c.session.clear_transmit();
+    written.map_err(|e| format!("write: {e}"))
+}
+
+/// The text of a refused send: the encoder's reason, without the session's prefix.
+fn unencodable(e: SessionError) -> String {
+    match e {
+        SessionError::Encode(e) => e.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// TCP connect plus the mutual HMAC handshake, all within `connect_timeout`.
@@ -523,11 +546,12 @@ async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, String> {
         });
     metrics::counter!(m::DELIVERY_CONNECTS, "result" => if result.is_ok() { "ok" } else { "error" })
         .increment(1);
-    let (read, write, reader) = result.map_err(|e| format!("{addr}: {e}"))?;
+    let (read, write, session) = result.map_err(|e| format!("{addr}: {e}"))?;
     let (tx, events) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_answers(read, reader, tx));
+    let reader = tokio::spawn(read_bytes(read, tx));
     metrics::gauge!(m::DELIVERY_CONNECTIONS).increment(1.0);
     Ok(Conn {
+        session,
         write,
         events,
         reader,
@@ -539,37 +563,32 @@ async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, String> {
 async fn handshake(
     addr: &str,
     secret: &[u8],
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, FrameReader), String> {
+) -> Result<(OwnedReadHalf, OwnedWriteHalf, ClientSession), String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
     let (mut read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
-    let challenge = read_frame(&mut read, &mut reader).await?;
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
-    let mut auth = ClientAuth::new(secret, nonce);
-    let reply = auth
-        .respond(&challenge)
-        .map_err(|e| format!("handshake: {e}"))?;
-    let mut out = Vec::new();
-    delivery::encode(&reply, &mut out).map_err(|e| format!("handshake: {e}"))?;
-    write
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let ok = read_frame(&mut read, &mut reader).await?;
-    auth.confirm(&ok)
-        .map_err(|e| format!("handshake: {e} (is delivery_secret the edges' one?)"))?;
-    Ok((read, write, reader))
-}
-
-async fn read_frame(read: &mut OwnedReadHalf, reader: &mut FrameReader) -> Result<Frame, String> {
+    let mut session = ClientSession::new(secret, nonce, DEFAULT_MAX_FRAME_LEN);
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(frame) = reader.next_frame().map_err(|e| format!("bad frame: {e}"))? {
-            return Ok(frame);
+        match session.poll_event() {
+            Ok(Some(ClientEvent::Authenticated)) => return Ok((read, write, session)),
+            Ok(Some(ClientEvent::Answers(_))) => return Err("answers before AuthOk".into()),
+            Ok(None) => {}
+            Err(e @ SessionError::Auth(_)) => {
+                return Err(format!("{e} (is delivery_secret the edges' one?)"))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        if !session.transmit().is_empty() {
+            write
+                .write_all(session.transmit())
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            session.clear_transmit();
         }
         let n = read
             .read(&mut buf)
@@ -578,26 +597,22 @@ async fn read_frame(read: &mut OwnedReadHalf, reader: &mut FrameReader) -> Resul
         if n == 0 {
             return Err("closed by the edge (wrong delivery_secret?)".into());
         }
-        reader.feed(&buf[..n]);
+        session.handle_input(&buf[..n]);
     }
 }
 
-async fn read_answers(
-    mut read: OwnedReadHalf,
-    mut reader: FrameReader,
-    tx: mpsc::UnboundedSender<ReaderEvent>,
-) {
+/// Forwards the edge's bytes to the link task until the connection ends.
+async fn read_bytes(mut read: OwnedReadHalf, tx: mpsc::UnboundedSender<ReaderEvent>) {
+    let mut buf = vec![0u8; 64 * 1024];
     let why = loop {
-        match read_frame(&mut read, &mut reader).await {
-            Ok(Frame::Answers(a)) => {
-                if tx.send(ReaderEvent::Answers(a)).is_err() {
+        match read.read(&mut buf).await {
+            Ok(0) => break "closed by the edge (wrong delivery_secret?)".to_string(),
+            Ok(n) => {
+                if tx.send(ReaderEvent::Bytes(buf[..n].to_vec())).is_err() {
                     return;
                 }
             }
-            Ok(other) => {
-                break format!("unexpected {} frame from the edge", other.frame_type());
-            }
-            Err(e) => break e,
+            Err(e) => break format!("read: {e}"),
         }
     };
     let _ = tx.send(ReaderEvent::Closed(why));
