@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
+use herald_sender::{Sender, SenderConfig};
 use herald_testkit::{MockKafka, RedisServer};
 use support::*;
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 use herald_registry::{EdgeInfo, LookupCache, Registry, RegistryError};
 use tokio::time::Instant;
 
+use crate::clock::now_unix_us;
 use crate::flow::Route;
-use crate::sender::now_unix_us;
 
 /// The live edges at one refresh.
 #[derive(Debug, Default)]

@@ -16,12 +16,12 @@ use herald_protocol::kafka::{PushHeaders, Target};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::task::JoinSet;
 
+use crate::clock::now_unix_us;
 use crate::flow::{Action, PushFlow, Route, Tally};
 use crate::link::{await_reply, Item, Reply};
 use crate::metrics as m;
 use crate::pool::affinity;
 use crate::processor::Shared;
-use crate::sender::now_unix_us;
 
 /// Something a driver task finished waiting for.
 #[derive(Debug)]

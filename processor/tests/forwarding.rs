@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_processor::{Processor, Sender, SenderConfig};
+use herald_processor::Processor;
 use herald_protocol::delivery::Outcome;
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::{EdgeInfo, Registry};
+use herald_sender::{Sender, SenderConfig};
 use rdkafka::message::Message;
 use support::edge::{Reply, TestEdge};
 use support::{

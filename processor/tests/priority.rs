@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_processor::{Processor, Sender, SenderConfig};
+use herald_processor::Processor;
 use herald_protocol::delivery::Outcome;
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
+use herald_sender::{Sender, SenderConfig};
 use support::edge::{Reply, TestEdge};
 use support::{processor_config, produce_many, register, wait_assigned, wait_for, Kafka};
 
