@@ -20,6 +20,7 @@ use crate::clock::now_unix_us;
 use crate::flow::{Action, PushFlow, Route, Tally};
 use crate::link::{await_reply, Item, Reply};
 use crate::metrics as m;
+use crate::outcome::PushOutcome;
 use crate::pool::affinity;
 use crate::processor::Shared;
 
@@ -171,7 +172,8 @@ impl Driver {
                         None => {
                             // The record names an edge that is not live: a stale registry
                             // entry. Handled like the edge answering not_here.
-                            metrics::counter!(m::OUTCOMES, "outcome" => "stale_route").increment(1);
+                            metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::StaleRoute.as_str())
+                                .increment(1);
                             self.tasks.spawn(async move {
                                 Event::Reply {
                                     route,
@@ -224,7 +226,7 @@ impl Driver {
         for tally in self.flow.take_tallies() {
             match tally {
                 Tally::Outcome(outcome) => {
-                    metrics::counter!(m::OUTCOMES, "outcome" => outcome).increment(1);
+                    metrics::counter!(m::OUTCOMES, "outcome" => outcome.as_str()).increment(1);
                 }
                 Tally::Delivered { connections } => {
                     metrics::counter!(m::DELIVERED_CONNECTIONS).increment(u64::from(connections));
@@ -233,8 +235,8 @@ impl Driver {
                         metrics::histogram!(m::E2E_LATENCY).record(secs);
                     }
                 }
-                Tally::Retry(kind) => {
-                    metrics::counter!(m::RETRIES, "error" => kind).increment(1);
+                Tally::Retry(failure) => {
+                    metrics::counter!(m::RETRIES, "error" => failure.as_str()).increment(1);
                 }
             }
         }
@@ -265,7 +267,7 @@ impl Driver {
         if let Some(dead) = self.flow.dead().cloned() {
             self.shared
                 .dead
-                .send(&self.msg, dead.code, &dead.detail)
+                .send(&self.msg, &dead.reason, &dead.detail)
                 .await;
         }
         self.shared.settle(self.origin);

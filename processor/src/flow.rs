@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use herald_protocol::delivery::{is_expired, Outcome};
 
-use crate::link::{LinkError, Reply};
+use crate::link::Reply;
+use crate::outcome::{DeadReason, PushOutcome, RouteFailure};
 
 /// An edge shard's delivery port, by node id and shard index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,22 +74,22 @@ pub enum Action {
 /// A countable event (exported as `herald_processor_outcomes_total{outcome}` etc.).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tally {
-    /// A route reached a final state; the label names it.
-    Outcome(&'static str),
+    /// A route (or the whole push) reached a final state.
+    Outcome(PushOutcome),
     /// An edge wrote the push to `connections` connections.
     Delivered {
         /// Connections written to.
         connections: u32,
     },
-    /// A route is retried after this failure kind.
-    Retry(&'static str),
+    /// A route is retried after this failure.
+    Retry(RouteFailure),
 }
 
 /// Why a push goes to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadReason {
-    /// Stable kebab-case class: the `herald-dead-reason` header.
-    pub code: &'static str,
+pub struct DeadLetter {
+    /// The class: the `herald-dead-reason` header.
+    pub reason: DeadReason,
     /// Human detail: the `herald-dead-detail` header.
     pub detail: String,
 }
@@ -151,7 +152,7 @@ pub struct PushFlow {
     /// Re-look-up progress.
     relookup: Relookup,
     /// First route failure, if any: the push is dead-lettered.
-    dead: Option<DeadReason>,
+    dead: Option<DeadLetter>,
     /// Events not yet collected by the driver.
     tallies: Vec<Tally>,
     /// Jitter source for backoffs.
@@ -176,11 +177,12 @@ impl PushFlow {
     /// Starts with the routes of the first look-up.
     pub fn start(&mut self, routes: Vec<Route>, now_ms: u64) -> Vec<Action> {
         if is_expired(self.expires_at_ms, now_ms) {
-            self.tallies.push(Tally::Outcome("expired_before_send"));
+            self.tallies
+                .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
             return Vec::new();
         }
         if routes.is_empty() {
-            self.tallies.push(Tally::Outcome("offline"));
+            self.tallies.push(Tally::Outcome(PushOutcome::Offline));
             return Vec::new();
         }
         self.add_routes(routes)
@@ -228,7 +230,8 @@ impl PushFlow {
         match reply {
             Ok(answer) => {
                 *state = RouteState::Final;
-                self.tallies.push(Tally::Outcome(answer.outcome.as_str()));
+                self.tallies
+                    .push(Tally::Outcome(PushOutcome::Answered(answer.outcome)));
                 match answer.outcome {
                     Outcome::Delivered => {
                         self.tallies.push(Tally::Delivered {
@@ -250,7 +253,7 @@ impl PushFlow {
                             // The pending look-up covers this route too.
                             Relookup::Pending => Vec::new(),
                             Relookup::Done => {
-                                self.tallies.push(Tally::Outcome("offline"));
+                                self.tallies.push(Tally::Outcome(PushOutcome::Offline));
                                 Vec::new()
                             }
                         }
@@ -259,15 +262,17 @@ impl PushFlow {
                 }
             }
             Err(err) => {
-                if err.is_retryable() && expired {
+                let failure = err.failure();
+                if failure.is_retryable() && expired {
                     *state = RouteState::Final;
-                    self.tallies.push(Tally::Outcome("expired_before_send"));
+                    self.tallies
+                        .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
                     return Vec::new();
                 }
-                if err.is_retryable() && attempt < params.max_attempts {
+                if failure.is_retryable() && attempt < params.max_attempts {
                     let next = attempt + 1;
                     *state = RouteState::Backoff { attempt: next };
-                    self.tallies.push(Tally::Retry(err.kind()));
+                    self.tallies.push(Tally::Retry(failure));
                     let after = params.backoff(next, jitter);
                     return vec![Action::Retry {
                         route: route.clone(),
@@ -276,16 +281,11 @@ impl PushFlow {
                     }];
                 }
                 *state = RouteState::Final;
-                let code = match err {
-                    LinkError::Unreachable(_) => "edge-unreachable",
-                    LinkError::Lost(_) => "edge-connection-lost",
-                    LinkError::Timeout => "edge-timeout",
-                    LinkError::Unencodable(_) => "unencodable",
-                };
-                self.tallies.push(Tally::Outcome(code_outcome(code)));
+                self.tallies
+                    .push(Tally::Outcome(PushOutcome::Failed(failure)));
                 if self.dead.is_none() {
-                    self.dead = Some(DeadReason {
-                        code,
+                    self.dead = Some(DeadLetter {
+                        reason: DeadReason::Route(failure),
                         detail: format!("{route}: {err} (attempt {attempt})"),
                     });
                 }
@@ -305,7 +305,8 @@ impl PushFlow {
         }
         if expired {
             *state = RouteState::Final;
-            self.tallies.push(Tally::Outcome("expired_before_send"));
+            self.tallies
+                .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
             return Vec::new();
         }
         *state = RouteState::InFlight { attempt };
@@ -323,7 +324,8 @@ impl PushFlow {
         }
         self.relookup = Relookup::Done;
         if is_expired(self.expires_at_ms, now_ms) {
-            self.tallies.push(Tally::Outcome("expired_before_send"));
+            self.tallies
+                .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
             return Vec::new();
         }
         let actions = match routes {
@@ -331,7 +333,7 @@ impl PushFlow {
             None => Vec::new(),
         };
         if actions.is_empty() {
-            self.tallies.push(Tally::Outcome("offline"));
+            self.tallies.push(Tally::Outcome(PushOutcome::Offline));
         }
         actions
     }
@@ -348,24 +350,15 @@ impl PushFlow {
     }
 
     /// Whether (and why) the push must be dead-lettered; meaningful once finished.
-    pub fn dead(&self) -> Option<&DeadReason> {
+    pub fn dead(&self) -> Option<&DeadLetter> {
         self.dead.as_ref()
-    }
-}
-
-/// Outcome label of a failed route (snake_case like the edge outcomes).
-fn code_outcome(code: &'static str) -> &'static str {
-    match code {
-        "edge-unreachable" => "failed_unreachable",
-        "edge-connection-lost" => "failed_connection_lost",
-        "edge-timeout" => "failed_timeout",
-        _ => "failed_unencodable",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::LinkError;
     use herald_protocol::delivery::{Answer, NEVER_EXPIRES};
 
     fn params() -> FlowParams {
@@ -395,7 +388,7 @@ mod tests {
         f.take_tallies()
             .into_iter()
             .filter_map(|t| match t {
-                Tally::Outcome(o) => Some(o),
+                Tally::Outcome(o) => Some(o.as_str()),
                 _ => None,
             })
             .collect()
@@ -418,7 +411,7 @@ mod tests {
         assert!(t.contains(&Tally::Delivered { connections: 2 }));
         assert_eq!(
             t.iter()
-                .filter(|x| **x == Tally::Outcome("delivered"))
+                .filter(|x| x == &&Tally::Outcome(PushOutcome::Answered(Outcome::Delivered)))
                 .count(),
             2
         );
@@ -566,11 +559,13 @@ mod tests {
             .is_empty());
         assert!(f.is_finished());
         let dead = f.dead().unwrap();
-        assert_eq!(dead.code, "edge-timeout");
+        assert_eq!(dead.reason.as_str(), "edge-timeout");
         assert!(dead.detail.contains("a/0"), "{}", dead.detail);
         let t = f.take_tallies();
         assert_eq!(t.iter().filter(|x| matches!(x, Tally::Retry(_))).count(), 2);
-        assert!(t.contains(&Tally::Outcome("failed_timeout")));
+        assert!(t
+            .iter()
+            .any(|x| matches!(x, Tally::Outcome(o) if o.as_str() == "failed_timeout")));
     }
 
     #[test]
@@ -584,7 +579,7 @@ mod tests {
             0,
         );
         assert!(f.is_finished());
-        assert_eq!(f.dead().unwrap().code, "unencodable");
+        assert_eq!(f.dead().unwrap().reason.as_str(), "unencodable");
 
         let mut f = PushFlow::new(params(), false, 100);
         f.start(vec![r("a", 0)], 0);

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use crate::driver::{now_ms, Driver, Origin};
 use crate::flow::Route;
 use crate::metrics as m;
+use crate::outcome::{DeadReason, PushOutcome};
 use crate::processor::Shared;
 
 /// Where a queued record's routes stand.
@@ -161,11 +162,15 @@ fn intake(
     let headers = match parsed {
         Ok(h) => h,
         Err(malformed) => {
-            metrics::counter!(m::OUTCOMES, "outcome" => "malformed").increment(1);
+            metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::Malformed.as_str())
+                .increment(1);
             let shared = shared.clone();
             let detail = malformed.to_string();
             drivers.spawn(async move {
-                shared.dead.send(&msg, malformed.reason(), &detail).await;
+                shared
+                    .dead
+                    .send(&msg, &DeadReason::Malformed(malformed), &detail)
+                    .await;
                 shared.settle(origin);
             });
             return;
@@ -173,20 +178,25 @@ fn intake(
     };
     let payload_len = msg.payload().map_or(0, <[u8]>::len);
     if payload_len > shared.max_payload_bytes {
-        metrics::counter!(m::OUTCOMES, "outcome" => "payload_too_large").increment(1);
+        metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::PayloadTooLarge.as_str())
+            .increment(1);
         let shared = shared.clone();
         let detail = format!(
             "payload is {payload_len} bytes, the limit is {}",
             shared.max_payload_bytes
         );
         drivers.spawn(async move {
-            shared.dead.send(&msg, "payload-too-large", &detail).await;
+            shared
+                .dead
+                .send(&msg, &DeadReason::PayloadTooLarge, &detail)
+                .await;
             shared.settle(origin);
         });
         return;
     }
     if headers.is_expired(now_ms()) {
-        metrics::counter!(m::OUTCOMES, "outcome" => "expired_before_send").increment(1);
+        metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::ExpiredBeforeSend.as_str())
+            .increment(1);
         shared.settle(origin);
         return;
     }

@@ -17,6 +17,7 @@
 //! - `driver` / [`flow`]: one push's forwarding — the policy is sans-io in `flow`.
 //! - [`directory`]: registry look-ups and edge membership → routes and addresses.
 //! - [`pool`] / [`link`]: authenticated delivery connections, batching, answers.
+//! - [`outcome`]: outcomes, route failures and dead-letter reasons (metric labels) as enums.
 //! - [`deadletter`]: the dead-letter producer.
 //! - [`autoscale`]: the recommended-replicas estimate (pure).
 //! - [`metrics`]: metric names and the Prometheus endpoint.
@@ -35,6 +36,7 @@ pub mod inflight;
 mod lane;
 pub mod link;
 pub mod metrics;
+pub mod outcome;
 pub mod partitions;
 pub mod pool;
 pub mod priority;

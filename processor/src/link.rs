@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryConfig;
 use crate::metrics as m;
+use crate::outcome::RouteFailure;
 
 /// Why a message got no answer from the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,19 +51,19 @@ pub enum LinkError {
 }
 
 impl LinkError {
-    /// Whether another attempt may succeed.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, LinkError::Unencodable(_))
+    /// The class of the failure, for the forwarding policy and metrics.
+    pub fn failure(&self) -> RouteFailure {
+        match self {
+            LinkError::Unreachable(_) => RouteFailure::Unreachable,
+            LinkError::Lost(_) => RouteFailure::ConnectionLost,
+            LinkError::Timeout => RouteFailure::Timeout,
+            LinkError::Unencodable(_) => RouteFailure::Unencodable,
+        }
     }
 
-    /// Stable snake_case name for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LinkError::Unreachable(_) => "unreachable",
-            LinkError::Lost(_) => "lost",
-            LinkError::Timeout => "timeout",
-            LinkError::Unencodable(_) => "unencodable",
-        }
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.failure().is_retryable()
     }
 }
 
