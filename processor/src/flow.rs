@@ -543,7 +543,9 @@ mod tests {
         let a = f.on_reply(
             &r("a", 0),
             2,
-            Err(LinkError::Unreachable("refused".into())),
+            Err(LinkError::Unreachable(std::sync::Arc::new(
+                crate::link::ConnectError::Backoff,
+            ))),
             10,
         );
         let [Action::Retry {
@@ -575,7 +577,12 @@ mod tests {
         f.on_reply(
             &r("a", 0),
             1,
-            Err(LinkError::Unencodable("user too long".into())),
+            Err(LinkError::Unencodable(
+                herald_protocol::delivery::EncodeError::StringTooLong {
+                    field: "user",
+                    len: 70_000,
+                },
+            )),
             0,
         );
         assert!(f.is_finished());
@@ -583,7 +590,12 @@ mod tests {
 
         let mut f = PushFlow::new(params(), false, 100);
         f.start(vec![r("a", 0)], 0);
-        f.on_reply(&r("a", 0), 1, Err(LinkError::Lost("reset".into())), 50);
+        f.on_reply(
+            &r("a", 0),
+            1,
+            Err(LinkError::lost(crate::link::ConnectionLost::Closed)),
+            50,
+        );
         assert!(f.on_due(&r("a", 0), 2, 100).is_empty());
         assert!(f.is_finished());
         assert!(

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::kafka::{PushHeaders, Target};
+use herald_registry::RegistryError;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -42,9 +43,20 @@ enum Routes {
     /// Known (broadcast fan-out, or a finished look-up).
     Ready(Vec<Route>),
     /// Look-up in flight.
-    Lookup(AbortOnDrop<Result<Vec<Route>, String>>),
+    Lookup(AbortOnDrop<Result<Vec<Route>, LookupError>>),
     /// The last look-up failed; try again at this instant.
     RetryAt(Instant),
+}
+
+/// Why a look-up gave no routes (the record is retried after a backoff).
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The look-up task died.
+    #[error("look-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A task handle that aborts the task when dropped.
@@ -101,7 +113,7 @@ fn start_lookup(shared: &Arc<Shared>, headers: &PushHeaders) -> Routes {
             .directory
             .user_routes(&user, device.as_deref())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(LookupError::from)
     })))
 }
 
@@ -114,7 +126,7 @@ async fn front_ready(shared: &Arc<Shared>, queued: &mut Queued) {
             Routes::Lookup(handle) => {
                 let result = (&mut handle.0)
                     .await
-                    .unwrap_or_else(|e| Err(format!("look-up task failed: {e}")));
+                    .unwrap_or_else(|e| Err(LookupError::from(e)));
                 queued.routes = match result {
                     Ok(routes) => Routes::Ready(routes),
                     Err(e) => {

@@ -19,8 +19,11 @@
 //! Messages of one user always go through the same link (see `pool`), and a link writes in
 //! submission order within a priority, so per-user order survives forwarding.
 
+mod error;
+
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::delivery::session::{ClientEvent, ClientSession, SessionError};
@@ -35,48 +38,8 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryConfig;
 use crate::metrics as m;
-use crate::outcome::RouteFailure;
 
-/// Why a message got no answer from the edge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkError {
-    /// The delivery port could not be reached or refused the handshake; nothing was sent.
-    Unreachable(String),
-    /// The connection broke (or was dropped as stalled) after the message may have been sent.
-    Lost(String),
-    /// No answer within `request_timeout` (applied by the caller).
-    Timeout,
-    /// The message cannot be put in a frame (a field over the wire limits); retrying is futile.
-    Unencodable(String),
-}
-
-impl LinkError {
-    /// The class of the failure, for the forwarding policy and metrics.
-    pub fn failure(&self) -> RouteFailure {
-        match self {
-            LinkError::Unreachable(_) => RouteFailure::Unreachable,
-            LinkError::Lost(_) => RouteFailure::ConnectionLost,
-            LinkError::Timeout => RouteFailure::Timeout,
-            LinkError::Unencodable(_) => RouteFailure::Unencodable,
-        }
-    }
-
-    /// Whether another attempt may succeed.
-    pub fn is_retryable(&self) -> bool {
-        self.failure().is_retryable()
-    }
-}
-
-impl fmt::Display for LinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LinkError::Unreachable(why) => write!(f, "edge unreachable: {why}"),
-            LinkError::Lost(why) => write!(f, "connection lost: {why}"),
-            LinkError::Timeout => write!(f, "no answer in time"),
-            LinkError::Unencodable(why) => write!(f, "cannot encode: {why}"),
-        }
-    }
-}
+pub use error::{ConnectError, ConnectionLost, HandshakeError, LinkError};
 
 /// What to send; the link assigns the `seq`.
 #[derive(Debug, Clone)]
@@ -166,7 +129,7 @@ impl LinkHandle {
         if let Err(mpsc::error::SendError(req)) = queue.send(Request { item, reply }) {
             let _ = req
                 .reply
-                .send(Err(LinkError::Lost("link task stopped".into())));
+                .send(Err(LinkError::lost(ConnectionLost::TaskStopped)));
         }
         rx
     }
@@ -181,7 +144,7 @@ impl LinkHandle {
 pub async fn await_reply(rx: oneshot::Receiver<Reply>, timeout: Duration) -> Reply {
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(reply)) => reply,
-        Ok(Err(_)) => Err(LinkError::Lost("link task dropped the message".into())),
+        Ok(Err(_)) => Err(LinkError::lost(ConnectionLost::Dropped)),
         Err(_) => Err(LinkError::Timeout),
     }
 }
@@ -192,7 +155,7 @@ enum ReaderEvent {
     /// Bytes from the edge, for the session.
     Bytes(Vec<u8>),
     /// The connection is unusable (EOF, I/O error).
-    Closed(String),
+    Closed(ConnectionLost),
 }
 
 /// A message written and not yet answered.
@@ -296,12 +259,12 @@ async fn run(
                         let result = conn.as_mut().map_or(Ok(()), |c| c.on_bytes(&bytes));
                         if let Err(e) = result {
                             log::info!("delivery connection to {addr} closed: {e}");
-                            drop_conn(&mut conn, LinkError::Lost(e.to_string()));
+                            drop_conn(&mut conn, LinkError::lost(ConnectionLost::Protocol(e)));
                         }
                     }
                     ReaderEvent::Closed(why) => {
                         log::info!("delivery connection to {addr} closed: {why}");
-                        drop_conn(&mut conn, LinkError::Lost(why));
+                        drop_conn(&mut conn, LinkError::lost(why));
                     }
                 }
                 continue;
@@ -318,7 +281,7 @@ async fn run(
         if conn.is_none() {
             let now = Instant::now();
             let outcome = if now < next_connect {
-                Err("reconnect backoff".to_string())
+                Err(ConnectError::Backoff)
             } else {
                 next_connect = now + settings.reconnect_backoff;
                 connect(&addr, &settings).await
@@ -326,7 +289,7 @@ async fn run(
             match outcome {
                 Ok(c) => conn = Some(c),
                 Err(why) => {
-                    let err = LinkError::Unreachable(why);
+                    let err = LinkError::Unreachable(Arc::new(why));
                     let _ = first.reply.send(Err(err.clone()));
                     while let Some(r) = try_recv_any(&mut queues) {
                         let _ = r.reply.send(Err(err.clone()));
@@ -341,10 +304,10 @@ async fn run(
         };
         if let Err(why) = write_batch(c, batch, &mut next_seq, &settings).await {
             log::info!("delivery connection to {addr} failed: {why}");
-            drop_conn(&mut conn, LinkError::Lost(why));
+            drop_conn(&mut conn, LinkError::lost(why));
         }
     }
-    drop_conn(&mut conn, LinkError::Lost("link stopped".into()));
+    drop_conn(&mut conn, LinkError::lost(ConnectionLost::LinkStopped));
 }
 
 /// The next reader event, or never when there is no connection.
@@ -354,7 +317,7 @@ async fn recv_event(conn: &mut Option<Conn>) -> ReaderEvent {
             .events
             .recv()
             .await
-            .unwrap_or_else(|| ReaderEvent::Closed("reader stopped".into())),
+            .unwrap_or(ReaderEvent::Closed(ConnectionLost::ReaderStopped)),
         None => std::future::pending().await,
     }
 }
@@ -430,7 +393,7 @@ async fn write_batch(
     batch: Vec<Request>,
     next_seq: &mut u64,
     settings: &LinkSettings,
-) -> Result<(), String> {
+) -> Result<(), ConnectionLost> {
     let mut delivers: Vec<DeliverMsg> = Vec::new();
     let mut replies: Vec<(u64, oneshot::Sender<Reply>)> = Vec::new();
     let mut frames = 0u64;
@@ -460,7 +423,7 @@ async fn write_batch(
                             pending.insert(seq, Pending { reply });
                         }
                         Err(e) => {
-                            let _ = reply.send(Err(LinkError::Unencodable(unencodable(e))));
+                            let _ = reply.send(Err(unencodable(e)));
                         }
                     }
                 }
@@ -508,7 +471,7 @@ async fn write_batch(
                         c.pending.insert(seq, Pending { reply: req.reply });
                     }
                     Err(e) => {
-                        let _ = req.reply.send(Err(LinkError::Unencodable(unencodable(e))));
+                        let _ = req.reply.send(Err(unencodable(e)));
                     }
                 }
             }
@@ -524,30 +487,29 @@ async fn write_batch(
     metrics::counter!(m::DELIVERY_FRAMES).increment(frames);
     let written = c.write.write_all(c.session.transmit()).await;
     c.session.clear_transmit();
-    written.map_err(|e| format!("write: {e}"))
+    written.map_err(ConnectionLost::Write)
 }
 
-/// The text of a refused send: the encoder's reason, without the session's prefix.
-fn unencodable(e: SessionError) -> String {
+/// The failure of a message the session refused to send (the session is open, so only an
+/// encoding error is possible).
+fn unencodable(e: SessionError) -> LinkError {
     match e {
-        SessionError::Encode(e) => e.to_string(),
-        other => other.to_string(),
+        SessionError::Encode(e) => LinkError::Unencodable(e),
+        other => LinkError::lost(ConnectionLost::Protocol(other)),
     }
 }
 
 /// TCP connect plus the mutual HMAC handshake, all within `connect_timeout`.
-async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, String> {
+async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, ConnectError> {
     let result = tokio::time::timeout(settings.connect_timeout, handshake(addr, &settings.secret))
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no handshake within {:?}",
-                settings.connect_timeout
-            ))
-        });
+        .unwrap_or(Err(HandshakeError::TimedOut(settings.connect_timeout)));
     metrics::counter!(m::DELIVERY_CONNECTS, "result" => if result.is_ok() { "ok" } else { "error" })
         .increment(1);
-    let (read, write, session) = result.map_err(|e| format!("{addr}: {e}"))?;
+    let (read, write, session) = result.map_err(|cause| ConnectError::Failed {
+        addr: addr.to_string(),
+        cause,
+    })?;
     let (tx, events) = mpsc::unbounded_channel();
     let reader = tokio::spawn(read_bytes(read, tx));
     metrics::gauge!(m::DELIVERY_CONNECTIONS).increment(1.0);
@@ -564,39 +526,34 @@ async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, String> {
 async fn handshake(
     addr: &str,
     secret: &[u8],
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, ClientSession), String> {
+) -> Result<(OwnedReadHalf, OwnedWriteHalf, ClientSession), HandshakeError> {
     let stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(HandshakeError::Connect)?;
     let _ = stream.set_nodelay(true);
     let (mut read, mut write) = stream.into_split();
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
+    getrandom::fill(&mut nonce).map_err(HandshakeError::Randomness)?;
     let mut session = ClientSession::new(secret, nonce, DEFAULT_MAX_FRAME_LEN);
     let mut buf = [0u8; 4096];
     loop {
         match session.poll_event() {
             Ok(Some(ClientEvent::Authenticated)) => return Ok((read, write, session)),
-            Ok(Some(ClientEvent::Answers(_))) => return Err("answers before AuthOk".into()),
-            Ok(None) => {}
-            Err(e @ SessionError::Auth(_)) => {
-                return Err(format!("{e} (is delivery_secret the edges' one?)"))
-            }
-            Err(e) => return Err(e.to_string()),
+            // A session yields answers only once open.
+            Ok(Some(ClientEvent::Answers(_))) | Ok(None) => {}
+            Err(e @ SessionError::Auth(_)) => return Err(HandshakeError::Refused(e)),
+            Err(e) => return Err(HandshakeError::Protocol(e)),
         }
         if !session.transmit().is_empty() {
             write
                 .write_all(session.transmit())
                 .await
-                .map_err(|e| format!("write: {e}"))?;
+                .map_err(HandshakeError::Write)?;
             session.clear_transmit();
         }
-        let n = read
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        let n = read.read(&mut buf).await.map_err(HandshakeError::Read)?;
         if n == 0 {
-            return Err("closed by the edge (wrong delivery_secret?)".into());
+            return Err(HandshakeError::Closed);
         }
         session.handle_input(&buf[..n]);
     }
@@ -607,13 +564,13 @@ async fn read_bytes(mut read: OwnedReadHalf, tx: mpsc::UnboundedSender<ReaderEve
     let mut buf = vec![0u8; 64 * 1024];
     let why = loop {
         match read.read(&mut buf).await {
-            Ok(0) => break "closed by the edge (wrong delivery_secret?)".to_string(),
+            Ok(0) => break ConnectionLost::Closed,
             Ok(n) => {
                 if tx.send(ReaderEvent::Bytes(buf[..n].to_vec())).is_err() {
                     return;
                 }
             }
-            Err(e) => break format!("read: {e}"),
+            Err(e) => break ConnectionLost::Read(e),
         }
     };
     let _ = tx.send(ReaderEvent::Closed(why));
