@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use herald_protocol::delivery::{Answer, BroadcastMsg, DeliverMsg, Outcome, NEVER_EXPIRES};
-use herald_protocol::kafka::{PushHeaders, Target};
+use herald_protocol::kafka::{Priority, PushHeaders, Target};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::task::JoinSet;
 
@@ -50,8 +50,8 @@ enum Event {
 /// Where a record came from, to settle it.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin {
-    /// Priority level (index of the topic).
-    pub level: usize,
+    /// Priority of the record's topic.
+    pub priority: Priority,
     /// Partition.
     pub partition: i32,
     /// Assignment generation the record was admitted in.
@@ -153,7 +153,7 @@ impl Driver {
                     let submitted = self.shared.pool.submit(
                         &self.shared.directory,
                         &route,
-                        self.origin.level,
+                        self.origin.priority,
                         affinity(key),
                         self.item(),
                     );

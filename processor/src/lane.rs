@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_protocol::kafka::{PushHeaders, Target};
+use herald_protocol::kafka::{Priority, PushHeaders, Target};
 use herald_registry::RegistryError;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
@@ -85,8 +85,8 @@ struct Queued {
 /// What the lane needs to know about its partition.
 #[derive(Debug, Clone, Copy)]
 pub struct LaneId {
-    /// Priority level.
-    pub level: usize,
+    /// Priority of the partition's topic.
+    pub priority: Priority,
     /// Partition.
     pub partition: i32,
     /// Assignment generation.
@@ -154,12 +154,12 @@ fn intake(
     drivers: &mut JoinSet<()>,
     queue: &mut VecDeque<Queued>,
 ) {
-    if !shared.topics[id.level].admit(id.partition, id.generation, msg.offset()) {
+    if !shared.topics[id.priority].admit(id.partition, id.generation, msg.offset()) {
         // Revoked: the partition's new owner forwards it.
         return;
     }
     let origin = Origin {
-        level: id.level,
+        priority: id.priority,
         partition: id.partition,
         generation: id.generation,
         offset: msg.offset(),
@@ -225,7 +225,7 @@ fn intake(
 }
 
 async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
-    let topic = shared.topics[id.level].clone();
+    let topic = shared.topics[id.priority].clone();
     let mut drivers: JoinSet<()> = JoinSet::new();
     let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut closed = false;
@@ -253,7 +253,7 @@ async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Ow
                 }
                 let Routes::Ready(routes) = q.routes else { continue };
                 let origin = Origin {
-                    level: id.level,
+                    priority: id.priority,
                     partition: id.partition,
                     generation: id.generation,
                     offset: q.msg.offset(),

@@ -30,6 +30,7 @@ use herald_protocol::delivery::session::{ClientEvent, ClientSession, SessionErro
 use herald_protocol::delivery::{
     Answer, BroadcastMsg, DeliverMsg, DEFAULT_MAX_FRAME_LEN, DELIVER_FRAME_OVERHEAD, NONCE_LEN,
 };
+use herald_protocol::kafka::Priority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -38,6 +39,7 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryConfig;
 use crate::metrics as m;
+use crate::priority::ByPriority;
 
 pub use error::{ConnectError, ConnectionLost, HandshakeError, LinkError};
 
@@ -108,24 +110,31 @@ impl From<&DeliveryConfig> for LinkSettings {
 /// The submitting side of a link; dropping every clone stops the task.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
-    /// One queue per priority level (0 highest).
-    queues: [mpsc::UnboundedSender<Request>; 3],
+    /// One queue per priority.
+    queues: ByPriority<mpsc::UnboundedSender<Request>>,
 }
 
 impl LinkHandle {
     /// Starts a link to `addr` (`host:port`) on the current tokio runtime.
     pub fn spawn(addr: String, settings: LinkSettings) -> LinkHandle {
-        let (h, rh) = mpsc::unbounded_channel();
-        let (n, rn) = mpsc::unbounded_channel();
-        let (l, rl) = mpsc::unbounded_channel();
-        tokio::spawn(run(addr, settings, [rh, rn, rl]));
-        LinkHandle { queues: [h, n, l] }
+        let mut receivers: ByPriority<Option<mpsc::UnboundedReceiver<Request>>> =
+            ByPriority::default();
+        let queues = ByPriority::from_fn(|p| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            receivers[p] = Some(rx);
+            tx
+        });
+        let receivers = receivers
+            .into_array()
+            .map(|rx| rx.unwrap_or_else(|| unreachable!("one receiver per priority")));
+        tokio::spawn(run(addr, settings, receivers));
+        LinkHandle { queues }
     }
 
-    /// Queues `item` at priority `level` (0 highest); the receiver yields the answer.
-    pub fn submit(&self, level: usize, item: Item) -> oneshot::Receiver<Reply> {
+    /// Queues `item` at `priority`; the receiver yields the answer.
+    pub fn submit(&self, priority: Priority, item: Item) -> oneshot::Receiver<Reply> {
         let (reply, rx) = oneshot::channel();
-        let queue = &self.queues[level.min(2)];
+        let queue = &self.queues[priority];
         if let Err(mpsc::error::SendError(req)) = queue.send(Request { item, reply }) {
             let _ = req
                 .reply
@@ -136,7 +145,7 @@ impl LinkHandle {
 
     /// Whether the task is gone (it never stops while a handle lives, unless it panicked).
     pub fn is_closed(&self) -> bool {
-        self.queues[0].is_closed()
+        self.queues[Priority::High].is_closed()
     }
 }
 

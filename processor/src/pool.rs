@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
+use herald_protocol::kafka::Priority;
 use tokio::sync::oneshot;
 
 use crate::directory::Directory;
@@ -53,13 +54,13 @@ impl DeliveryPool {
         }
     }
 
-    /// Queues `item` on `route` at priority `level`. `None` when the route has no address
+    /// Queues `item` on `route` at `priority`. `None` when the route has no address
     /// (its node is not a live edge).
     pub fn submit(
         &self,
         directory: &Directory,
         route: &Route,
-        level: usize,
+        priority: Priority,
         affinity: u64,
         item: Item,
     ) -> Option<oneshot::Receiver<Reply>> {
@@ -79,7 +80,7 @@ impl DeliveryPool {
             entry.addr = addr;
         }
         let link = &entry.links[(affinity % entry.links.len() as u64) as usize];
-        Some(link.submit(level, item))
+        Some(link.submit(priority, item))
     }
 
     /// Drops the links of routes that no longer have an address.
