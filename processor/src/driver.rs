@@ -6,21 +6,26 @@
 //! `JoinSet`, feeds them to the flow, and performs the actions it returns. When the flow is
 //! finished the record is dead-lettered if needed and then settled.
 //!
+//! Routes arrive resolved (address included) from the look-up; the driver keeps their
+//! addresses for the sends and tells the flow only whether each route is live. A transport
+//! failure reaches the flow as its own [`SendFailure`], not as the link's error type.
+//!
 //! Dropping a driver (processor stopped) aborts its tasks; the record stays unsettled and is
 //! delivered again by the partition's next owner.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use herald_protocol::delivery::{Answer, BroadcastMsg, DeliverMsg, Outcome, NEVER_EXPIRES};
+use herald_protocol::delivery::{BroadcastMsg, DeliverMsg, NEVER_EXPIRES};
 use herald_protocol::kafka::{Priority, PushHeaders, Target};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::task::JoinSet;
 
 use crate::clock::now_unix_us;
-use crate::flow::{Action, PushFlow, Route, Tally};
-use crate::link::{await_reply, Item, Reply};
+use crate::directory::Resolved;
+use crate::flow::{Action, PushFlow, Reply, Route, RouteStatus, SendFailure, Tally};
+use crate::link::{await_reply, Item};
 use crate::metrics as m;
-use crate::outcome::PushOutcome;
 use crate::pool::affinity;
 use crate::processor::Shared;
 
@@ -44,7 +49,7 @@ enum Event {
         attempt: u32,
     },
     /// The re-look-up finished (`None`: the registry failed).
-    Relooked(Option<Vec<Route>>),
+    Relooked(Option<Vec<Resolved>>),
 }
 
 /// Where a record came from, to settle it.
@@ -74,6 +79,8 @@ pub struct Driver {
     message_id: String,
     /// Forwarding state.
     flow: PushFlow,
+    /// Delivery-port address of every live route the look-ups returned.
+    addrs: HashMap<Route, Arc<str>>,
     /// Pending replies, backoffs and look-ups.
     tasks: JoinSet<Event>,
 }
@@ -98,7 +105,7 @@ impl Driver {
         origin: Origin,
         msg: OwnedMessage,
         headers: PushHeaders,
-        routes: Vec<Route>,
+        routes: Vec<Resolved>,
     ) -> Driver {
         let message_id = headers
             .id
@@ -108,6 +115,7 @@ impl Driver {
             shared.flow,
             matches!(headers.target, Target::Broadcast),
             headers.expires_at_ms.unwrap_or(NEVER_EXPIRES),
+            fastrand::u64(..),
         );
         let mut driver = Driver {
             shared,
@@ -116,11 +124,27 @@ impl Driver {
             headers,
             message_id,
             flow,
+            addrs: HashMap::new(),
             tasks: JoinSet::new(),
         };
+        let routes = driver.remember(routes);
         let actions = driver.flow.start(routes, now_ms());
         driver.apply(actions);
         driver
+    }
+
+    /// Keeps the addresses of `resolved` for the sends; returns what the flow needs.
+    fn remember(&mut self, resolved: Vec<Resolved>) -> Vec<(Route, RouteStatus)> {
+        resolved
+            .into_iter()
+            .map(|r| {
+                let status = r.status();
+                if let Some(addr) = r.addr {
+                    self.addrs.insert(r.route.clone(), addr);
+                }
+                (r.route, status)
+            })
+            .collect()
     }
 
     fn item(&self) -> Item {
@@ -149,44 +173,31 @@ impl Driver {
             log::debug!("{}: {action:?}", self.message_id);
             match action {
                 Action::Send { route, attempt } => {
+                    let Some(addr) = self.addrs.get(&route) else {
+                        // The flow sends only routes it was told are live, which have one.
+                        log::error!("{}: no address for {route}", self.message_id);
+                        continue;
+                    };
                     let key = self.headers.target.user().unwrap_or(&self.message_id);
-                    let submitted = self.shared.pool.submit(
-                        &self.shared.directory,
+                    let rx = self.shared.pool.submit(
                         &route,
+                        addr,
                         self.origin.priority,
                         affinity(key),
                         self.item(),
                     );
-                    match submitted {
-                        Some(rx) => {
-                            let timeout = self.shared.request_timeout;
-                            self.tasks.spawn(async move {
-                                let reply = await_reply(rx, timeout).await;
-                                Event::Reply {
-                                    route,
-                                    attempt,
-                                    reply,
-                                }
-                            });
+                    let timeout = self.shared.request_timeout;
+                    self.tasks.spawn(async move {
+                        let reply = await_reply(rx, timeout).await.map_err(|e| SendFailure {
+                            failure: e.failure(),
+                            detail: e.to_string(),
+                        });
+                        Event::Reply {
+                            route,
+                            attempt,
+                            reply,
                         }
-                        None => {
-                            // The record names an edge that is not live: a stale registry
-                            // entry. Handled like the edge answering not_here.
-                            metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::StaleRoute.as_str())
-                                .increment(1);
-                            self.tasks.spawn(async move {
-                                Event::Reply {
-                                    route,
-                                    attempt,
-                                    reply: Ok(Answer {
-                                        seq: 0,
-                                        outcome: Outcome::NotHere,
-                                        delivered: 0,
-                                    }),
-                                }
-                            });
-                        }
-                    }
+                    });
                 }
                 Action::Retry {
                     route,
@@ -260,7 +271,10 @@ impl Driver {
                     reply,
                 } => self.flow.on_reply(&route, attempt, reply, now),
                 Event::Due { route, attempt } => self.flow.on_due(&route, attempt, now),
-                Event::Relooked(routes) => self.flow.on_relookup(routes, now),
+                Event::Relooked(routes) => {
+                    let routes = routes.map(|r| self.remember(r));
+                    self.flow.on_relookup(routes, now)
+                }
             };
             self.apply(actions);
         }

@@ -6,6 +6,9 @@
 //! `now_ms` and replies in). The rules:
 //!
 //! - `delivered`, `expired`, `slow_consumer`, `unencodable` answers are final for their route.
+//! - A route whose node is not a live edge ([`RouteStatus::DeadNode`], known from the look-up)
+//!   is never sent to: it counts as `stale_route` and is handled like a `not_here` answer
+//!   (and, as before, counted as one).
 //! - `not_here` (the registry entry was stale) or `draining` (the shard is emptying; its
 //!   clients reconnect elsewhere) on a user route: the route is final, the driver invalidates
 //!   the look-up cache and looks up once more ([`Action::Relookup`], after a backoff for
@@ -19,14 +22,14 @@
 //! - Nothing is sent once the push expired: such routes end as `expired_before_send`.
 //!
 //! The push is finished when every route is final and no look-up is pending; [`PushFlow::dead`]
-//! then says whether it goes to the dead-letter topic.
+//! then says whether it goes to the dead-letter topic. Backoff jitter comes from a generator
+//! seeded by the caller, so a test replays the same delays.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_protocol::delivery::{is_expired, Outcome};
+use herald_protocol::delivery::{is_expired, Answer, Outcome};
 
-use crate::link::Reply;
 use crate::outcome::{DeadReason, PushOutcome, RouteFailure};
 
 /// An edge shard's delivery port, by node id and shard index.
@@ -43,6 +46,27 @@ impl std::fmt::Display for Route {
         write!(f, "{}/{}", self.node, self.shard)
     }
 }
+
+/// Whether a looked-up route can be sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteStatus {
+    /// Its node is a live edge with a delivery port for the shard.
+    Live,
+    /// Its node is not a live edge (or has no such shard): the registry record is stale.
+    DeadNode,
+}
+
+/// Why a send got no answer (the driver's transport error, reduced to what the policy needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// The class: retried or final, and the metric labels.
+    pub failure: RouteFailure,
+    /// Human detail, for the dead letter.
+    pub detail: String,
+}
+
+/// What came back for one send: the edge's answer, or why there is none.
+pub type Reply = Result<Answer, SendFailure>;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +184,14 @@ pub struct PushFlow {
 }
 
 impl PushFlow {
-    /// A flow for a push expiring at `expires_at_ms` (`broadcast` if it targets everyone).
-    pub fn new(params: FlowParams, broadcast: bool, expires_at_ms: u64) -> PushFlow {
+    /// A flow for a push expiring at `expires_at_ms` (`broadcast` if it targets everyone);
+    /// `jitter_seed` seeds the backoff jitter.
+    pub fn new(
+        params: FlowParams,
+        broadcast: bool,
+        expires_at_ms: u64,
+        jitter_seed: u64,
+    ) -> PushFlow {
         PushFlow {
             broadcast,
             expires_at_ms,
@@ -170,12 +200,12 @@ impl PushFlow {
             relookup: Relookup::NotNeeded,
             dead: None,
             tallies: Vec::new(),
-            rng: fastrand::Rng::new(),
+            rng: fastrand::Rng::with_seed(jitter_seed),
         }
     }
 
     /// Starts with the routes of the first look-up.
-    pub fn start(&mut self, routes: Vec<Route>, now_ms: u64) -> Vec<Action> {
+    pub fn start(&mut self, routes: Vec<(Route, RouteStatus)>, now_ms: u64) -> Vec<Action> {
         if is_expired(self.expires_at_ms, now_ms) {
             self.tallies
                 .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
@@ -185,20 +215,61 @@ impl PushFlow {
             self.tallies.push(Tally::Outcome(PushOutcome::Offline));
             return Vec::new();
         }
-        self.add_routes(routes)
+        self.add_routes(routes).1
     }
 
-    fn add_routes(&mut self, routes: Vec<Route>) -> Vec<Action> {
+    /// Adds the routes not tried yet: live ones are sent, dead ones are final at once.
+    /// Returns how many were new, and the actions.
+    fn add_routes(&mut self, routes: Vec<(Route, RouteStatus)>) -> (usize, Vec<Action>) {
         let mut actions = Vec::new();
-        for route in routes {
+        let mut new = 0;
+        for (route, status) in routes {
             if self.routes.iter().any(|(r, _)| *r == route) {
                 continue;
             }
-            self.routes
-                .push((route.clone(), RouteState::InFlight { attempt: 1 }));
-            actions.push(Action::Send { route, attempt: 1 });
+            new += 1;
+            match status {
+                RouteStatus::Live => {
+                    self.routes
+                        .push((route.clone(), RouteState::InFlight { attempt: 1 }));
+                    actions.push(Action::Send { route, attempt: 1 });
+                }
+                RouteStatus::DeadNode => {
+                    self.routes.push((route, RouteState::Final));
+                    self.tallies.push(Tally::Outcome(PushOutcome::StaleRoute));
+                    // Counted as not_here too, as it always was.
+                    self.tallies
+                        .push(Tally::Outcome(PushOutcome::Answered(Outcome::NotHere)));
+                    actions.extend(self.gone(Outcome::NotHere));
+                }
+            }
         }
-        actions
+        (new, actions)
+    }
+
+    /// A route answered `not_here` or `draining` (or its node is dead): look the user up
+    /// once more, or — after that — count the target offline. Broadcasts take it as final.
+    fn gone(&mut self, outcome: Outcome) -> Vec<Action> {
+        if self.broadcast {
+            return Vec::new();
+        }
+        let after = if outcome == Outcome::Draining {
+            self.params.retry_backoff_max
+        } else {
+            Duration::ZERO
+        };
+        match self.relookup {
+            Relookup::NotNeeded => {
+                self.relookup = Relookup::Pending;
+                vec![Action::Relookup { after }]
+            }
+            // The pending look-up covers this route too.
+            Relookup::Pending => Vec::new(),
+            Relookup::Done => {
+                self.tallies.push(Tally::Outcome(PushOutcome::Offline));
+                Vec::new()
+            }
+        }
     }
 
     fn state_mut(&mut self, route: &Route) -> Option<&mut RouteState> {
@@ -217,7 +288,6 @@ impl PushFlow {
         reply: Reply,
         now_ms: u64,
     ) -> Vec<Action> {
-        let broadcast = self.broadcast;
         let params = self.params;
         let jitter = self.rng.f64();
         let expired = is_expired(self.expires_at_ms, now_ms);
@@ -239,30 +309,11 @@ impl PushFlow {
                         });
                         Vec::new()
                     }
-                    Outcome::NotHere | Outcome::Draining if !broadcast => {
-                        let after = if answer.outcome == Outcome::Draining {
-                            params.retry_backoff_max
-                        } else {
-                            Duration::ZERO
-                        };
-                        match self.relookup {
-                            Relookup::NotNeeded => {
-                                self.relookup = Relookup::Pending;
-                                vec![Action::Relookup { after }]
-                            }
-                            // The pending look-up covers this route too.
-                            Relookup::Pending => Vec::new(),
-                            Relookup::Done => {
-                                self.tallies.push(Tally::Outcome(PushOutcome::Offline));
-                                Vec::new()
-                            }
-                        }
-                    }
+                    Outcome::NotHere | Outcome::Draining => self.gone(answer.outcome),
                     _ => Vec::new(),
                 }
             }
-            Err(err) => {
-                let failure = err.failure();
+            Err(SendFailure { failure, detail }) => {
                 if failure.is_retryable() && expired {
                     *state = RouteState::Final;
                     self.tallies
@@ -286,7 +337,7 @@ impl PushFlow {
                 if self.dead.is_none() {
                     self.dead = Some(DeadLetter {
                         reason: DeadReason::Route(failure),
-                        detail: format!("{route}: {err} (attempt {attempt})"),
+                        detail: format!("{route}: {detail} (attempt {attempt})"),
                     });
                 }
                 Vec::new()
@@ -318,7 +369,11 @@ impl PushFlow {
 
     /// The result of the re-look-up: new routes are sent once; none new means offline. A
     /// failed look-up (`None`) counts the target offline too — the registry was asked twice.
-    pub fn on_relookup(&mut self, routes: Option<Vec<Route>>, now_ms: u64) -> Vec<Action> {
+    pub fn on_relookup(
+        &mut self,
+        routes: Option<Vec<(Route, RouteStatus)>>,
+        now_ms: u64,
+    ) -> Vec<Action> {
         if self.relookup != Relookup::Pending {
             return Vec::new();
         }
@@ -328,11 +383,11 @@ impl PushFlow {
                 .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
             return Vec::new();
         }
-        let actions = match routes {
+        let (new, actions) = match routes {
             Some(routes) => self.add_routes(routes),
-            None => Vec::new(),
+            None => (0, Vec::new()),
         };
-        if actions.is_empty() {
+        if new == 0 {
             self.tallies.push(Tally::Outcome(PushOutcome::Offline));
         }
         actions
@@ -358,8 +413,7 @@ impl PushFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::LinkError;
-    use herald_protocol::delivery::{Answer, NEVER_EXPIRES};
+    use herald_protocol::delivery::NEVER_EXPIRES;
 
     fn params() -> FlowParams {
         FlowParams {
@@ -374,6 +428,17 @@ mod tests {
             node: node.into(),
             shard,
         }
+    }
+
+    fn live(routes: Vec<Route>) -> Vec<(Route, RouteStatus)> {
+        routes.into_iter().map(|r| (r, RouteStatus::Live)).collect()
+    }
+
+    fn fail(failure: RouteFailure, detail: &str) -> Reply {
+        Err(SendFailure {
+            failure,
+            detail: detail.into(),
+        })
     }
 
     fn answer(outcome: Outcome, delivered: u32) -> Reply {
@@ -396,8 +461,8 @@ mod tests {
 
     #[test]
     fn delivered_on_every_route_finishes_clean() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        let a = f.start(vec![r("n1", 0), r("n2", 3)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        let a = f.start(live(vec![r("n1", 0), r("n2", 3)]), 0);
         assert_eq!(a.len(), 2);
         assert!(!f.is_finished());
         assert!(f
@@ -419,14 +484,14 @@ mod tests {
 
     #[test]
     fn no_route_is_offline_and_expired_is_never_sent() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        assert!(f.start(vec![], 0).is_empty());
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        assert!(f.start(live(vec![]), 0).is_empty());
         assert!(f.is_finished());
         assert_eq!(outcomes(&mut f), ["offline"]);
 
-        let mut f = PushFlow::new(params(), false, 1_000);
+        let mut f = PushFlow::new(params(), false, 1_000, 7);
         assert!(
-            f.start(vec![r("n", 0)], 1_000).is_empty(),
+            f.start(live(vec![r("n", 0)]), 1_000).is_empty(),
             "expiry instant is too late"
         );
         assert!(f.is_finished());
@@ -435,8 +500,8 @@ mod tests {
 
     #[test]
     fn not_here_relooks_once_and_sends_only_new_routes() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0), r("b", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0), r("b", 0)]), 0);
         let a = f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
         assert_eq!(
             a,
@@ -450,7 +515,7 @@ mod tests {
             .is_empty());
         assert!(!f.is_finished(), "relookup pending");
         // The device moved to c; a is repeated and is not re-sent.
-        let a = f.on_relookup(Some(vec![r("a", 0), r("c", 1)]), 0);
+        let a = f.on_relookup(Some(live(vec![r("a", 0), r("c", 1)])), 0);
         assert_eq!(
             a,
             [Action::Send {
@@ -472,15 +537,15 @@ mod tests {
 
     #[test]
     fn relookup_with_nothing_new_or_failing_is_offline() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
-        assert!(f.on_relookup(Some(vec![r("a", 0)]), 0).is_empty());
+        assert!(f.on_relookup(Some(live(vec![r("a", 0)])), 0).is_empty());
         assert!(f.is_finished());
         assert_eq!(outcomes(&mut f), ["not_here", "offline"]);
 
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
         assert!(f.on_relookup(None, 0).is_empty());
         assert!(f.is_finished());
@@ -489,8 +554,8 @@ mod tests {
 
     #[test]
     fn draining_relooks_after_a_backoff() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         let a = f.on_reply(&r("a", 0), 1, answer(Outcome::Draining, 0), 0);
         assert_eq!(
             a,
@@ -498,7 +563,7 @@ mod tests {
                 after: Duration::from_millis(100)
             }]
         );
-        let a = f.on_relookup(Some(vec![r("b", 0)]), 50);
+        let a = f.on_relookup(Some(live(vec![r("b", 0)])), 50);
         assert_eq!(a.len(), 1);
         f.on_reply(&r("b", 0), 1, answer(Outcome::Delivered, 1), 60);
         assert!(f.is_finished());
@@ -506,8 +571,8 @@ mod tests {
 
     #[test]
     fn broadcast_takes_not_here_and_draining_as_final() {
-        let mut f = PushFlow::new(params(), true, NEVER_EXPIRES);
-        f.start(vec![r("a", 0), r("a", 1)], 0);
+        let mut f = PushFlow::new(params(), true, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0), r("a", 1)]), 0);
         assert!(f
             .on_reply(&r("a", 0), 1, answer(Outcome::Draining, 0), 0)
             .is_empty());
@@ -519,9 +584,14 @@ mod tests {
 
     #[test]
     fn failures_retry_with_backoff_then_dead_letter() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
-        let a = f.on_reply(&r("a", 0), 1, Err(LinkError::Timeout), 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
+        let a = f.on_reply(
+            &r("a", 0),
+            1,
+            fail(RouteFailure::Timeout, "no answer in time"),
+            0,
+        );
         let [Action::Retry {
             attempt: 2, after, ..
         }] = a.as_slice()
@@ -543,9 +613,7 @@ mod tests {
         let a = f.on_reply(
             &r("a", 0),
             2,
-            Err(LinkError::Unreachable(std::sync::Arc::new(
-                crate::link::ConnectError::Backoff,
-            ))),
+            fail(RouteFailure::Unreachable, "edge unreachable: refused"),
             10,
         );
         let [Action::Retry {
@@ -557,7 +625,12 @@ mod tests {
         assert!(*after >= Duration::from_millis(16));
         f.on_due(&r("a", 0), 3, 40);
         assert!(f
-            .on_reply(&r("a", 0), 3, Err(LinkError::Timeout), 40)
+            .on_reply(
+                &r("a", 0),
+                3,
+                fail(RouteFailure::Timeout, "no answer in time"),
+                40
+            )
             .is_empty());
         assert!(f.is_finished());
         let dead = f.dead().unwrap();
@@ -572,28 +645,23 @@ mod tests {
 
     #[test]
     fn unencodable_fails_at_once_and_expiry_stops_retries() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         f.on_reply(
             &r("a", 0),
             1,
-            Err(LinkError::Unencodable(
-                herald_protocol::delivery::EncodeError::StringTooLong {
-                    field: "user",
-                    len: 70_000,
-                },
-            )),
+            fail(RouteFailure::Unencodable, "cannot encode: user too long"),
             0,
         );
         assert!(f.is_finished());
         assert_eq!(f.dead().unwrap().reason.as_str(), "unencodable");
 
-        let mut f = PushFlow::new(params(), false, 100);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, 100, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         f.on_reply(
             &r("a", 0),
             1,
-            Err(LinkError::lost(crate::link::ConnectionLost::Closed)),
+            fail(RouteFailure::ConnectionLost, "connection lost: reset"),
             50,
         );
         assert!(f.on_due(&r("a", 0), 2, 100).is_empty());
@@ -629,12 +697,75 @@ mod tests {
             Outcome::Unencodable,
             Outcome::RateLimited,
         ] {
-            let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-            f.start(vec![r("a", 0)], 0);
+            let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+            f.start(live(vec![r("a", 0)]), 0);
             assert!(f.on_reply(&r("a", 0), 1, answer(o, 0), 0).is_empty());
             assert!(f.is_finished());
             assert!(f.dead().is_none());
             assert_eq!(outcomes(&mut f), [o.as_str()]);
         }
+    }
+
+    #[test]
+    fn a_dead_node_is_never_sent_to_and_relooks_like_not_here() {
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        let a = f.start(
+            vec![
+                (r("ghost", 0), RouteStatus::DeadNode),
+                (r("a", 0), RouteStatus::Live),
+            ],
+            0,
+        );
+        assert_eq!(
+            a,
+            [
+                Action::Relookup {
+                    after: Duration::ZERO
+                },
+                Action::Send {
+                    route: r("a", 0),
+                    attempt: 1
+                }
+            ]
+        );
+        assert_eq!(outcomes(&mut f), ["stale_route", "not_here"]);
+        f.on_reply(&r("a", 0), 1, answer(Outcome::Delivered, 1), 0);
+        // The re-look-up repeats the dead route: it is not tried again; nothing new → offline.
+        assert!(f
+            .on_relookup(Some(vec![(r("ghost", 0), RouteStatus::DeadNode)]), 0)
+            .is_empty());
+        assert!(f.is_finished());
+        assert!(f.dead().is_none());
+        assert_eq!(outcomes(&mut f), ["delivered", "offline"]);
+    }
+
+    #[test]
+    fn a_new_dead_route_after_the_relookup_is_offline_once() {
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
+        f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
+        assert!(f
+            .on_relookup(Some(vec![(r("ghost", 1), RouteStatus::DeadNode)]), 0)
+            .is_empty());
+        assert!(f.is_finished());
+        assert_eq!(
+            outcomes(&mut f),
+            ["not_here", "stale_route", "not_here", "offline"]
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_backoffs() {
+        let delays = |seed| {
+            let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, seed);
+            f.start(live(vec![r("a", 0)]), 0);
+            let a = f.on_reply(&r("a", 0), 1, fail(RouteFailure::Timeout, "t"), 0);
+            let [Action::Retry { after, .. }] = a.as_slice() else {
+                panic!("{a:?}")
+            };
+            *after
+        };
+        assert_eq!(delays(1), delays(1));
+        assert_ne!(delays(1), delays(2));
     }
 }

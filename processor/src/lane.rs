@@ -31,8 +31,8 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::directory::Resolved;
 use crate::driver::{now_ms, Driver, Origin};
-use crate::flow::Route;
 use crate::metrics as m;
 use crate::outcome::{DeadReason, PushOutcome};
 use crate::processor::Shared;
@@ -40,10 +40,10 @@ use crate::processor::Shared;
 /// Where a queued record's routes stand.
 #[derive(Debug)]
 enum Routes {
-    /// Known (broadcast fan-out, or a finished look-up).
-    Ready(Vec<Route>),
+    /// Known (broadcast fan-out, or a finished look-up), addresses resolved.
+    Ready(Vec<Resolved>),
     /// Look-up in flight.
-    Lookup(AbortOnDrop<Result<Vec<Route>, LookupError>>),
+    Lookup(AbortOnDrop<Result<Vec<Resolved>, LookupError>>),
     /// The last look-up failed; try again at this instant.
     RetryAt(Instant),
 }
