@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 use herald_edge::config::parse_duration;
-use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
+use herald_sender::{Sender, SenderConfig};
 
 /// Arguments of `herald send`.
 #[derive(Debug, Args)]

@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use herald_protocol::delivery::{self, Answer, BroadcastMsg, Frame, FrameReader, NEVER_EXPIRES};
-use herald_protocol::delivery_auth::ClientAuth;
+use herald_protocol::delivery::session::{ClientEvent, ClientSession, SessionError};
+use herald_protocol::delivery::{self, Answer, BroadcastMsg, NEVER_EXPIRES};
 use herald_protocol::ws::client as ws;
 use serde::Serialize;
 
@@ -61,10 +61,11 @@ enum Inner {
     Ws(TcpStream),
 }
 
+/// One shard's delivery port, driven through the protocol's `ClientSession`.
 #[derive(Debug)]
 struct DeliveryConn {
     stream: TcpStream,
-    reader: FrameReader,
+    session: ClientSession,
 }
 
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,34 +86,40 @@ impl DeliveryConn {
         stream.set_nodelay(true).map_err(err)?;
         let mut c = DeliveryConn {
             stream,
-            reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
+            session: ClientSession::new(secret, nonce(), delivery::DEFAULT_MAX_FRAME_LEN),
         };
-        let challenge = c.next_frame()?;
-        let mut auth = ClientAuth::new(secret, nonce());
-        let reply = auth
-            .respond(&challenge)
-            .map_err(|e| format!("delivery port {addr}: {e}"))?;
-        c.send(&reply)?;
-        let ok = c.next_frame()?;
-        auth.confirm(&ok)
-            .map_err(|e| format!("delivery port {addr}: {e} (wrong --delivery-secret?)"))?;
-        Ok(c)
+        // The Challenge yields no event but queues the Auth answer; AuthOk opens the session.
+        match c.next_event() {
+            Ok(ClientEvent::Authenticated) => Ok(c),
+            Ok(ClientEvent::Answers(_)) => {
+                Err(format!("delivery port {addr}: answers before AuthOk"))
+            }
+            // The session repeats the error that ended it: a failed handshake is told apart.
+            Err(e) if matches!(c.session.poll_event(), Err(SessionError::Auth(_))) => Err(format!(
+                "delivery port {addr}: {e} (wrong --delivery-secret?)"
+            )),
+            Err(e) => Err(format!("delivery port {addr}: {e}")),
+        }
     }
 
-    fn send(&mut self, frame: &Frame) -> Result<(), String> {
-        let mut out = Vec::new();
-        delivery::encode(frame, &mut out).map_err(|e| e.to_string())?;
+    /// Writes what the session queued.
+    fn flush(&mut self) -> Result<(), String> {
         self.stream
-            .write_all(&out)
-            .map_err(|e| format!("delivery port: {e}"))
+            .write_all(self.session.transmit())
+            .map_err(|e| format!("delivery port: {e}"))?;
+        self.session.clear_transmit();
+        Ok(())
     }
 
-    fn next_frame(&mut self) -> Result<Frame, String> {
+    fn next_event(&mut self) -> Result<ClientEvent, String> {
         let mut buf = [0u8; 4096];
         // Bounded: the read timeout ends a silent peer, a frame is at most max_frame_len.
         loop {
-            if let Some(f) = self.reader.next_frame().map_err(|e| e.to_string())? {
-                return Ok(f);
+            if let Some(ev) = self.session.poll_event().map_err(|e| e.to_string())? {
+                return Ok(ev);
+            }
+            if !self.session.transmit().is_empty() {
+                self.flush()?;
             }
             let n = self
                 .stream
@@ -121,13 +128,20 @@ impl DeliveryConn {
             if n == 0 {
                 return Err("delivery port closed the connection".into());
             }
-            self.reader.feed(&buf[..n]);
+            self.session.handle_input(&buf[..n]);
         }
+    }
+
+    fn send_broadcast(&mut self, msg: &BroadcastMsg) -> Result<(), String> {
+        self.session
+            .send_broadcast(msg)
+            .map_err(|e| e.to_string())?;
+        self.flush()
     }
 
     fn answer_for(&mut self, seq: u64) -> Result<Answer, String> {
         for _ in 0..1000 {
-            if let Frame::Answers(answers) = self.next_frame()? {
+            if let ClientEvent::Answers(answers) = self.next_event()? {
                 if let Some(a) = answers.into_iter().find(|a| a.seq == seq) {
                     return Ok(a);
                 }
@@ -190,14 +204,14 @@ impl Publisher {
     pub fn broadcast(&mut self, seq: u64, payload: &[u8]) -> Result<Option<u64>, String> {
         match &mut self.inner {
             Inner::Delivery(conns) => {
-                let frame = Frame::Broadcast(BroadcastMsg {
+                let msg = BroadcastMsg {
                     seq,
                     message_id: message_id(self.tag, seq),
                     expires_at_ms: NEVER_EXPIRES,
                     payload: payload.to_vec(),
-                });
+                };
                 for c in conns.iter_mut() {
-                    c.send(&frame)?;
+                    c.send_broadcast(&msg)?;
                 }
                 self.last_answers.clear();
                 for c in conns.iter_mut() {
@@ -255,9 +269,31 @@ fn nchan_subscribers(body: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_protocol::delivery::session::{ServerEvent, ServerSession};
     use herald_protocol::delivery::Outcome;
-    use herald_protocol::delivery_auth::ServerAuth;
     use std::net::TcpListener;
+
+    /// A fake edge shard's end: writes what `session` queued, then reads until it has an event.
+    fn serve_step(
+        stream: &mut TcpStream,
+        session: &mut ServerSession,
+    ) -> Result<ServerEvent, String> {
+        let mut buf = [0u8; 4096];
+        stream
+            .write_all(session.transmit())
+            .map_err(|e| e.to_string())?;
+        session.clear_transmit();
+        loop {
+            if let Some(ev) = session.poll_event().map_err(|e| e.to_string())? {
+                return Ok(ev);
+            }
+            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed".into());
+            }
+            session.handle_input(&buf[..n]);
+        }
+    }
 
     #[test]
     fn message_ids_differ_between_publishers() {
@@ -280,25 +316,24 @@ mod tests {
         let secret = b"0123456789abcdef0123".to_vec();
         let s2 = secret.clone();
         let server = std::thread::spawn(move || {
-            let (stream, _) = l.accept().unwrap();
-            let mut c = DeliveryConn {
-                stream,
-                reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
-            };
-            let auth = ServerAuth::new(&s2, [7u8; 16]);
-            c.send(&auth.challenge()).unwrap();
-            let reply = c.next_frame().unwrap();
-            c.send(&auth.verify(&reply).unwrap()).unwrap();
-            let Frame::Broadcast(b) = c.next_frame().unwrap() else {
+            let (mut stream, _) = l.accept().unwrap();
+            let mut session = ServerSession::new(&s2, [7u8; 16], delivery::DEFAULT_MAX_FRAME_LEN);
+            assert_eq!(
+                serve_step(&mut stream, &mut session),
+                Ok(ServerEvent::Authenticated)
+            );
+            let Ok(ServerEvent::Broadcast(b)) = serve_step(&mut stream, &mut session) else {
                 panic!("expected a broadcast")
             };
             assert_eq!(crate::wire::payload::parse(&b.payload), Some((3, 99)));
-            c.send(&Frame::Answers(vec![Answer {
-                seq: b.seq,
-                outcome: Outcome::Delivered,
-                delivered: 7,
-            }]))
-            .unwrap();
+            session
+                .send_answers(&[Answer {
+                    seq: b.seq,
+                    outcome: Outcome::Delivered,
+                    delivered: 7,
+                }])
+                .unwrap();
+            stream.write_all(session.transmit()).unwrap();
         });
         let mut p = Publisher::connect(&PublishVia::Delivery {
             ports: vec![addr],
@@ -317,15 +352,13 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let server = std::thread::spawn(move || {
-            let (stream, _) = l.accept().unwrap();
-            let mut c = DeliveryConn {
-                stream,
-                reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
-            };
-            let auth = ServerAuth::new(b"the-real-secret-0000", [1u8; 16]);
-            c.send(&auth.challenge()).unwrap();
-            let reply = c.next_frame().unwrap();
-            assert!(auth.verify(&reply).is_err());
+            let (mut stream, _) = l.accept().unwrap();
+            let mut session = ServerSession::new(
+                b"the-real-secret-0000",
+                [1u8; 16],
+                delivery::DEFAULT_MAX_FRAME_LEN,
+            );
+            assert!(serve_step(&mut stream, &mut session).is_err());
         });
         let r = Publisher::connect(&PublishVia::Delivery {
             ports: vec![addr],

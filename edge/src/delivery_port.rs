@@ -3,11 +3,13 @@
 //! Per connection: send `Challenge`, require a valid `Auth` within [`AUTH_TIMEOUT`] (a wrong
 //! secret closes the connection, nothing delivered), answer `AuthOk`; then every `Deliver`
 //! batch and `Broadcast` is applied to the shard's table and answered — one `Answers` frame
-//! per read, one answer per message. Frames are decoded by `herald_protocol::delivery`.
+//! per read, one answer per message. The conversation itself (handshake, which frames are
+//! allowed when) is `herald_protocol::delivery::session::ServerSession`; this file moves its
+//! bytes and applies its events to the shard.
 //!
 //! Before authentication a connection costs almost nothing and cannot make the shard
 //! allocate: it is read through a 64-byte buffer, its first frame may declare no more than an
-//! `Auth` frame needs ([`AUTH_FRAME_LEN`]) and must be `Auth`, and at most
+//! `Auth` frame needs (`AUTH_FRAME_LEN`) and must be `Auth`, and at most
 //! `delivery_max_pending` connections per shard may be waiting to authenticate — more are
 //! closed on accept. The 64 KiB read buffer and the full frame cap come after `AuthOk`.
 
@@ -17,8 +19,8 @@ use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use herald_protocol::delivery::{self, Answer, Frame, FrameReader, AUTH_FRAME_LEN};
-use herald_protocol::delivery_auth::ServerAuth;
+use herald_protocol::delivery::session::{ServerEvent, ServerSession, SessionError};
+use herald_protocol::delivery::Answer;
 
 use crate::shard::Shard;
 
@@ -83,48 +85,73 @@ fn random_nonce() -> [u8; 16] {
     n
 }
 
-async fn read_frame(
+/// Writes whatever the session queued.
+async fn flush(stream: &mut TcpStream, session: &mut ServerSession) -> Result<(), String> {
+    if !session.transmit().is_empty() {
+        stream
+            .write_all(session.transmit())
+            .await
+            .map_err(|e| e.to_string())?;
+        session.clear_transmit();
+    }
+    Ok(())
+}
+
+/// Why a connection did not authenticate.
+#[derive(Debug)]
+enum NoAuth {
+    /// The session refused the peer's bytes (bad MAC, not an `Auth`, too large).
+    Session(SessionError),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for NoAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoAuth::Session(e) => e.fmt(f),
+            NoAuth::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Reads until the session authenticated the peer (`Ok(true)`) or the peer left (`Ok(false)`).
+async fn authenticate(
     stream: &mut TcpStream,
-    reader: &mut FrameReader,
+    session: &mut ServerSession,
     buf: &mut [u8],
-) -> Result<Option<Frame>, String> {
+) -> Result<bool, NoAuth> {
     loop {
-        if let Some(f) = reader.next_frame().map_err(|e| e.to_string())? {
-            return Ok(Some(f));
+        // Before authentication the session yields no other event.
+        if let Some(ServerEvent::Authenticated) = session.poll_event().map_err(NoAuth::Session)? {
+            return Ok(true);
         }
-        let n = stream.read(buf).await.map_err(|e| e.to_string())?;
+        let n = stream.read(buf).await.map_err(NoAuth::Io)?;
         if n == 0 {
-            return Ok(None);
+            return Ok(false);
         }
-        reader.feed(&buf[..n]);
+        session.handle_input(&buf[..n]);
     }
 }
 
 async fn handle(shard: &Shard, mut stream: TcpStream, waiting: Pending) -> Result<(), String> {
-    let server = ServerAuth::new(&shard.cfg.delivery_secret, random_nonce());
-    let mut out = Vec::new();
-    delivery::encode(&server.challenge(), &mut out).map_err(|e| e.to_string())?;
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    // Before authentication: a small buffer, and nothing larger than an Auth frame.
-    let mut reader = FrameReader::new(AUTH_FRAME_LEN);
+    let mut session = ServerSession::new(
+        &shard.cfg.delivery_secret,
+        random_nonce(),
+        shard.cfg.delivery_max_frame,
+    );
+    flush(&mut stream, &mut session).await?;
+    // Before authentication: a small buffer; the session reads nothing larger than an Auth
+    // frame (AUTH_FRAME_LEN).
     let mut small = [0u8; 64];
     let auth = glommio::timer::timeout(AUTH_TIMEOUT, async {
-        read_frame(&mut stream, &mut reader, &mut small)
-            .await
-            .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))
+        Ok(authenticate(&mut stream, &mut session, &mut small).await)
     })
     .await;
-    let auth = match auth {
-        Ok(Some(auth)) => auth,
-        Ok(None) => return Ok(()),
-        Err(e) => {
-            shard.with(|st, _| st.delivery_auth_failed());
-            return Err(format!("no authentication: {e}"));
-        }
-    };
-    let ok = match server.verify(&auth) {
-        Ok(ok) => ok,
-        Err(e) => {
+    match auth {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return Ok(()),
+        Ok(Err(NoAuth::Session(e @ SessionError::Auth(_)))) => {
             shard.with(|st, _| st.delivery_auth_failed());
             log::warn!(
                 "shard {}: delivery port authentication failed: {e}",
@@ -132,54 +159,50 @@ async fn handle(shard: &Shard, mut stream: TcpStream, waiting: Pending) -> Resul
             );
             return Err(e.to_string());
         }
-    };
-    out.clear();
-    delivery::encode(&ok, &mut out).map_err(|e| e.to_string())?;
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        Ok(Err(e)) => {
+            shard.with(|st, _| st.delivery_auth_failed());
+            return Err(format!("no authentication: {e}"));
+        }
+        Err(e) => {
+            shard.with(|st, _| st.delivery_auth_failed());
+            return Err(format!("no authentication: {e}"));
+        }
+    }
+    flush(&mut stream, &mut session).await?;
     drop(waiting);
-    reader.set_max_frame_len(shard.cfg.delivery_max_frame);
     let mut buf = vec![0u8; 64 * 1024];
-    // Frames that arrived behind the Auth frame are already in the reader.
+    // Frames that arrived behind the Auth frame are already in the session.
     let mut answers: Vec<Answer> = Vec::new();
-    serve_frames(shard, &mut reader, &mut answers, &mut out, &mut stream).await?;
+    serve_frames(shard, &mut session, &mut answers, &mut stream).await?;
 
     loop {
         let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
             return Ok(());
         }
-        reader.feed(&buf[..n]);
-        serve_frames(shard, &mut reader, &mut answers, &mut out, &mut stream).await?;
+        session.handle_input(&buf[..n]);
+        serve_frames(shard, &mut session, &mut answers, &mut stream).await?;
     }
 }
 
-/// Applies every complete frame in `reader` and writes their answers.
+/// Applies every complete frame in `session` and writes their answers.
 async fn serve_frames(
     shard: &Shard,
-    reader: &mut FrameReader,
+    session: &mut ServerSession,
     answers: &mut Vec<Answer>,
-    out: &mut Vec<u8>,
     stream: &mut TcpStream,
 ) -> Result<(), String> {
-    while let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
-        match frame {
-            Frame::Deliver(msgs) => answers.extend(shard.deliver_batch(&msgs)),
-            Frame::Broadcast(b) => answers.push(shard.broadcast(&b).await),
-            other => {
-                return Err(format!(
-                    "unexpected {} frame from a processor",
-                    other.frame_type()
-                ))
-            }
+    while let Some(event) = session.poll_event().map_err(|e| e.to_string())? {
+        match event {
+            ServerEvent::Deliver(msgs) => answers.extend(shard.deliver_batch(&msgs)),
+            ServerEvent::Broadcast(b) => answers.push(shard.broadcast(&b).await),
+            ServerEvent::Authenticated => {}
         }
     }
     if !answers.is_empty() {
-        out.clear();
-        for chunk in answers.chunks(delivery::MAX_BATCH) {
-            delivery::encode_answers(chunk, out).map_err(|e| e.to_string())?;
-        }
+        session.send_answers(answers).map_err(|e| e.to_string())?;
         answers.clear();
-        stream.write_all(out).await.map_err(|e| e.to_string())?;
+        flush(stream, session).await?;
     }
     Ok(())
 }

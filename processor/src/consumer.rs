@@ -36,9 +36,12 @@ use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use herald_protocol::kafka::Priority;
+
 use crate::config::KafkaConfig;
 use crate::metrics as m;
 use crate::partitions::{PartitionControl, PartitionTable};
+use crate::priority::ByPriority;
 
 /// The processor's consumer.
 pub type ProcessorConsumer = StreamConsumer<ProcessorContext>;
@@ -46,8 +49,8 @@ pub type ProcessorConsumer = StreamConsumer<ProcessorContext>;
 /// A record a pump took from its partition queue.
 #[derive(Debug)]
 pub struct Polled {
-    /// Priority level of its topic.
-    pub level: usize,
+    /// Priority of its topic.
+    pub priority: Priority,
     /// Its partition.
     pub partition: i32,
     /// The assignment generation it was received in.
@@ -62,8 +65,8 @@ pub struct Polled {
 pub struct TopicState {
     /// Topic name.
     pub topic: String,
-    /// Priority level (0 high).
-    pub level: usize,
+    /// Priority of the topic.
+    pub priority: Priority,
     /// In-flight windows and buffers of the assigned partitions.
     table: Mutex<PartitionTable>,
     /// The consumer (weak: the consumer owns the context that owns this state).
@@ -112,14 +115,14 @@ fn lock(table: &Mutex<PartitionTable>) -> std::sync::MutexGuard<'_, PartitionTab
 impl TopicState {
     fn new(
         topic: &str,
-        level: usize,
+        priority: Priority,
         window: usize,
         buffer: usize,
         consumer: Arc<OnceLock<Weak<ProcessorConsumer>>>,
     ) -> Arc<TopicState> {
         Arc::new(TopicState {
             topic: topic.to_string(),
-            level,
+            priority,
             table: Mutex::new(PartitionTable::new(window, buffer)),
             consumer,
             room: Notify::new(),
@@ -214,24 +217,27 @@ impl TopicState {
 /// The context of one topic's consumer: rebalance and statistics callbacks, partition pumps.
 #[derive(Debug)]
 pub struct ProcessorContext {
-    /// The topics by level (shared by the three consumers).
-    topics: [Arc<TopicState>; 3],
-    /// The level of this consumer's topic.
-    own: usize,
+    /// The topics by priority (shared by the three consumers).
+    topics: ByPriority<Arc<TopicState>>,
+    /// The priority of this consumer's topic.
+    own: Priority,
     /// The consumer itself (to split partition queues; set right after creation).
     consumer: Arc<OnceLock<Weak<ProcessorConsumer>>>,
-    /// Where pumps deliver, per level.
-    levels: [mpsc::Sender<Polled>; 3],
-    /// Running pumps by (level, partition).
-    pumps: Mutex<HashMap<(usize, i32), JoinHandle<()>>>,
+    /// Where pumps deliver, per priority.
+    levels: ByPriority<mpsc::Sender<Polled>>,
+    /// Running pumps by (priority, partition).
+    pumps: Mutex<HashMap<(Priority, i32), JoinHandle<()>>>,
 }
 
 impl ProcessorContext {
-    fn level_of(&self, topic: &str) -> Option<usize> {
-        self.topics.iter().position(|t| t.topic == topic)
+    fn priority_of(&self, topic: &str) -> Option<Priority> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.topic == topic)
+            .map(|(p, _)| p)
     }
 
-    fn pumps(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, i32), JoinHandle<()>>> {
+    fn pumps(&self) -> std::sync::MutexGuard<'_, HashMap<(Priority, i32), JoinHandle<()>>> {
         self.pumps
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -246,8 +252,8 @@ impl ProcessorContext {
         handles
     }
 
-    /// The topic states by level.
-    pub fn topics(&self) -> &[Arc<TopicState>; 3] {
+    /// The topic states by priority.
+    pub fn topics(&self) -> &ByPriority<Arc<TopicState>> {
         &self.topics
     }
 
@@ -290,12 +296,12 @@ impl ClientContext for ProcessorContext {
     }
 }
 
-/// Partitions per level in a rebalance's list.
-fn by_level(ctx: &ProcessorContext, tpl: &TopicPartitionList) -> [Vec<i32>; 3] {
-    let mut out: [Vec<i32>; 3] = Default::default();
+/// Partitions per priority in a rebalance's list.
+fn by_priority(ctx: &ProcessorContext, tpl: &TopicPartitionList) -> ByPriority<Vec<i32>> {
+    let mut out: ByPriority<Vec<i32>> = ByPriority::default();
     for e in tpl.elements() {
-        if let Some(level) = ctx.level_of(e.topic()) {
-            out[level].push(e.partition());
+        if let Some(priority) = ctx.priority_of(e.topic()) {
+            out[priority].push(e.partition());
         }
     }
     out
@@ -306,16 +312,16 @@ impl ConsumerContext for ProcessorContext {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
         };
-        for (level, parts) in by_level(self, tpl).into_iter().enumerate() {
+        for (priority, parts) in by_priority(self, tpl).into_iter_with_priority() {
             if parts.is_empty() {
                 continue;
             }
-            let state = &self.topics[level];
+            let state = &self.topics[priority];
             log::info!("{}: partitions {parts:?} revoked", state.topic);
             {
                 let mut pumps = self.pumps();
                 for p in &parts {
-                    if let Some(h) = pumps.remove(&(level, *p)) {
+                    if let Some(h) = pumps.remove(&(priority, *p)) {
                         h.abort();
                     }
                 }
@@ -340,11 +346,11 @@ impl ConsumerContext for ProcessorContext {
                 let consumer = self.consumer.get().and_then(Weak::upgrade);
                 // Pumps run on the processor's runtime (callbacks are served by its loop).
                 let runtime = tokio::runtime::Handle::try_current().ok();
-                for (level, parts) in by_level(self, tpl).into_iter().enumerate() {
+                for (priority, parts) in by_priority(self, tpl).into_iter_with_priority() {
                     if parts.is_empty() {
                         continue;
                     }
-                    let state = &self.topics[level];
+                    let state = &self.topics[priority];
                     log::info!("{}: partitions {parts:?} assigned", state.topic);
                     {
                         let mut table = lock(&state.table);
@@ -366,9 +372,9 @@ impl ConsumerContext for ProcessorContext {
                             queue,
                             state.clone(),
                             p,
-                            self.levels[level].clone(),
+                            self.levels[priority].clone(),
                         ));
-                        if let Some(old) = self.pumps().insert((level, p), pump) {
+                        if let Some(old) = self.pumps().insert((priority, p), pump) {
                             old.abort();
                         }
                     }
@@ -399,7 +405,7 @@ async fn pump(
         };
         let generation = state.received(partition);
         let polled = Polled {
-            level: state.level,
+            priority: state.priority,
             partition,
             generation,
             msg,
@@ -414,8 +420,8 @@ async fn pump(
 pub struct Created {
     /// One consumer per level (subscribed only once the caller subscribes them).
     pub consumers: [Arc<ProcessorConsumer>; 3],
-    /// Records by level, from the pumps.
-    pub levels: [mpsc::Receiver<Polled>; 3],
+    /// Records by priority, from the pumps.
+    pub levels: ByPriority<mpsc::Receiver<Polled>>,
 }
 
 impl std::fmt::Debug for Created {
@@ -437,24 +443,28 @@ pub fn create(
     window: usize,
     buffer: usize,
 ) -> KafkaResult<Created> {
-    let handles: [Arc<OnceLock<Weak<ProcessorConsumer>>>; 3] =
-        std::array::from_fn(|_| Arc::new(OnceLock::new()));
+    let handles: ByPriority<Arc<OnceLock<Weak<ProcessorConsumer>>>> =
+        ByPriority::from_fn(|_| Arc::new(OnceLock::new()));
     let t = &kafka.topics;
-    let names = [&t.high, &t.normal, &t.low];
-    let topics: [Arc<TopicState>; 3] = std::array::from_fn(|level| {
-        TopicState::new(names[level], level, window, buffer, handles[level].clone())
+    let topics = ByPriority::from_fn(|p| {
+        TopicState::new(t.for_priority(p), p, window, buffer, handles[p].clone())
     });
-    let (h, rh) = mpsc::channel(256);
-    let (n, rn) = mpsc::channel(256);
-    let (l, rl) = mpsc::channel(256);
-    let senders = [h, n, l];
+    let mut receivers: ByPriority<Option<mpsc::Receiver<Polled>>> = ByPriority::default();
+    let senders = ByPriority::from_fn(|p| {
+        let (tx, rx) = mpsc::channel(256);
+        receivers[p] = Some(rx);
+        tx
+    });
     let mut consumers = Vec::with_capacity(3);
-    for level in 0..3 {
+    for priority in Priority::ALL {
         let mut c = ClientConfig::new();
         let session_ms = kafka.session_timeout.as_millis().max(1);
         c.set("bootstrap.servers", &kafka.bootstrap)
             .set("group.id", &kafka.group_id)
-            .set("client.id", format!("{client_id}-{}", names[level]))
+            .set(
+                "client.id",
+                format!("{client_id}-{}", t.for_priority(priority)),
+            )
             .set("enable.auto.commit", "true")
             .set(
                 "auto.commit.interval.ms",
@@ -484,12 +494,12 @@ pub fn create(
         let consumer: Arc<ProcessorConsumer> =
             Arc::new(c.create_with_context(ProcessorContext {
                 topics: topics.clone(),
-                own: level,
-                consumer: handles[level].clone(),
+                own: priority,
+                consumer: handles[priority].clone(),
                 levels: senders.clone(),
                 pumps: Mutex::new(HashMap::new()),
             })?);
-        let _ = handles[level].set(Arc::downgrade(&consumer));
+        let _ = handles[priority].set(Arc::downgrade(&consumer));
         consumers.push(consumer);
     }
     let consumers: [Arc<ProcessorConsumer>; 3] = consumers
@@ -497,7 +507,11 @@ pub fn create(
         .unwrap_or_else(|_| unreachable!("three consumers"));
     Ok(Created {
         consumers,
-        levels: [rh, rn, rl],
+        levels: ByPriority::from_fn(|p| {
+            receivers[p]
+                .take()
+                .unwrap_or_else(|| unreachable!("one receiver per priority"))
+        }),
     })
 }
 

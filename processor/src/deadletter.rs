@@ -23,6 +23,7 @@ use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
 use crate::metrics as m;
+use crate::outcome::DeadReason;
 
 /// Header with the human explanation of a dead letter.
 pub const HEADER_DEAD_DETAIL: &str = "herald-dead-detail";
@@ -68,7 +69,8 @@ impl DeadLetters {
 
     /// Copies `original` to the dead-letter topic with `reason` and `detail`, retrying until
     /// Kafka acknowledges it.
-    pub async fn send(&self, original: &OwnedMessage, reason: &str, detail: &str) {
+    pub async fn send(&self, original: &OwnedMessage, reason: &DeadReason, detail: &str) {
+        let reason = reason.as_str();
         let source = format!(
             "{}/{}/{}",
             original.topic(),
@@ -109,8 +111,7 @@ impl DeadLetters {
             }
             match self.producer.send(record, Duration::from_secs(30)).await {
                 Ok(_) => {
-                    metrics::counter!(m::DEAD_LETTERED, "reason" => reason.to_string())
-                        .increment(1);
+                    metrics::counter!(m::DEAD_LETTERED, "reason" => reason).increment(1);
                     log::info!("dead-lettered {source}: {reason}: {detail}");
                     return;
                 }

@@ -11,8 +11,10 @@
 //!   membership entry, refreshed every `edges_refresh` (and early, at most every 100 ms, when a
 //!   look-up names a node the snapshot does not know yet — a freshly started edge).
 //!
-//! A route whose node is not a live edge has no address: its registry record is stale (the
-//! edge died and the record has not expired yet), which the flow treats like `not_here`.
+//! Both questions are answered together: a look-up yields [`Resolved`] routes, each with its
+//! address or none when its node is not a live edge — its registry record is stale (the edge
+//! died and the record has not expired yet), which the flow treats like `not_here`. The
+//! forwarding code never asks for an address again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,16 +23,63 @@ use std::time::Duration;
 use herald_registry::{EdgeInfo, LookupCache, Registry, RegistryError};
 use tokio::time::Instant;
 
-use crate::flow::Route;
-use crate::sender::now_unix_us;
+use crate::clock::now_unix_us;
+use crate::flow::{Route, RouteStatus};
+
+/// A route with its address, as resolved by one look-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The `(node, shard)`.
+    pub route: Route,
+    /// `host:port` of its delivery port; `None` when the node is not a live edge (or has no
+    /// such shard).
+    pub addr: Option<Arc<str>>,
+}
+
+impl Resolved {
+    /// What the flow needs to know: whether the route can be sent to.
+    pub fn status(&self) -> RouteStatus {
+        if self.addr.is_some() {
+            RouteStatus::Live
+        } else {
+            RouteStatus::DeadNode
+        }
+    }
+}
 
 /// The live edges at one refresh.
 #[derive(Debug, Default)]
 struct EdgeSnapshot {
     /// Membership entry by node id.
     by_node: HashMap<Arc<str>, EdgeInfo>,
-    /// Every shard of every live edge (broadcast fan-out), sorted.
-    all_routes: Vec<Route>,
+    /// Every shard of every live edge with its address (broadcast fan-out), sorted.
+    all_routes: Vec<Resolved>,
+}
+
+impl EdgeSnapshot {
+    /// `host:port` of a route's delivery port; `None` when the node is not a live edge or
+    /// has no such shard.
+    fn address(&self, route: &Route) -> Option<Arc<str>> {
+        let e = self.by_node.get(&route.node)?;
+        address_of(e, route.shard)
+    }
+}
+
+/// `delivery_host : delivery_base_port + shard`, bracketing an IPv6 host.
+fn address_of(e: &EdgeInfo, shard: u16) -> Option<Arc<str>> {
+    if shard >= e.shards {
+        return None;
+    }
+    let port = u32::from(e.delivery_base_port) + u32::from(shard);
+    let port = u16::try_from(port).ok()?;
+    Some(
+        if e.delivery_host.contains(':') && !e.delivery_host.starts_with('[') {
+            format!("[{}]:{port}", e.delivery_host)
+        } else {
+            format!("{}:{port}", e.delivery_host)
+        }
+        .into(),
+    )
 }
 
 /// Registry look-ups and edge membership, shared by all of a processor's tasks.
@@ -111,14 +160,17 @@ impl Directory {
         for e in edges {
             let node: Arc<str> = e.node_id.as_str().into();
             for shard in 0..e.shards {
-                snap.all_routes.push(Route {
-                    node: node.clone(),
-                    shard,
+                snap.all_routes.push(Resolved {
+                    route: Route {
+                        node: node.clone(),
+                        shard,
+                    },
+                    addr: address_of(&e, shard),
                 });
             }
             snap.by_node.insert(node, e);
         }
-        snap.all_routes.sort();
+        snap.all_routes.sort_by(|a, b| a.route.cmp(&b.route));
         let snap = Arc::new(snap);
         match self.edges.write() {
             Ok(mut g) => *g = snap,
@@ -129,35 +181,23 @@ impl Directory {
 
     /// `host:port` of a route's delivery port; `None` when the node is not a live edge or has
     /// no such shard.
-    pub fn address(&self, route: &Route) -> Option<String> {
-        let snap = self.snapshot();
-        let e = snap.by_node.get(&route.node)?;
-        if route.shard >= e.shards {
-            return None;
-        }
-        let port = u32::from(e.delivery_base_port) + u32::from(route.shard);
-        let port = u16::try_from(port).ok()?;
-        Some(
-            if e.delivery_host.contains(':') && !e.delivery_host.starts_with('[') {
-                format!("[{}]:{port}", e.delivery_host)
-            } else {
-                format!("{}:{port}", e.delivery_host)
-            },
-        )
+    pub fn address(&self, route: &Route) -> Option<Arc<str>> {
+        self.snapshot().address(route)
     }
 
-    /// Every shard of every live edge.
-    pub fn broadcast_routes(&self) -> Vec<Route> {
+    /// Every shard of every live edge, with its address.
+    pub fn broadcast_routes(&self) -> Vec<Resolved> {
         self.snapshot().all_routes.clone()
     }
 
     /// Routes reaching `user` (all devices) or one `device` of it, from the cache or the
-    /// registry. Records past their expiry are ignored.
+    /// registry, each resolved against the membership snapshot. Records past their expiry
+    /// are ignored.
     pub async fn user_routes(
         &self,
         user: &str,
         device: Option<&str>,
-    ) -> Result<Vec<Route>, RegistryError> {
+    ) -> Result<Vec<Resolved>, RegistryError> {
         let now = now_ms();
         let locations = self
             .cache
@@ -197,7 +237,15 @@ impl Directory {
                 log::warn!("edge membership refresh failed: {e}");
             }
         }
-        Ok(routes)
+        // Addresses from the snapshot as it is now (after that refresh, if any).
+        let snap = self.snapshot();
+        Ok(routes
+            .into_iter()
+            .map(|route| Resolved {
+                addr: snap.address(&route),
+                route,
+            })
+            .collect())
     }
 
     /// Forgets the cached look-up of `user` (an edge said the user is not there).

@@ -6,22 +6,28 @@
 //! `JoinSet`, feeds them to the flow, and performs the actions it returns. When the flow is
 //! finished the record is dead-lettered if needed and then settled.
 //!
+//! Routes arrive resolved (address included) from the look-up; the driver keeps their
+//! addresses for the sends and tells the flow only whether each route is live. A transport
+//! failure reaches the flow as its own [`SendFailure`], not as the link's error type.
+//!
 //! Dropping a driver (processor stopped) aborts its tasks; the record stays unsettled and is
 //! delivered again by the partition's next owner.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use herald_protocol::delivery::{Answer, BroadcastMsg, DeliverMsg, Outcome, NEVER_EXPIRES};
-use herald_protocol::kafka::{PushHeaders, Target};
+use herald_protocol::delivery::{BroadcastMsg, DeliverMsg, NEVER_EXPIRES};
+use herald_protocol::kafka::{Priority, PushHeaders, Target};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::task::JoinSet;
 
-use crate::flow::{Action, PushFlow, Route, Tally};
-use crate::link::{await_reply, Item, Reply};
+use crate::clock::now_unix_us;
+use crate::directory::Resolved;
+use crate::flow::{Action, PushFlow, Reply, Route, RouteStatus, SendFailure, Tally};
+use crate::link::{await_reply, Item};
 use crate::metrics as m;
 use crate::pool::affinity;
 use crate::processor::Shared;
-use crate::sender::now_unix_us;
 
 /// Something a driver task finished waiting for.
 #[derive(Debug)]
@@ -43,14 +49,14 @@ enum Event {
         attempt: u32,
     },
     /// The re-look-up finished (`None`: the registry failed).
-    Relooked(Option<Vec<Route>>),
+    Relooked(Option<Vec<Resolved>>),
 }
 
 /// Where a record came from, to settle it.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin {
-    /// Priority level (index of the topic).
-    pub level: usize,
+    /// Priority of the record's topic.
+    pub priority: Priority,
     /// Partition.
     pub partition: i32,
     /// Assignment generation the record was admitted in.
@@ -73,6 +79,8 @@ pub struct Driver {
     message_id: String,
     /// Forwarding state.
     flow: PushFlow,
+    /// Delivery-port address of every live route the look-ups returned.
+    addrs: HashMap<Route, Arc<str>>,
     /// Pending replies, backoffs and look-ups.
     tasks: JoinSet<Event>,
 }
@@ -97,7 +105,7 @@ impl Driver {
         origin: Origin,
         msg: OwnedMessage,
         headers: PushHeaders,
-        routes: Vec<Route>,
+        routes: Vec<Resolved>,
     ) -> Driver {
         let message_id = headers
             .id
@@ -107,6 +115,7 @@ impl Driver {
             shared.flow,
             matches!(headers.target, Target::Broadcast),
             headers.expires_at_ms.unwrap_or(NEVER_EXPIRES),
+            fastrand::u64(..),
         );
         let mut driver = Driver {
             shared,
@@ -115,11 +124,27 @@ impl Driver {
             headers,
             message_id,
             flow,
+            addrs: HashMap::new(),
             tasks: JoinSet::new(),
         };
+        let routes = driver.remember(routes);
         let actions = driver.flow.start(routes, now_ms());
         driver.apply(actions);
         driver
+    }
+
+    /// Keeps the addresses of `resolved` for the sends; returns what the flow needs.
+    fn remember(&mut self, resolved: Vec<Resolved>) -> Vec<(Route, RouteStatus)> {
+        resolved
+            .into_iter()
+            .map(|r| {
+                let status = r.status();
+                if let Some(addr) = r.addr {
+                    self.addrs.insert(r.route.clone(), addr);
+                }
+                (r.route, status)
+            })
+            .collect()
     }
 
     fn item(&self) -> Item {
@@ -148,43 +173,31 @@ impl Driver {
             log::debug!("{}: {action:?}", self.message_id);
             match action {
                 Action::Send { route, attempt } => {
+                    let Some(addr) = self.addrs.get(&route) else {
+                        // The flow sends only routes it was told are live, which have one.
+                        log::error!("{}: no address for {route}", self.message_id);
+                        continue;
+                    };
                     let key = self.headers.target.user().unwrap_or(&self.message_id);
-                    let submitted = self.shared.pool.submit(
-                        &self.shared.directory,
+                    let rx = self.shared.pool.submit(
                         &route,
-                        self.origin.level,
+                        addr,
+                        self.origin.priority,
                         affinity(key),
                         self.item(),
                     );
-                    match submitted {
-                        Some(rx) => {
-                            let timeout = self.shared.request_timeout;
-                            self.tasks.spawn(async move {
-                                let reply = await_reply(rx, timeout).await;
-                                Event::Reply {
-                                    route,
-                                    attempt,
-                                    reply,
-                                }
-                            });
+                    let timeout = self.shared.request_timeout;
+                    self.tasks.spawn(async move {
+                        let reply = await_reply(rx, timeout).await.map_err(|e| SendFailure {
+                            failure: e.failure(),
+                            detail: e.to_string(),
+                        });
+                        Event::Reply {
+                            route,
+                            attempt,
+                            reply,
                         }
-                        None => {
-                            // The record names an edge that is not live: a stale registry
-                            // entry. Handled like the edge answering not_here.
-                            metrics::counter!(m::OUTCOMES, "outcome" => "stale_route").increment(1);
-                            self.tasks.spawn(async move {
-                                Event::Reply {
-                                    route,
-                                    attempt,
-                                    reply: Ok(Answer {
-                                        seq: 0,
-                                        outcome: Outcome::NotHere,
-                                        delivered: 0,
-                                    }),
-                                }
-                            });
-                        }
-                    }
+                    });
                 }
                 Action::Retry {
                     route,
@@ -224,7 +237,7 @@ impl Driver {
         for tally in self.flow.take_tallies() {
             match tally {
                 Tally::Outcome(outcome) => {
-                    metrics::counter!(m::OUTCOMES, "outcome" => outcome).increment(1);
+                    metrics::counter!(m::OUTCOMES, "outcome" => outcome.as_str()).increment(1);
                 }
                 Tally::Delivered { connections } => {
                     metrics::counter!(m::DELIVERED_CONNECTIONS).increment(u64::from(connections));
@@ -233,8 +246,8 @@ impl Driver {
                         metrics::histogram!(m::E2E_LATENCY).record(secs);
                     }
                 }
-                Tally::Retry(kind) => {
-                    metrics::counter!(m::RETRIES, "error" => kind).increment(1);
+                Tally::Retry(failure) => {
+                    metrics::counter!(m::RETRIES, "error" => failure.as_str()).increment(1);
                 }
             }
         }
@@ -258,14 +271,17 @@ impl Driver {
                     reply,
                 } => self.flow.on_reply(&route, attempt, reply, now),
                 Event::Due { route, attempt } => self.flow.on_due(&route, attempt, now),
-                Event::Relooked(routes) => self.flow.on_relookup(routes, now),
+                Event::Relooked(routes) => {
+                    let routes = routes.map(|r| self.remember(r));
+                    self.flow.on_relookup(routes, now)
+                }
             };
             self.apply(actions);
         }
         if let Some(dead) = self.flow.dead().cloned() {
             self.shared
                 .dead
-                .send(&self.msg, dead.code, &dead.detail)
+                .send(&self.msg, &dead.reason, &dead.detail)
                 .await;
         }
         self.shared.settle(self.origin);

@@ -6,6 +6,9 @@
 //! `now_ms` and replies in). The rules:
 //!
 //! - `delivered`, `expired`, `slow_consumer`, `unencodable` answers are final for their route.
+//! - A route whose node is not a live edge ([`RouteStatus::DeadNode`], known from the look-up)
+//!   is never sent to: it counts as `stale_route` and is handled like a `not_here` answer
+//!   (and, as before, counted as one).
 //! - `not_here` (the registry entry was stale) or `draining` (the shard is emptying; its
 //!   clients reconnect elsewhere) on a user route: the route is final, the driver invalidates
 //!   the look-up cache and looks up once more ([`Action::Relookup`], after a backoff for
@@ -19,14 +22,15 @@
 //! - Nothing is sent once the push expired: such routes end as `expired_before_send`.
 //!
 //! The push is finished when every route is final and no look-up is pending; [`PushFlow::dead`]
-//! then says whether it goes to the dead-letter topic.
+//! then says whether it goes to the dead-letter topic. Backoff jitter comes from a generator
+//! seeded by the caller, so a test replays the same delays.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_protocol::delivery::{is_expired, Outcome};
+use herald_protocol::delivery::{is_expired, Answer, Outcome};
 
-use crate::link::{LinkError, Reply};
+use crate::outcome::{DeadReason, PushOutcome, RouteFailure};
 
 /// An edge shard's delivery port, by node id and shard index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +46,27 @@ impl std::fmt::Display for Route {
         write!(f, "{}/{}", self.node, self.shard)
     }
 }
+
+/// Whether a looked-up route can be sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteStatus {
+    /// Its node is a live edge with a delivery port for the shard.
+    Live,
+    /// Its node is not a live edge (or has no such shard): the registry record is stale.
+    DeadNode,
+}
+
+/// Why a send got no answer (the driver's transport error, reduced to what the policy needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// The class: retried or final, and the metric labels.
+    pub failure: RouteFailure,
+    /// Human detail, for the dead letter.
+    pub detail: String,
+}
+
+/// What came back for one send: the edge's answer, or why there is none.
+pub type Reply = Result<Answer, SendFailure>;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,22 +98,22 @@ pub enum Action {
 /// A countable event (exported as `herald_processor_outcomes_total{outcome}` etc.).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tally {
-    /// A route reached a final state; the label names it.
-    Outcome(&'static str),
+    /// A route (or the whole push) reached a final state.
+    Outcome(PushOutcome),
     /// An edge wrote the push to `connections` connections.
     Delivered {
         /// Connections written to.
         connections: u32,
     },
-    /// A route is retried after this failure kind.
-    Retry(&'static str),
+    /// A route is retried after this failure.
+    Retry(RouteFailure),
 }
 
 /// Why a push goes to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadReason {
-    /// Stable kebab-case class: the `herald-dead-reason` header.
-    pub code: &'static str,
+pub struct DeadLetter {
+    /// The class: the `herald-dead-reason` header.
+    pub reason: DeadReason,
     /// Human detail: the `herald-dead-detail` header.
     pub detail: String,
 }
@@ -151,7 +176,7 @@ pub struct PushFlow {
     /// Re-look-up progress.
     relookup: Relookup,
     /// First route failure, if any: the push is dead-lettered.
-    dead: Option<DeadReason>,
+    dead: Option<DeadLetter>,
     /// Events not yet collected by the driver.
     tallies: Vec<Tally>,
     /// Jitter source for backoffs.
@@ -159,8 +184,14 @@ pub struct PushFlow {
 }
 
 impl PushFlow {
-    /// A flow for a push expiring at `expires_at_ms` (`broadcast` if it targets everyone).
-    pub fn new(params: FlowParams, broadcast: bool, expires_at_ms: u64) -> PushFlow {
+    /// A flow for a push expiring at `expires_at_ms` (`broadcast` if it targets everyone);
+    /// `jitter_seed` seeds the backoff jitter.
+    pub fn new(
+        params: FlowParams,
+        broadcast: bool,
+        expires_at_ms: u64,
+        jitter_seed: u64,
+    ) -> PushFlow {
         PushFlow {
             broadcast,
             expires_at_ms,
@@ -169,34 +200,76 @@ impl PushFlow {
             relookup: Relookup::NotNeeded,
             dead: None,
             tallies: Vec::new(),
-            rng: fastrand::Rng::new(),
+            rng: fastrand::Rng::with_seed(jitter_seed),
         }
     }
 
     /// Starts with the routes of the first look-up.
-    pub fn start(&mut self, routes: Vec<Route>, now_ms: u64) -> Vec<Action> {
+    pub fn start(&mut self, routes: Vec<(Route, RouteStatus)>, now_ms: u64) -> Vec<Action> {
         if is_expired(self.expires_at_ms, now_ms) {
-            self.tallies.push(Tally::Outcome("expired_before_send"));
+            self.tallies
+                .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
             return Vec::new();
         }
         if routes.is_empty() {
-            self.tallies.push(Tally::Outcome("offline"));
+            self.tallies.push(Tally::Outcome(PushOutcome::Offline));
             return Vec::new();
         }
-        self.add_routes(routes)
+        self.add_routes(routes).1
     }
 
-    fn add_routes(&mut self, routes: Vec<Route>) -> Vec<Action> {
+    /// Adds the routes not tried yet: live ones are sent, dead ones are final at once.
+    /// Returns how many were new, and the actions.
+    fn add_routes(&mut self, routes: Vec<(Route, RouteStatus)>) -> (usize, Vec<Action>) {
         let mut actions = Vec::new();
-        for route in routes {
+        let mut new = 0;
+        for (route, status) in routes {
             if self.routes.iter().any(|(r, _)| *r == route) {
                 continue;
             }
-            self.routes
-                .push((route.clone(), RouteState::InFlight { attempt: 1 }));
-            actions.push(Action::Send { route, attempt: 1 });
+            new += 1;
+            match status {
+                RouteStatus::Live => {
+                    self.routes
+                        .push((route.clone(), RouteState::InFlight { attempt: 1 }));
+                    actions.push(Action::Send { route, attempt: 1 });
+                }
+                RouteStatus::DeadNode => {
+                    self.routes.push((route, RouteState::Final));
+                    self.tallies.push(Tally::Outcome(PushOutcome::StaleRoute));
+                    // Counted as not_here too, as it always was.
+                    self.tallies
+                        .push(Tally::Outcome(PushOutcome::Answered(Outcome::NotHere)));
+                    actions.extend(self.gone(Outcome::NotHere));
+                }
+            }
         }
-        actions
+        (new, actions)
+    }
+
+    /// A route answered `not_here` or `draining` (or its node is dead): look the user up
+    /// once more, or — after that — count the target offline. Broadcasts take it as final.
+    fn gone(&mut self, outcome: Outcome) -> Vec<Action> {
+        if self.broadcast {
+            return Vec::new();
+        }
+        let after = if outcome == Outcome::Draining {
+            self.params.retry_backoff_max
+        } else {
+            Duration::ZERO
+        };
+        match self.relookup {
+            Relookup::NotNeeded => {
+                self.relookup = Relookup::Pending;
+                vec![Action::Relookup { after }]
+            }
+            // The pending look-up covers this route too.
+            Relookup::Pending => Vec::new(),
+            Relookup::Done => {
+                self.tallies.push(Tally::Outcome(PushOutcome::Offline));
+                Vec::new()
+            }
+        }
     }
 
     fn state_mut(&mut self, route: &Route) -> Option<&mut RouteState> {
@@ -215,7 +288,6 @@ impl PushFlow {
         reply: Reply,
         now_ms: u64,
     ) -> Vec<Action> {
-        let broadcast = self.broadcast;
         let params = self.params;
         let jitter = self.rng.f64();
         let expired = is_expired(self.expires_at_ms, now_ms);
@@ -228,7 +300,8 @@ impl PushFlow {
         match reply {
             Ok(answer) => {
                 *state = RouteState::Final;
-                self.tallies.push(Tally::Outcome(answer.outcome.as_str()));
+                self.tallies
+                    .push(Tally::Outcome(PushOutcome::Answered(answer.outcome)));
                 match answer.outcome {
                     Outcome::Delivered => {
                         self.tallies.push(Tally::Delivered {
@@ -236,38 +309,21 @@ impl PushFlow {
                         });
                         Vec::new()
                     }
-                    Outcome::NotHere | Outcome::Draining if !broadcast => {
-                        let after = if answer.outcome == Outcome::Draining {
-                            params.retry_backoff_max
-                        } else {
-                            Duration::ZERO
-                        };
-                        match self.relookup {
-                            Relookup::NotNeeded => {
-                                self.relookup = Relookup::Pending;
-                                vec![Action::Relookup { after }]
-                            }
-                            // The pending look-up covers this route too.
-                            Relookup::Pending => Vec::new(),
-                            Relookup::Done => {
-                                self.tallies.push(Tally::Outcome("offline"));
-                                Vec::new()
-                            }
-                        }
-                    }
+                    Outcome::NotHere | Outcome::Draining => self.gone(answer.outcome),
                     _ => Vec::new(),
                 }
             }
-            Err(err) => {
-                if err.is_retryable() && expired {
+            Err(SendFailure { failure, detail }) => {
+                if failure.is_retryable() && expired {
                     *state = RouteState::Final;
-                    self.tallies.push(Tally::Outcome("expired_before_send"));
+                    self.tallies
+                        .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
                     return Vec::new();
                 }
-                if err.is_retryable() && attempt < params.max_attempts {
+                if failure.is_retryable() && attempt < params.max_attempts {
                     let next = attempt + 1;
                     *state = RouteState::Backoff { attempt: next };
-                    self.tallies.push(Tally::Retry(err.kind()));
+                    self.tallies.push(Tally::Retry(failure));
                     let after = params.backoff(next, jitter);
                     return vec![Action::Retry {
                         route: route.clone(),
@@ -276,17 +332,12 @@ impl PushFlow {
                     }];
                 }
                 *state = RouteState::Final;
-                let code = match err {
-                    LinkError::Unreachable(_) => "edge-unreachable",
-                    LinkError::Lost(_) => "edge-connection-lost",
-                    LinkError::Timeout => "edge-timeout",
-                    LinkError::Unencodable(_) => "unencodable",
-                };
-                self.tallies.push(Tally::Outcome(code_outcome(code)));
+                self.tallies
+                    .push(Tally::Outcome(PushOutcome::Failed(failure)));
                 if self.dead.is_none() {
-                    self.dead = Some(DeadReason {
-                        code,
-                        detail: format!("{route}: {err} (attempt {attempt})"),
+                    self.dead = Some(DeadLetter {
+                        reason: DeadReason::Route(failure),
+                        detail: format!("{route}: {detail} (attempt {attempt})"),
                     });
                 }
                 Vec::new()
@@ -305,7 +356,8 @@ impl PushFlow {
         }
         if expired {
             *state = RouteState::Final;
-            self.tallies.push(Tally::Outcome("expired_before_send"));
+            self.tallies
+                .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
             return Vec::new();
         }
         *state = RouteState::InFlight { attempt };
@@ -317,21 +369,26 @@ impl PushFlow {
 
     /// The result of the re-look-up: new routes are sent once; none new means offline. A
     /// failed look-up (`None`) counts the target offline too — the registry was asked twice.
-    pub fn on_relookup(&mut self, routes: Option<Vec<Route>>, now_ms: u64) -> Vec<Action> {
+    pub fn on_relookup(
+        &mut self,
+        routes: Option<Vec<(Route, RouteStatus)>>,
+        now_ms: u64,
+    ) -> Vec<Action> {
         if self.relookup != Relookup::Pending {
             return Vec::new();
         }
         self.relookup = Relookup::Done;
         if is_expired(self.expires_at_ms, now_ms) {
-            self.tallies.push(Tally::Outcome("expired_before_send"));
+            self.tallies
+                .push(Tally::Outcome(PushOutcome::ExpiredBeforeSend));
             return Vec::new();
         }
-        let actions = match routes {
+        let (new, actions) = match routes {
             Some(routes) => self.add_routes(routes),
-            None => Vec::new(),
+            None => (0, Vec::new()),
         };
-        if actions.is_empty() {
-            self.tallies.push(Tally::Outcome("offline"));
+        if new == 0 {
+            self.tallies.push(Tally::Outcome(PushOutcome::Offline));
         }
         actions
     }
@@ -348,25 +405,15 @@ impl PushFlow {
     }
 
     /// Whether (and why) the push must be dead-lettered; meaningful once finished.
-    pub fn dead(&self) -> Option<&DeadReason> {
+    pub fn dead(&self) -> Option<&DeadLetter> {
         self.dead.as_ref()
-    }
-}
-
-/// Outcome label of a failed route (snake_case like the edge outcomes).
-fn code_outcome(code: &'static str) -> &'static str {
-    match code {
-        "edge-unreachable" => "failed_unreachable",
-        "edge-connection-lost" => "failed_connection_lost",
-        "edge-timeout" => "failed_timeout",
-        _ => "failed_unencodable",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_protocol::delivery::{Answer, NEVER_EXPIRES};
+    use herald_protocol::delivery::NEVER_EXPIRES;
 
     fn params() -> FlowParams {
         FlowParams {
@@ -383,6 +430,17 @@ mod tests {
         }
     }
 
+    fn live(routes: Vec<Route>) -> Vec<(Route, RouteStatus)> {
+        routes.into_iter().map(|r| (r, RouteStatus::Live)).collect()
+    }
+
+    fn fail(failure: RouteFailure, detail: &str) -> Reply {
+        Err(SendFailure {
+            failure,
+            detail: detail.into(),
+        })
+    }
+
     fn answer(outcome: Outcome, delivered: u32) -> Reply {
         Ok(Answer {
             seq: 0,
@@ -395,7 +453,7 @@ mod tests {
         f.take_tallies()
             .into_iter()
             .filter_map(|t| match t {
-                Tally::Outcome(o) => Some(o),
+                Tally::Outcome(o) => Some(o.as_str()),
                 _ => None,
             })
             .collect()
@@ -403,8 +461,8 @@ mod tests {
 
     #[test]
     fn delivered_on_every_route_finishes_clean() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        let a = f.start(vec![r("n1", 0), r("n2", 3)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        let a = f.start(live(vec![r("n1", 0), r("n2", 3)]), 0);
         assert_eq!(a.len(), 2);
         assert!(!f.is_finished());
         assert!(f
@@ -418,7 +476,7 @@ mod tests {
         assert!(t.contains(&Tally::Delivered { connections: 2 }));
         assert_eq!(
             t.iter()
-                .filter(|x| **x == Tally::Outcome("delivered"))
+                .filter(|x| x == &&Tally::Outcome(PushOutcome::Answered(Outcome::Delivered)))
                 .count(),
             2
         );
@@ -426,14 +484,14 @@ mod tests {
 
     #[test]
     fn no_route_is_offline_and_expired_is_never_sent() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        assert!(f.start(vec![], 0).is_empty());
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        assert!(f.start(live(vec![]), 0).is_empty());
         assert!(f.is_finished());
         assert_eq!(outcomes(&mut f), ["offline"]);
 
-        let mut f = PushFlow::new(params(), false, 1_000);
+        let mut f = PushFlow::new(params(), false, 1_000, 7);
         assert!(
-            f.start(vec![r("n", 0)], 1_000).is_empty(),
+            f.start(live(vec![r("n", 0)]), 1_000).is_empty(),
             "expiry instant is too late"
         );
         assert!(f.is_finished());
@@ -442,8 +500,8 @@ mod tests {
 
     #[test]
     fn not_here_relooks_once_and_sends_only_new_routes() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0), r("b", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0), r("b", 0)]), 0);
         let a = f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
         assert_eq!(
             a,
@@ -457,7 +515,7 @@ mod tests {
             .is_empty());
         assert!(!f.is_finished(), "relookup pending");
         // The device moved to c; a is repeated and is not re-sent.
-        let a = f.on_relookup(Some(vec![r("a", 0), r("c", 1)]), 0);
+        let a = f.on_relookup(Some(live(vec![r("a", 0), r("c", 1)])), 0);
         assert_eq!(
             a,
             [Action::Send {
@@ -479,15 +537,15 @@ mod tests {
 
     #[test]
     fn relookup_with_nothing_new_or_failing_is_offline() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
-        assert!(f.on_relookup(Some(vec![r("a", 0)]), 0).is_empty());
+        assert!(f.on_relookup(Some(live(vec![r("a", 0)])), 0).is_empty());
         assert!(f.is_finished());
         assert_eq!(outcomes(&mut f), ["not_here", "offline"]);
 
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
         assert!(f.on_relookup(None, 0).is_empty());
         assert!(f.is_finished());
@@ -496,8 +554,8 @@ mod tests {
 
     #[test]
     fn draining_relooks_after_a_backoff() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         let a = f.on_reply(&r("a", 0), 1, answer(Outcome::Draining, 0), 0);
         assert_eq!(
             a,
@@ -505,7 +563,7 @@ mod tests {
                 after: Duration::from_millis(100)
             }]
         );
-        let a = f.on_relookup(Some(vec![r("b", 0)]), 50);
+        let a = f.on_relookup(Some(live(vec![r("b", 0)])), 50);
         assert_eq!(a.len(), 1);
         f.on_reply(&r("b", 0), 1, answer(Outcome::Delivered, 1), 60);
         assert!(f.is_finished());
@@ -513,8 +571,8 @@ mod tests {
 
     #[test]
     fn broadcast_takes_not_here_and_draining_as_final() {
-        let mut f = PushFlow::new(params(), true, NEVER_EXPIRES);
-        f.start(vec![r("a", 0), r("a", 1)], 0);
+        let mut f = PushFlow::new(params(), true, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0), r("a", 1)]), 0);
         assert!(f
             .on_reply(&r("a", 0), 1, answer(Outcome::Draining, 0), 0)
             .is_empty());
@@ -526,9 +584,14 @@ mod tests {
 
     #[test]
     fn failures_retry_with_backoff_then_dead_letter() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
-        let a = f.on_reply(&r("a", 0), 1, Err(LinkError::Timeout), 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
+        let a = f.on_reply(
+            &r("a", 0),
+            1,
+            fail(RouteFailure::Timeout, "no answer in time"),
+            0,
+        );
         let [Action::Retry {
             attempt: 2, after, ..
         }] = a.as_slice()
@@ -550,7 +613,7 @@ mod tests {
         let a = f.on_reply(
             &r("a", 0),
             2,
-            Err(LinkError::Unreachable("refused".into())),
+            fail(RouteFailure::Unreachable, "edge unreachable: refused"),
             10,
         );
         let [Action::Retry {
@@ -562,33 +625,45 @@ mod tests {
         assert!(*after >= Duration::from_millis(16));
         f.on_due(&r("a", 0), 3, 40);
         assert!(f
-            .on_reply(&r("a", 0), 3, Err(LinkError::Timeout), 40)
+            .on_reply(
+                &r("a", 0),
+                3,
+                fail(RouteFailure::Timeout, "no answer in time"),
+                40
+            )
             .is_empty());
         assert!(f.is_finished());
         let dead = f.dead().unwrap();
-        assert_eq!(dead.code, "edge-timeout");
+        assert_eq!(dead.reason.as_str(), "edge-timeout");
         assert!(dead.detail.contains("a/0"), "{}", dead.detail);
         let t = f.take_tallies();
         assert_eq!(t.iter().filter(|x| matches!(x, Tally::Retry(_))).count(), 2);
-        assert!(t.contains(&Tally::Outcome("failed_timeout")));
+        assert!(t
+            .iter()
+            .any(|x| matches!(x, Tally::Outcome(o) if o.as_str() == "failed_timeout")));
     }
 
     #[test]
     fn unencodable_fails_at_once_and_expiry_stops_retries() {
-        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-        f.start(vec![r("a", 0)], 0);
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
         f.on_reply(
             &r("a", 0),
             1,
-            Err(LinkError::Unencodable("user too long".into())),
+            fail(RouteFailure::Unencodable, "cannot encode: user too long"),
             0,
         );
         assert!(f.is_finished());
-        assert_eq!(f.dead().unwrap().code, "unencodable");
+        assert_eq!(f.dead().unwrap().reason.as_str(), "unencodable");
 
-        let mut f = PushFlow::new(params(), false, 100);
-        f.start(vec![r("a", 0)], 0);
-        f.on_reply(&r("a", 0), 1, Err(LinkError::Lost("reset".into())), 50);
+        let mut f = PushFlow::new(params(), false, 100, 7);
+        f.start(live(vec![r("a", 0)]), 0);
+        f.on_reply(
+            &r("a", 0),
+            1,
+            fail(RouteFailure::ConnectionLost, "connection lost: reset"),
+            50,
+        );
         assert!(f.on_due(&r("a", 0), 2, 100).is_empty());
         assert!(f.is_finished());
         assert!(
@@ -622,12 +697,75 @@ mod tests {
             Outcome::Unencodable,
             Outcome::RateLimited,
         ] {
-            let mut f = PushFlow::new(params(), false, NEVER_EXPIRES);
-            f.start(vec![r("a", 0)], 0);
+            let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+            f.start(live(vec![r("a", 0)]), 0);
             assert!(f.on_reply(&r("a", 0), 1, answer(o, 0), 0).is_empty());
             assert!(f.is_finished());
             assert!(f.dead().is_none());
             assert_eq!(outcomes(&mut f), [o.as_str()]);
         }
+    }
+
+    #[test]
+    fn a_dead_node_is_never_sent_to_and_relooks_like_not_here() {
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        let a = f.start(
+            vec![
+                (r("ghost", 0), RouteStatus::DeadNode),
+                (r("a", 0), RouteStatus::Live),
+            ],
+            0,
+        );
+        assert_eq!(
+            a,
+            [
+                Action::Relookup {
+                    after: Duration::ZERO
+                },
+                Action::Send {
+                    route: r("a", 0),
+                    attempt: 1
+                }
+            ]
+        );
+        assert_eq!(outcomes(&mut f), ["stale_route", "not_here"]);
+        f.on_reply(&r("a", 0), 1, answer(Outcome::Delivered, 1), 0);
+        // The re-look-up repeats the dead route: it is not tried again; nothing new → offline.
+        assert!(f
+            .on_relookup(Some(vec![(r("ghost", 0), RouteStatus::DeadNode)]), 0)
+            .is_empty());
+        assert!(f.is_finished());
+        assert!(f.dead().is_none());
+        assert_eq!(outcomes(&mut f), ["delivered", "offline"]);
+    }
+
+    #[test]
+    fn a_new_dead_route_after_the_relookup_is_offline_once() {
+        let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, 7);
+        f.start(live(vec![r("a", 0)]), 0);
+        f.on_reply(&r("a", 0), 1, answer(Outcome::NotHere, 0), 0);
+        assert!(f
+            .on_relookup(Some(vec![(r("ghost", 1), RouteStatus::DeadNode)]), 0)
+            .is_empty());
+        assert!(f.is_finished());
+        assert_eq!(
+            outcomes(&mut f),
+            ["not_here", "stale_route", "not_here", "offline"]
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_backoffs() {
+        let delays = |seed| {
+            let mut f = PushFlow::new(params(), false, NEVER_EXPIRES, seed);
+            f.start(live(vec![r("a", 0)]), 0);
+            let a = f.on_reply(&r("a", 0), 1, fail(RouteFailure::Timeout, "t"), 0);
+            let [Action::Retry { after, .. }] = a.as_slice() else {
+                panic!("{a:?}")
+            };
+            *after
+        };
+        assert_eq!(delays(1), delays(1));
+        assert_ne!(delays(1), delays(2));
     }
 }

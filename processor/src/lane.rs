@@ -24,26 +24,39 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_protocol::kafka::{PushHeaders, Target};
+use herald_protocol::kafka::{Priority, PushHeaders, Target};
+use herald_registry::RegistryError;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::directory::Resolved;
 use crate::driver::{now_ms, Driver, Origin};
-use crate::flow::Route;
 use crate::metrics as m;
+use crate::outcome::{DeadReason, PushOutcome};
 use crate::processor::Shared;
 
 /// Where a queued record's routes stand.
 #[derive(Debug)]
 enum Routes {
-    /// Known (broadcast fan-out, or a finished look-up).
-    Ready(Vec<Route>),
+    /// Known (broadcast fan-out, or a finished look-up), addresses resolved.
+    Ready(Vec<Resolved>),
     /// Look-up in flight.
-    Lookup(AbortOnDrop<Result<Vec<Route>, String>>),
+    Lookup(AbortOnDrop<Result<Vec<Resolved>, LookupError>>),
     /// The last look-up failed; try again at this instant.
     RetryAt(Instant),
+}
+
+/// Why a look-up gave no routes (the record is retried after a backoff).
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The look-up task died.
+    #[error("look-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A task handle that aborts the task when dropped.
@@ -72,8 +85,8 @@ struct Queued {
 /// What the lane needs to know about its partition.
 #[derive(Debug, Clone, Copy)]
 pub struct LaneId {
-    /// Priority level.
-    pub level: usize,
+    /// Priority of the partition's topic.
+    pub priority: Priority,
     /// Partition.
     pub partition: i32,
     /// Assignment generation.
@@ -100,7 +113,7 @@ fn start_lookup(shared: &Arc<Shared>, headers: &PushHeaders) -> Routes {
             .directory
             .user_routes(&user, device.as_deref())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(LookupError::from)
     })))
 }
 
@@ -113,7 +126,7 @@ async fn front_ready(shared: &Arc<Shared>, queued: &mut Queued) {
             Routes::Lookup(handle) => {
                 let result = (&mut handle.0)
                     .await
-                    .unwrap_or_else(|e| Err(format!("look-up task failed: {e}")));
+                    .unwrap_or_else(|e| Err(LookupError::from(e)));
                 queued.routes = match result {
                     Ok(routes) => Routes::Ready(routes),
                     Err(e) => {
@@ -141,12 +154,12 @@ fn intake(
     drivers: &mut JoinSet<()>,
     queue: &mut VecDeque<Queued>,
 ) {
-    if !shared.topics[id.level].admit(id.partition, id.generation, msg.offset()) {
+    if !shared.topics[id.priority].admit(id.partition, id.generation, msg.offset()) {
         // Revoked: the partition's new owner forwards it.
         return;
     }
     let origin = Origin {
-        level: id.level,
+        priority: id.priority,
         partition: id.partition,
         generation: id.generation,
         offset: msg.offset(),
@@ -161,11 +174,15 @@ fn intake(
     let headers = match parsed {
         Ok(h) => h,
         Err(malformed) => {
-            metrics::counter!(m::OUTCOMES, "outcome" => "malformed").increment(1);
+            metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::Malformed.as_str())
+                .increment(1);
             let shared = shared.clone();
             let detail = malformed.to_string();
             drivers.spawn(async move {
-                shared.dead.send(&msg, malformed.reason(), &detail).await;
+                shared
+                    .dead
+                    .send(&msg, &DeadReason::Malformed(malformed), &detail)
+                    .await;
                 shared.settle(origin);
             });
             return;
@@ -173,20 +190,25 @@ fn intake(
     };
     let payload_len = msg.payload().map_or(0, <[u8]>::len);
     if payload_len > shared.max_payload_bytes {
-        metrics::counter!(m::OUTCOMES, "outcome" => "payload_too_large").increment(1);
+        metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::PayloadTooLarge.as_str())
+            .increment(1);
         let shared = shared.clone();
         let detail = format!(
             "payload is {payload_len} bytes, the limit is {}",
             shared.max_payload_bytes
         );
         drivers.spawn(async move {
-            shared.dead.send(&msg, "payload-too-large", &detail).await;
+            shared
+                .dead
+                .send(&msg, &DeadReason::PayloadTooLarge, &detail)
+                .await;
             shared.settle(origin);
         });
         return;
     }
     if headers.is_expired(now_ms()) {
-        metrics::counter!(m::OUTCOMES, "outcome" => "expired_before_send").increment(1);
+        metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::ExpiredBeforeSend.as_str())
+            .increment(1);
         shared.settle(origin);
         return;
     }
@@ -203,7 +225,7 @@ fn intake(
 }
 
 async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
-    let topic = shared.topics[id.level].clone();
+    let topic = shared.topics[id.priority].clone();
     let mut drivers: JoinSet<()> = JoinSet::new();
     let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut closed = false;
@@ -231,7 +253,7 @@ async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Ow
                 }
                 let Routes::Ready(routes) = q.routes else { continue };
                 let origin = Origin {
-                    level: id.level,
+                    priority: id.priority,
                     partition: id.partition,
                     generation: id.generation,
                     offset: q.msg.offset(),

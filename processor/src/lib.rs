@@ -5,7 +5,7 @@
 //! connections to the delivery port of the edge shard that holds the target's connection.
 //! Delivery is at-least-once: an offset is committed only once every record before it has
 //! settled (delivered or otherwise answered, expired, offline, or dead-lettered).
-//! The crate also holds [`sender::Sender`], the Rust API backends publish pushes with.
+//! Backends publish pushes with the `herald-sender` crate.
 //!
 //! # Layout
 //! - [`config`]: the key table, layered settings (TOML < env < flags), validation.
@@ -17,14 +17,15 @@
 //! - `driver` / [`flow`]: one push's forwarding — the policy is sans-io in `flow`.
 //! - [`directory`]: registry look-ups and edge membership → routes and addresses.
 //! - [`pool`] / [`link`]: authenticated delivery connections, batching, answers.
+//! - [`outcome`]: outcomes, route failures and dead-letter reasons (metric labels) as enums.
 //! - [`deadletter`]: the dead-letter producer.
 //! - [`autoscale`]: the recommended-replicas estimate (pure).
 //! - [`metrics`]: metric names and the Prometheus endpoint.
-//! - [`sender`]: the publishing API.
 //! - [`cli`]: the `herald-processor` command line (flags, `--check-config`, exit codes).
 
 pub mod autoscale;
 pub mod cli;
+mod clock;
 pub mod config;
 pub mod consumer;
 pub mod deadletter;
@@ -35,12 +36,11 @@ pub mod inflight;
 mod lane;
 pub mod link;
 pub mod metrics;
+pub mod outcome;
 pub mod partitions;
 pub mod pool;
 pub mod priority;
 pub mod processor;
-pub mod sender;
 
 pub use config::{ConfigError, ProcessorConfig, Topics};
 pub use processor::{run, Processor, ProcessorError, ProcessorStatus};
-pub use sender::{MessageId, Push, SendError, Sender, SenderConfig};

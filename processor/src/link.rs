@@ -4,7 +4,8 @@
 //! [`LinkHandle::submit`] and get a one-shot answer back. The task
 //!
 //! - connects lazily on the first message (TCP connect + `Challenge` / `Auth` / `AuthOk` within
-//!   `connect_timeout`), and again after a failure, at most once per `retry_backoff`;
+//!   `connect_timeout`), and again after a failure, at most once per `retry_backoff`; the
+//!   conversation is the protocol's `ClientSession`, this module only moves its bytes;
 //! - takes queued messages highest priority first and packs them into `Deliver` frames of at
 //!   most `batch_max_messages` / `batch_max_bytes`, lingering up to `batch_linger` for a batch
 //!   to fill (broadcasts travel in frames of their own);
@@ -18,15 +19,18 @@
 //! Messages of one user always go through the same link (see `pool`), and a link writes in
 //! submission order within a priority, so per-user order survives forwarding.
 
+mod error;
+
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use herald_protocol::delivery::session::{ClientEvent, ClientSession, SessionError};
 use herald_protocol::delivery::{
-    self, Answer, BroadcastMsg, DeliverMsg, Frame, FrameReader, DEFAULT_MAX_FRAME_LEN,
-    DELIVER_FRAME_OVERHEAD, NONCE_LEN,
+    Answer, BroadcastMsg, DeliverMsg, DEFAULT_MAX_FRAME_LEN, DELIVER_FRAME_OVERHEAD, NONCE_LEN,
 };
-use herald_protocol::delivery_auth::ClientAuth;
+use herald_protocol::kafka::Priority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -35,47 +39,9 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryConfig;
 use crate::metrics as m;
+use crate::priority::ByPriority;
 
-/// Why a message got no answer from the edge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkError {
-    /// The delivery port could not be reached or refused the handshake; nothing was sent.
-    Unreachable(String),
-    /// The connection broke (or was dropped as stalled) after the message may have been sent.
-    Lost(String),
-    /// No answer within `request_timeout` (applied by the caller).
-    Timeout,
-    /// The message cannot be put in a frame (a field over the wire limits); retrying is futile.
-    Unencodable(String),
-}
-
-impl LinkError {
-    /// Whether another attempt may succeed.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, LinkError::Unencodable(_))
-    }
-
-    /// Stable snake_case name for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LinkError::Unreachable(_) => "unreachable",
-            LinkError::Lost(_) => "lost",
-            LinkError::Timeout => "timeout",
-            LinkError::Unencodable(_) => "unencodable",
-        }
-    }
-}
-
-impl fmt::Display for LinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LinkError::Unreachable(why) => write!(f, "edge unreachable: {why}"),
-            LinkError::Lost(why) => write!(f, "connection lost: {why}"),
-            LinkError::Timeout => write!(f, "no answer in time"),
-            LinkError::Unencodable(why) => write!(f, "cannot encode: {why}"),
-        }
-    }
-}
+pub use error::{ConnectError, ConnectionLost, HandshakeError, LinkError};
 
 /// What to send; the link assigns the `seq`.
 #[derive(Debug, Clone)]
@@ -144,35 +110,42 @@ impl From<&DeliveryConfig> for LinkSettings {
 /// The submitting side of a link; dropping every clone stops the task.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
-    /// One queue per priority level (0 highest).
-    queues: [mpsc::UnboundedSender<Request>; 3],
+    /// One queue per priority.
+    queues: ByPriority<mpsc::UnboundedSender<Request>>,
 }
 
 impl LinkHandle {
     /// Starts a link to `addr` (`host:port`) on the current tokio runtime.
     pub fn spawn(addr: String, settings: LinkSettings) -> LinkHandle {
-        let (h, rh) = mpsc::unbounded_channel();
-        let (n, rn) = mpsc::unbounded_channel();
-        let (l, rl) = mpsc::unbounded_channel();
-        tokio::spawn(run(addr, settings, [rh, rn, rl]));
-        LinkHandle { queues: [h, n, l] }
+        let mut receivers: ByPriority<Option<mpsc::UnboundedReceiver<Request>>> =
+            ByPriority::default();
+        let queues = ByPriority::from_fn(|p| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            receivers[p] = Some(rx);
+            tx
+        });
+        let receivers = receivers
+            .into_array()
+            .map(|rx| rx.unwrap_or_else(|| unreachable!("one receiver per priority")));
+        tokio::spawn(run(addr, settings, receivers));
+        LinkHandle { queues }
     }
 
-    /// Queues `item` at priority `level` (0 highest); the receiver yields the answer.
-    pub fn submit(&self, level: usize, item: Item) -> oneshot::Receiver<Reply> {
+    /// Queues `item` at `priority`; the receiver yields the answer.
+    pub fn submit(&self, priority: Priority, item: Item) -> oneshot::Receiver<Reply> {
         let (reply, rx) = oneshot::channel();
-        let queue = &self.queues[level.min(2)];
+        let queue = &self.queues[priority];
         if let Err(mpsc::error::SendError(req)) = queue.send(Request { item, reply }) {
             let _ = req
                 .reply
-                .send(Err(LinkError::Lost("link task stopped".into())));
+                .send(Err(LinkError::lost(ConnectionLost::TaskStopped)));
         }
         rx
     }
 
     /// Whether the task is gone (it never stops while a handle lives, unless it panicked).
     pub fn is_closed(&self) -> bool {
-        self.queues[0].is_closed()
+        self.queues[Priority::High].is_closed()
     }
 }
 
@@ -180,7 +153,7 @@ impl LinkHandle {
 pub async fn await_reply(rx: oneshot::Receiver<Reply>, timeout: Duration) -> Reply {
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(reply)) => reply,
-        Ok(Err(_)) => Err(LinkError::Lost("link task dropped the message".into())),
+        Ok(Err(_)) => Err(LinkError::lost(ConnectionLost::Dropped)),
         Err(_) => Err(LinkError::Timeout),
     }
 }
@@ -188,10 +161,10 @@ pub async fn await_reply(rx: oneshot::Receiver<Reply>, timeout: Duration) -> Rep
 /// What the reader half reports to the link task.
 #[derive(Debug)]
 enum ReaderEvent {
-    /// One `Answers` frame.
-    Answers(Vec<Answer>),
-    /// The connection is unusable (EOF, I/O error, protocol violation).
-    Closed(String),
+    /// Bytes from the edge, for the session.
+    Bytes(Vec<u8>),
+    /// The connection is unusable (EOF, I/O error).
+    Closed(ConnectionLost),
 }
 
 /// A message written and not yet answered.
@@ -204,6 +177,8 @@ struct Pending {
 /// A live, authenticated connection.
 #[derive(Debug)]
 struct Conn {
+    /// The protocol session (open): encodes frames, decodes the edge's answers.
+    session: ClientSession,
     /// Write half (frames are written by the link task).
     write: OwnedWriteHalf,
     /// Events from the reader task.
@@ -229,6 +204,19 @@ impl Conn {
         for (_, p) in self.pending.drain() {
             let _ = p.reply.send(Err(err.clone()));
         }
+    }
+
+    /// Feeds the edge's bytes to the session and completes the answered messages; an error
+    /// means the connection is unusable (a bad or unexpected frame).
+    fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.session.handle_input(bytes);
+        while let Some(event) = self.session.poll_event()? {
+            match event {
+                ClientEvent::Answers(answers) => self.on_answers(answers),
+                ClientEvent::Authenticated => {}
+            }
+        }
+        Ok(())
     }
 
     fn on_answers(&mut self, answers: Vec<Answer>) {
@@ -276,14 +264,16 @@ async fn run(
             biased;
             ev = recv_event(&mut conn) => {
                 match ev {
-                    ReaderEvent::Answers(a) => {
-                        if let Some(c) = conn.as_mut() {
-                            c.on_answers(a);
+                    ReaderEvent::Bytes(bytes) => {
+                        let result = conn.as_mut().map_or(Ok(()), |c| c.on_bytes(&bytes));
+                        if let Err(e) = result {
+                            log::info!("delivery connection to {addr} closed: {e}");
+                            drop_conn(&mut conn, LinkError::lost(ConnectionLost::Protocol(e)));
                         }
                     }
                     ReaderEvent::Closed(why) => {
                         log::info!("delivery connection to {addr} closed: {why}");
-                        drop_conn(&mut conn, LinkError::Lost(why));
+                        drop_conn(&mut conn, LinkError::lost(why));
                     }
                 }
                 continue;
@@ -300,7 +290,7 @@ async fn run(
         if conn.is_none() {
             let now = Instant::now();
             let outcome = if now < next_connect {
-                Err("reconnect backoff".to_string())
+                Err(ConnectError::Backoff)
             } else {
                 next_connect = now + settings.reconnect_backoff;
                 connect(&addr, &settings).await
@@ -308,7 +298,7 @@ async fn run(
             match outcome {
                 Ok(c) => conn = Some(c),
                 Err(why) => {
-                    let err = LinkError::Unreachable(why);
+                    let err = LinkError::Unreachable(Arc::new(why));
                     let _ = first.reply.send(Err(err.clone()));
                     while let Some(r) = try_recv_any(&mut queues) {
                         let _ = r.reply.send(Err(err.clone()));
@@ -323,10 +313,10 @@ async fn run(
         };
         if let Err(why) = write_batch(c, batch, &mut next_seq, &settings).await {
             log::info!("delivery connection to {addr} failed: {why}");
-            drop_conn(&mut conn, LinkError::Lost(why));
+            drop_conn(&mut conn, LinkError::lost(why));
         }
     }
-    drop_conn(&mut conn, LinkError::Lost("link stopped".into()));
+    drop_conn(&mut conn, LinkError::lost(ConnectionLost::LinkStopped));
 }
 
 /// The next reader event, or never when there is no connection.
@@ -336,7 +326,7 @@ async fn recv_event(conn: &mut Option<Conn>) -> ReaderEvent {
             .events
             .recv()
             .await
-            .unwrap_or_else(|| ReaderEvent::Closed("reader stopped".into())),
+            .unwrap_or(ReaderEvent::Closed(ConnectionLost::ReaderStopped)),
         None => std::future::pending().await,
     }
 }
@@ -412,21 +402,20 @@ async fn write_batch(
     batch: Vec<Request>,
     next_seq: &mut u64,
     settings: &LinkSettings,
-) -> Result<(), String> {
-    let mut out = Vec::with_capacity(64 * 1024);
+) -> Result<(), ConnectionLost> {
     let mut delivers: Vec<DeliverMsg> = Vec::new();
     let mut replies: Vec<(u64, oneshot::Sender<Reply>)> = Vec::new();
     let mut frames = 0u64;
     let mut deliver_bytes = DELIVER_FRAME_OVERHEAD;
     let flush = |delivers: &mut Vec<DeliverMsg>,
                  replies: &mut Vec<(u64, oneshot::Sender<Reply>)>,
-                 out: &mut Vec<u8>,
+                 session: &mut ClientSession,
                  pending: &mut HashMap<u64, Pending>,
                  frames: &mut u64| {
         if delivers.is_empty() {
             return;
         }
-        match delivery::encode_deliver_batch(delivers, out) {
+        match session.send_deliver(delivers) {
             Ok(()) => {
                 *frames += 1;
                 metrics::histogram!(m::BATCH_SIZE).record(delivers.len() as f64);
@@ -437,13 +426,13 @@ async fn write_batch(
             Err(_) => {
                 // One bad message must not sink its batch mates: encode them one by one.
                 for (m, (seq, reply)) in delivers.iter().zip(replies.drain(..)) {
-                    match delivery::encode_deliver_batch(std::slice::from_ref(m), out) {
+                    match session.send_deliver(std::slice::from_ref(m)) {
                         Ok(()) => {
                             *frames += 1;
                             pending.insert(seq, Pending { reply });
                         }
                         Err(e) => {
-                            let _ = reply.send(Err(LinkError::Unencodable(e.to_string())));
+                            let _ = reply.send(Err(unencodable(e)));
                         }
                     }
                 }
@@ -465,7 +454,7 @@ async fn write_batch(
                     flush(
                         &mut delivers,
                         &mut replies,
-                        &mut out,
+                        &mut c.session,
                         &mut c.pending,
                         &mut frames,
                     );
@@ -479,19 +468,19 @@ async fn write_batch(
                 flush(
                     &mut delivers,
                     &mut replies,
-                    &mut out,
+                    &mut c.session,
                     &mut c.pending,
                     &mut frames,
                 );
                 deliver_bytes = DELIVER_FRAME_OVERHEAD;
                 msg.seq = seq;
-                match delivery::encode_broadcast(&msg, &mut out) {
+                match c.session.send_broadcast(&msg) {
                     Ok(()) => {
                         frames += 1;
                         c.pending.insert(seq, Pending { reply: req.reply });
                     }
                     Err(e) => {
-                        let _ = req.reply.send(Err(LinkError::Unencodable(e.to_string())));
+                        let _ = req.reply.send(Err(unencodable(e)));
                     }
                 }
             }
@@ -500,34 +489,41 @@ async fn write_batch(
     flush(
         &mut delivers,
         &mut replies,
-        &mut out,
+        &mut c.session,
         &mut c.pending,
         &mut frames,
     );
     metrics::counter!(m::DELIVERY_FRAMES).increment(frames);
-    c.write
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("write: {e}"))
+    let written = c.write.write_all(c.session.transmit()).await;
+    c.session.clear_transmit();
+    written.map_err(ConnectionLost::Write)
+}
+
+/// The failure of a message the session refused to send (the session is open, so only an
+/// encoding error is possible).
+fn unencodable(e: SessionError) -> LinkError {
+    match e {
+        SessionError::Encode(e) => LinkError::Unencodable(e),
+        other => LinkError::lost(ConnectionLost::Protocol(other)),
+    }
 }
 
 /// TCP connect plus the mutual HMAC handshake, all within `connect_timeout`.
-async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, String> {
+async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, ConnectError> {
     let result = tokio::time::timeout(settings.connect_timeout, handshake(addr, &settings.secret))
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no handshake within {:?}",
-                settings.connect_timeout
-            ))
-        });
+        .unwrap_or(Err(HandshakeError::TimedOut(settings.connect_timeout)));
     metrics::counter!(m::DELIVERY_CONNECTS, "result" => if result.is_ok() { "ok" } else { "error" })
         .increment(1);
-    let (read, write, reader) = result.map_err(|e| format!("{addr}: {e}"))?;
+    let (read, write, session) = result.map_err(|cause| ConnectError::Failed {
+        addr: addr.to_string(),
+        cause,
+    })?;
     let (tx, events) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_answers(read, reader, tx));
+    let reader = tokio::spawn(read_bytes(read, tx));
     metrics::gauge!(m::DELIVERY_CONNECTIONS).increment(1.0);
     Ok(Conn {
+        session,
         write,
         events,
         reader,
@@ -539,65 +535,51 @@ async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, String> {
 async fn handshake(
     addr: &str,
     secret: &[u8],
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, FrameReader), String> {
+) -> Result<(OwnedReadHalf, OwnedWriteHalf, ClientSession), HandshakeError> {
     let stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(HandshakeError::Connect)?;
     let _ = stream.set_nodelay(true);
     let (mut read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
-    let challenge = read_frame(&mut read, &mut reader).await?;
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
-    let mut auth = ClientAuth::new(secret, nonce);
-    let reply = auth
-        .respond(&challenge)
-        .map_err(|e| format!("handshake: {e}"))?;
-    let mut out = Vec::new();
-    delivery::encode(&reply, &mut out).map_err(|e| format!("handshake: {e}"))?;
-    write
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let ok = read_frame(&mut read, &mut reader).await?;
-    auth.confirm(&ok)
-        .map_err(|e| format!("handshake: {e} (is delivery_secret the edges' one?)"))?;
-    Ok((read, write, reader))
-}
-
-async fn read_frame(read: &mut OwnedReadHalf, reader: &mut FrameReader) -> Result<Frame, String> {
+    getrandom::fill(&mut nonce).map_err(HandshakeError::Randomness)?;
+    let mut session = ClientSession::new(secret, nonce, DEFAULT_MAX_FRAME_LEN);
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(frame) = reader.next_frame().map_err(|e| format!("bad frame: {e}"))? {
-            return Ok(frame);
+        match session.poll_event() {
+            Ok(Some(ClientEvent::Authenticated)) => return Ok((read, write, session)),
+            // A session yields answers only once open.
+            Ok(Some(ClientEvent::Answers(_))) | Ok(None) => {}
+            Err(e @ SessionError::Auth(_)) => return Err(HandshakeError::Refused(e)),
+            Err(e) => return Err(HandshakeError::Protocol(e)),
         }
-        let n = read
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        if !session.transmit().is_empty() {
+            write
+                .write_all(session.transmit())
+                .await
+                .map_err(HandshakeError::Write)?;
+            session.clear_transmit();
+        }
+        let n = read.read(&mut buf).await.map_err(HandshakeError::Read)?;
         if n == 0 {
-            return Err("closed by the edge (wrong delivery_secret?)".into());
+            return Err(HandshakeError::Closed);
         }
-        reader.feed(&buf[..n]);
+        session.handle_input(&buf[..n]);
     }
 }
 
-async fn read_answers(
-    mut read: OwnedReadHalf,
-    mut reader: FrameReader,
-    tx: mpsc::UnboundedSender<ReaderEvent>,
-) {
+/// Forwards the edge's bytes to the link task until the connection ends.
+async fn read_bytes(mut read: OwnedReadHalf, tx: mpsc::UnboundedSender<ReaderEvent>) {
+    let mut buf = vec![0u8; 64 * 1024];
     let why = loop {
-        match read_frame(&mut read, &mut reader).await {
-            Ok(Frame::Answers(a)) => {
-                if tx.send(ReaderEvent::Answers(a)).is_err() {
+        match read.read(&mut buf).await {
+            Ok(0) => break ConnectionLost::Closed,
+            Ok(n) => {
+                if tx.send(ReaderEvent::Bytes(buf[..n].to_vec())).is_err() {
                     return;
                 }
             }
-            Ok(other) => {
-                break format!("unexpected {} frame from the edge", other.frame_type());
-            }
-            Err(e) => break e,
+            Err(e) => break ConnectionLost::Read(e),
         }
     };
     let _ = tx.send(ReaderEvent::Closed(why));

@@ -1,15 +1,16 @@
 //! # Connection pool — `connections_per_shard` links per edge shard
 //!
 //! The pool keeps, per [`Route`], a few [`LinkHandle`]s to the route's delivery port (created
-//! on first use). A message picks its link by an affinity hash (the target user), so one
+//! on first use; the caller brings the address its look-up resolved). A message picks its link by an affinity hash (the target user), so one
 //! user's messages always travel over the same connection and stay in order; broadcasts
 //! spread by their id. When a route's address changes (the edge restarted elsewhere) its links
 //! are replaced; [`DeliveryPool::prune`] drops links of edges that left.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use herald_protocol::kafka::Priority;
 use tokio::sync::oneshot;
 
 use crate::directory::Directory;
@@ -20,7 +21,7 @@ use crate::link::{Item, LinkHandle, LinkSettings, Reply};
 #[derive(Debug)]
 struct ShardLinks {
     /// The address they connect to.
-    addr: String,
+    addr: Arc<str>,
     /// `connections_per_shard` links.
     links: Vec<LinkHandle>,
 }
@@ -53,33 +54,34 @@ impl DeliveryPool {
         }
     }
 
-    /// Queues `item` on `route` at priority `level`. `None` when the route has no address
-    /// (its node is not a live edge).
+    /// Queues `item` on `route`, whose delivery port is `addr`, at `priority`.
     pub fn submit(
         &self,
-        directory: &Directory,
         route: &Route,
-        level: usize,
+        addr: &Arc<str>,
+        priority: Priority,
         affinity: u64,
         item: Item,
-    ) -> Option<oneshot::Receiver<Reply>> {
-        let addr = directory.address(route)?;
+    ) -> oneshot::Receiver<Reply> {
         let mut routes = self
             .routes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = routes.entry(route.clone()).or_insert_with(|| ShardLinks {
-            addr: String::new(),
+            addr: addr.clone(),
             links: Vec::new(),
         });
-        if entry.addr != addr || entry.links.iter().any(LinkHandle::is_closed) {
+        if entry.addr != *addr
+            || entry.links.is_empty()
+            || entry.links.iter().any(LinkHandle::is_closed)
+        {
             entry.links = (0..self.per_route)
-                .map(|_| LinkHandle::spawn(addr.clone(), self.settings.clone()))
+                .map(|_| LinkHandle::spawn(addr.to_string(), self.settings.clone()))
                 .collect();
-            entry.addr = addr;
+            entry.addr = addr.clone();
         }
         let link = &entry.links[(affinity % entry.links.len() as u64) as usize];
-        Some(link.submit(level, item))
+        link.submit(priority, item)
     }
 
     /// Drops the links of routes that no longer have an address.
@@ -88,7 +90,7 @@ impl DeliveryPool {
             .routes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        routes.retain(|route, links| directory.address(route).as_deref() == Some(&links.addr));
+        routes.retain(|route, links| directory.address(route).as_ref() == Some(&links.addr));
     }
 
     /// Routes with links.

@@ -8,7 +8,65 @@
 //!
 //! This module only decides the order in which the topics are polled; the consumer loop polls
 //! in that order without waiting and takes the first record found, then reports which level it
-//! took. Levels are indices: `0` is the highest priority.
+//! took. Inside the scheduler levels are indices (`0` is the highest priority); the rest of
+//! the processor speaks [`Priority`] and keeps one value per priority in a [`ByPriority`].
+
+use std::ops::{Index, IndexMut};
+
+use herald_protocol::kafka::Priority;
+
+/// The scheduler level of `priority`: its position in [`Priority::ALL`] (0 = high).
+fn level(priority: Priority) -> usize {
+    match priority {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// One value per priority, indexed by [`Priority`] (so no bare level numbers travel around).
+#[derive(Debug, Clone, Default)]
+pub struct ByPriority<T>([T; 3]);
+
+impl<T> ByPriority<T> {
+    /// `f` of every priority.
+    pub fn from_fn(mut f: impl FnMut(Priority) -> T) -> Self {
+        ByPriority(Priority::ALL.map(&mut f))
+    }
+
+    /// The values with their priority, most urgent first.
+    pub fn iter(&self) -> impl Iterator<Item = (Priority, &T)> {
+        Priority::ALL.into_iter().zip(self.0.iter())
+    }
+
+    /// The values, most urgent first.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.iter()
+    }
+
+    /// The values with their priority, most urgent first, by value.
+    pub fn into_iter_with_priority(self) -> impl Iterator<Item = (Priority, T)> {
+        Priority::ALL.into_iter().zip(self.0)
+    }
+
+    /// The values as an array, most urgent first.
+    pub fn into_array(self) -> [T; 3] {
+        self.0
+    }
+}
+
+impl<T> Index<Priority> for ByPriority<T> {
+    type Output = T;
+    fn index(&self, priority: Priority) -> &T {
+        &self.0[level(priority)]
+    }
+}
+
+impl<T> IndexMut<Priority> for ByPriority<T> {
+    fn index_mut(&mut self, priority: Priority) -> &mut T {
+        &mut self.0[level(priority)]
+    }
+}
 
 /// Poll-order state for `LEVELS` priority levels.
 #[derive(Debug, Clone)]
@@ -53,6 +111,18 @@ impl<const LEVELS: usize> PriorityScheduler<LEVELS> {
                 *count = count.saturating_add(1);
             }
         }
+    }
+}
+
+impl PriorityScheduler<3> {
+    /// [`poll_order`](Self::poll_order) as priorities.
+    pub fn priority_order(&self) -> [Priority; 3] {
+        self.poll_order().map(|l| Priority::ALL[l])
+    }
+
+    /// Records that a record of `priority` was taken.
+    pub fn took(&mut self, priority: Priority) {
+        self.taken(level(priority));
     }
 }
 
@@ -131,5 +201,19 @@ mod tests {
         s.taken(1);
         // Taking normal never starves normal; low is passed over.
         assert_eq!(s.poll_order(), [2, 0, 1]);
+    }
+
+    #[test]
+    fn by_priority_indexes_by_priority_and_the_typed_order_matches() {
+        let mut v = ByPriority::from_fn(|p| p.as_str().len());
+        v[Priority::Low] += 10;
+        assert_eq!(v.into_array(), [4, 6, 13]);
+        let mut s = PriorityScheduler::<3>::new(1);
+        assert_eq!(
+            s.priority_order(),
+            [Priority::High, Priority::Normal, Priority::Low]
+        );
+        s.took(Priority::High);
+        assert_eq!(s.priority_order()[0], Priority::Low);
     }
 }

@@ -22,6 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_lite::Stream;
+use herald_protocol::kafka::Priority;
 use herald_registry::{Registry, RegistryError};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -42,7 +43,7 @@ use crate::lane::{self, LaneId};
 use crate::link::LinkSettings;
 use crate::metrics as m;
 use crate::pool::DeliveryPool;
-use crate::priority::PriorityScheduler;
+use crate::priority::{ByPriority, PriorityScheduler};
 
 /// Why the processor could not start or stopped.
 #[derive(Debug)]
@@ -91,12 +92,12 @@ pub(crate) struct Shared {
     pub(crate) lookup_concurrency: usize,
     /// Set at shutdown: lanes start nothing new.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
-    /// The topics by priority level.
-    pub(crate) topics: [Arc<TopicState>; 3],
+    /// The topics by priority.
+    pub(crate) topics: ByPriority<Arc<TopicState>>,
     /// Records settled since start (autoscaling throughput).
     settled_total: AtomicU64,
-    /// `herald_processor_settled_total{topic}` per level.
-    settled_counters: [metrics::Counter; 3],
+    /// `herald_processor_settled_total{topic}` per priority.
+    settled_counters: ByPriority<metrics::Counter>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -110,9 +111,9 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Settles a record (stores its partition's new position when the prefix grew).
     pub(crate) fn settle(&self, origin: Origin) {
-        if self.topics[origin.level].settle(origin.partition, origin.generation, origin.offset) {
+        if self.topics[origin.priority].settle(origin.partition, origin.generation, origin.offset) {
             self.settled_total.fetch_add(1, Ordering::Relaxed);
-            self.settled_counters[origin.level].increment(1);
+            self.settled_counters[origin.priority].increment(1);
         }
     }
 }
@@ -127,12 +128,12 @@ pub struct ProcessorStatus {
 impl ProcessorStatus {
     /// Partitions currently assigned, per priority level (high, normal, low).
     pub fn assigned(&self) -> [Vec<i32>; 3] {
-        [0, 1, 2].map(|l| self.shared.topics[l].partitions())
+        Priority::ALL.map(|p| self.shared.topics[p].partitions())
     }
 
     /// Records admitted and not yet settled.
     pub fn unsettled(&self) -> usize {
-        self.shared.topics.iter().map(|t| t.unsettled()).sum()
+        self.shared.topics.values().map(|t| t.unsettled()).sum()
     }
 
     /// Records settled since start.
@@ -159,8 +160,8 @@ pub struct Processor {
     shared: Arc<Shared>,
     /// The group members, one per topic.
     consumers: [Arc<ProcessorConsumer>; 3],
-    /// Records from the partition pumps, by level.
-    levels: [mpsc::Receiver<Polled>; 3],
+    /// Records from the partition pumps, by priority.
+    levels: ByPriority<mpsc::Receiver<Polled>>,
     /// Where `/metrics` is served, if anywhere.
     metrics_addr: Option<SocketAddr>,
     /// Refresher, autoscaler, metrics server.
@@ -251,8 +252,9 @@ impl Processor {
             max_payload_bytes: config.max_payload_bytes,
             lookup_concurrency: config.lookup_concurrency,
             stopping: std::sync::atomic::AtomicBool::new(false),
-            settled_counters: [0, 1, 2]
-                .map(|l| metrics::counter!(m::SETTLED, "topic" => topics[l].topic.clone())),
+            settled_counters: ByPriority::from_fn(
+                |p| metrics::counter!(m::SETTLED, "topic" => topics[p].topic.clone()),
+            ),
             topics,
             settled_total: AtomicU64::new(0),
         });
@@ -330,13 +332,14 @@ impl Processor {
             let mut mains = [c[0].stream(), c[1].stream(), c[2].stream()];
             let mut shutdown = std::pin::pin!(shutdown);
             let mut scheduler = PriorityScheduler::<3>::new(config.starvation_guard);
-            let mut senders: HashMap<(usize, i32), (u64, mpsc::UnboundedSender<OwnedMessage>)> =
+            let mut senders: HashMap<(Priority, i32), (u64, mpsc::UnboundedSender<OwnedMessage>)> =
                 HashMap::new();
-            let consumed: [metrics::Counter; 3] = [0, 1, 2]
-                .map(|l| metrics::counter!(m::CONSUMED, "topic" => shared.topics[l].topic.clone()));
+            let consumed = ByPriority::from_fn(
+                |p| metrics::counter!(m::CONSUMED, "topic" => shared.topics[p].topic.clone()),
+            );
             let mut cleanup = tokio::time::interval(Duration::from_secs(1));
             loop {
-                let order = scheduler.poll_order();
+                let order = scheduler.priority_order();
                 let polled = tokio::select! {
                     biased;
                     _ = &mut shutdown => break,
@@ -344,16 +347,19 @@ impl Processor {
                     // fetched in the instant before their partition's queue was split.
                     item = next_main(&mut mains) => match item {
                         Some(Ok(msg)) => {
-                            let Some(level) =
-                                shared.topics.iter().position(|t| t.topic == msg.topic())
+                            let Some(priority) = shared
+                                .topics
+                                .iter()
+                                .find(|(_, t)| t.topic == msg.topic())
+                                .map(|(p, _)| p)
                             else {
                                 continue;
                             };
                             let partition = msg.partition();
                             Polled {
-                                level,
+                                priority,
                                 partition,
-                                generation: shared.topics[level].received(partition),
+                                generation: shared.topics[priority].received(partition),
                                 msg: msg.detach(),
                             }
                         }
@@ -366,26 +372,26 @@ impl Processor {
                     polled = next_in_order(&mut levels, order) => polled,
                     Some(_) = lanes.join_next(), if !lanes.is_empty() => continue,
                     _ = cleanup.tick() => {
-                        senders.retain(|(level, p), (generation, _)| {
-                            shared.topics[*level].is_current(*p, *generation)
+                        senders.retain(|(priority, p), (generation, _)| {
+                            shared.topics[*priority].is_current(*p, *generation)
                         });
                         continue;
                     }
                 };
                 let Polled {
-                    level,
+                    priority,
                     partition,
                     generation,
                     msg,
                 } = polled;
-                scheduler.taken(level);
-                consumed[level].increment(1);
+                scheduler.took(priority);
+                consumed[priority].increment(1);
                 let entry = senders
-                    .entry((level, partition))
+                    .entry((priority, partition))
                     .or_insert_with(|| (0, mpsc::unbounded_channel().0));
                 if entry.0 != generation || entry.1.is_closed() {
                     let id = LaneId {
-                        level,
+                        priority,
                         partition,
                         generation,
                     };
@@ -504,11 +510,14 @@ async fn next_main<'a>(
     .await
 }
 
-/// The next record from the pumps, reading the levels in `order` (first ready wins).
-async fn next_in_order(levels: &mut [mpsc::Receiver<Polled>; 3], order: [usize; 3]) -> Polled {
+/// The next record from the pumps, reading the priorities in `order` (first ready wins).
+async fn next_in_order(
+    levels: &mut ByPriority<mpsc::Receiver<Polled>>,
+    order: [Priority; 3],
+) -> Polled {
     std::future::poll_fn(|cx| {
-        for &level in &order {
-            if let Poll::Ready(Some(polled)) = levels[level].poll_recv(cx) {
+        for &priority in &order {
+            if let Poll::Ready(Some(polled)) = levels[priority].poll_recv(cx) {
                 return Poll::Ready(polled);
             }
         }
@@ -540,7 +549,7 @@ async fn autoscale(shared: Arc<Shared>, config: crate::config::AutoscaleConfig) 
     let capacity = metrics::gauge!(m::CAPACITY);
     loop {
         tick.tick().await;
-        let lag: u64 = shared.topics.iter().map(|t| t.lag_total()).sum();
+        let lag: u64 = shared.topics.values().map(|t| t.lag_total()).sum();
         let settled = shared.settled_total.load(Ordering::Relaxed);
         if let Some(e) = estimator.observe(started.elapsed().as_secs_f64(), lag, settled) {
             replicas.set(e.recommended_replicas);

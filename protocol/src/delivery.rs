@@ -8,9 +8,13 @@
 //! byte of the body is buffered, and no count or length field ever drives an allocation before
 //! the bytes it describes have arrived. Encoders never truncate: a batch above `u16::MAX` items
 //! or a string above `u16::MAX` bytes is an [`EncodeError`]. The byte layout is documented in
-//! `docs/protocol.md` ("Delivery port").
+//! `docs/protocol.md` ("Delivery port"). The handshake and the frames each side may send after
+//! it are driven by [`session`] (`ClientSession` for the processor, `ServerSession` for the
+//! edge), so no socket driver reimplements them.
 
 use std::fmt;
+
+pub mod session;
 
 /// Version carried in the edge's [`Frame::Challenge`]; a processor speaking another version
 /// refuses the connection instead of guessing at the layout.

@@ -3,7 +3,8 @@
 //! Pure data in, data out: no sockets, no clocks (callers pass `now`), no runtime.
 //!
 //! - [`delivery`]: the processor → edge delivery port (length-prefixed frames, batches,
-//!   per-message answers).
+//!   per-message answers); [`delivery::session`] drives a whole connection for either end
+//!   (handshake, then frames in, events and bytes out).
 //! - [`delivery_auth`]: the HMAC challenge–response that opens every delivery connection.
 //! - [`sse`]: Server-Sent Events encoding that payload bytes can never break out of.
 //! - [`registry_record`]: the value stored per device in the push registry.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use herald_edge::auth::jwt::{issue_hs256, Claims};
 use herald_edge::control::admin::{AdminExtension, AdminRequest, AdminResponse};
-use herald_processor::sender::{Sender, SenderConfig};
+use herald_sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use serde::Deserialize;
 

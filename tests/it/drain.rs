@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
+use herald_sender::{Sender, SenderConfig};
 use herald_testkit::clients::{close_first, read_frame, source_ip, ws_open};
 use herald_testkit::MockKafka;
 

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
+use herald_sender::{Sender, SenderConfig};
 use herald_testkit::kafka::{header, produce_raw, DEAD_TOPIC};
 use herald_testkit::{MockKafka, RedisCluster};
 

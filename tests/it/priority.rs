@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
+use herald_sender::{Sender, SenderConfig};
 use herald_testkit::kafka::produce_raw;
 use herald_testkit::MockKafka;
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use herald_processor::sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
+use herald_sender::{Sender, SenderConfig};
 use herald_testkit::{MockKafka, RedisServer};
 
 const USERS: usize = 200;

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_processor::sender::{Push, Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
+use herald_sender::{Push, Sender, SenderConfig};
 use serde::Serialize;
 
 use super::Failure;

@@ -67,36 +67,8 @@ keys! {
     "worker_threads" = "2" : "Tokio worker threads of the herald-processor binary.";
 }
 
-/// Kafka topic names, one per priority plus the dead-letter topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topics {
-    /// High-priority pushes.
-    pub high: String,
-    /// Normal-priority pushes.
-    pub normal: String,
-    /// Low-priority pushes.
-    pub low: String,
-    /// Dead letters.
-    pub dead: String,
-}
-
-impl Topics {
-    /// The push topics in priority order (index = priority level, 0 highest).
-    pub fn by_level(&self) -> [&str; 3] {
-        [&self.high, &self.normal, &self.low]
-    }
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Topics {
-            high: "herald.push.high".into(),
-            normal: "herald.push.normal".into(),
-            low: "herald.push.low".into(),
-            dead: "herald.push.dead".into(),
-        }
-    }
-}
+/// Kafka topic names, shared with the publishing side (`herald-sender`).
+pub use herald_sender::Topics;
 
 /// Kafka client settings.
 #[derive(Debug, Clone)]

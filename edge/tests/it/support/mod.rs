@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use herald_edge::auth::jwt::{issue_hs256, Claims};
 use herald_edge::config::EdgeConfig;
 use herald_edge::EdgeHandle;
-use herald_protocol::delivery::{self, Answer, DeliverMsg, Frame, FrameReader, Outcome};
-use herald_protocol::delivery_auth::ClientAuth;
+use herald_protocol::delivery::session::{ClientEvent, ClientSession};
+use herald_protocol::delivery::{self, Answer, DeliverMsg, Frame, Outcome};
 
 pub const JWT_SECRET: &str = "integration-test-jwt-secret";
 pub const DELIVERY_SECRET: &str = "test-delivery-secret-0123456789";
@@ -135,51 +135,71 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// The processor's side of the delivery port.
+/// The processor's side of the delivery port: a blocking driver of the protocol's
+/// `ClientSession`.
 pub struct DeliveryClient {
     stream: TcpStream,
-    reader: FrameReader,
+    session: ClientSession,
 }
 
 impl DeliveryClient {
     pub fn connect(addr: SocketAddr, secret: &[u8]) -> Result<DeliveryClient, String> {
-        let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let mut c = DeliveryClient {
-            stream: stream.try_clone().unwrap(),
-            reader: FrameReader::new(delivery::DEFAULT_MAX_FRAME_LEN),
+            stream,
+            session: ClientSession::new(secret, [7u8; 16], delivery::DEFAULT_MAX_FRAME_LEN),
         };
-        let challenge = c.read_frame().ok_or("no challenge")?;
-        let mut auth = ClientAuth::new(secret, [7u8; 16]);
-        let reply = auth.respond(&challenge).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        delivery::encode(&reply, &mut out).unwrap();
-        stream.write_all(&out).map_err(|e| e.to_string())?;
-        let ok = c.read_frame().ok_or("closed instead of AuthOk")?;
-        auth.confirm(&ok).map_err(|e| e.to_string())?;
-        Ok(c)
+        // The Challenge yields no event; the session queues the Auth answer.
+        loop {
+            match c.next_event()? {
+                Some(ClientEvent::Authenticated) => return Ok(c),
+                Some(ClientEvent::Answers(_)) => return Err("answers before AuthOk".into()),
+                None if c.session.transmit().is_empty() => {
+                    return Err("closed instead of AuthOk".into())
+                }
+                None => c.flush().map_err(|e| e.to_string())?,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.write_all(self.session.transmit())?;
+        self.session.clear_transmit();
+        Ok(())
+    }
+
+    /// The next event; `Ok(None)` when the session queued bytes to send first, or when the
+    /// edge closed the connection (then nothing is queued).
+    fn next_event(&mut self) -> Result<Option<ClientEvent>, String> {
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some(ev) = self.session.poll_event().map_err(|e| e.to_string())? {
+                return Ok(Some(ev));
+            }
+            if !self.session.transmit().is_empty() {
+                return Ok(None);
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(n) => self.session.handle_input(&buf[..n]),
+            }
+        }
     }
 
     pub fn read_frame(&mut self) -> Option<Frame> {
-        let mut buf = [0u8; 65536];
-        loop {
-            if let Some(f) = self.reader.next_frame().expect("valid frames") {
-                return Some(f);
-            }
-            match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.reader.feed(&buf[..n]),
-            }
+        match self.next_event().expect("valid frames") {
+            Some(ClientEvent::Answers(a)) => Some(Frame::Answers(a)),
+            Some(ClientEvent::Authenticated) | None => None,
         }
     }
 
     /// Sends a batch and collects one answer per message.
     pub fn deliver(&mut self, msgs: &[DeliverMsg]) -> Vec<Answer> {
-        let mut out = Vec::new();
-        delivery::encode_deliver_batch(msgs, &mut out).unwrap();
-        self.stream.write_all(&out).unwrap();
+        self.session.send_deliver(msgs).unwrap();
+        self.flush().unwrap();
         let mut answers = Vec::new();
         while answers.len() < msgs.len() {
             match self.read_frame() {
@@ -191,18 +211,15 @@ impl DeliveryClient {
     }
 
     pub fn broadcast(&mut self, seq: u64, payload: &[u8]) -> Answer {
-        let mut out = Vec::new();
-        delivery::encode_broadcast(
-            &delivery::BroadcastMsg {
+        self.session
+            .send_broadcast(&delivery::BroadcastMsg {
                 seq,
                 message_id: format!("b{seq}"),
                 expires_at_ms: delivery::NEVER_EXPIRES,
                 payload: payload.to_vec(),
-            },
-            &mut out,
-        )
-        .unwrap();
-        self.stream.write_all(&out).unwrap();
+            })
+            .unwrap();
+        self.flush().unwrap();
         match self.read_frame() {
             Some(Frame::Answers(a)) => a[0],
             other => panic!("expected answers, got {other:?}"),

@@ -3,22 +3,21 @@
 //! (timeouts → retries → dead letter), an unreachable edge, a stale record of a dead node,
 //! expired pushes, device and user targets across edges, and a broadcast.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_processor::{Processor, Sender, SenderConfig};
-use herald_protocol::delivery::Outcome;
-use herald_protocol::kafka::{Priority, Target};
-use herald_registry::{EdgeInfo, Registry};
-use rdkafka::message::Message;
-use support::edge::{Reply, TestEdge};
-use support::{
+use crate::support::edge::{Reply, TestEdge};
+use crate::support::{
     all_committed, blocking, header, now_ms, processor_config, register, wait_assigned, wait_for,
     Kafka, PUSH_TOPICS,
 };
+use herald_processor::Processor;
+use herald_protocol::delivery::Outcome;
+use herald_protocol::kafka::{Priority, Target};
+use herald_registry::{EdgeInfo, Registry};
+use herald_sender::{Sender, SenderConfig};
+use rdkafka::message::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
@@ -41,11 +40,12 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_edge_answer_is_handled() {
+    let _serial = crate::support::serial().await;
     let _ = env_logger::builder().is_test(true).try_init();
     let kafka = Kafka::start(1, 2);
     let registry = Registry::in_process();
 
-    let policy = Arc::new(|r: &support::edge::Received| {
+    let policy = Arc::new(|r: &crate::support::edge::Received| {
         let user = r.user.as_deref().unwrap_or("*");
         match (user, r.shard) {
             ("silent", _) => Reply::Silent,

@@ -2,20 +2,19 @@
 //! partition: the valid records around them are delivered, in order, and every offset is
 //! committed.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::edge::{deliver_all, TestEdge};
+use crate::support::{
+    all_committed, blocking, header, processor_config, produce_raw, register, wait_for, Kafka,
+};
 use herald_processor::Processor;
 use herald_registry::Registry;
 use rdkafka::message::Message;
-use support::edge::{deliver_all, TestEdge};
-use support::{
-    all_committed, blocking, header, processor_config, produce_raw, register, wait_for, Kafka,
-};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_records_are_dead_lettered_with_a_reason() {
+    let _serial = crate::support::serial().await;
     let _ = env_logger::builder().is_test(true).try_init();
     let kafka = Kafka::start(1, 1);
     let registry = Registry::in_process();

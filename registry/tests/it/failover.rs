@@ -5,14 +5,12 @@
 //! with the master are re-asserted through the writer's hook, which here re-submits the
 //! test's own live set). Measured recovery times are printed for the report.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{registration, runtime, test_options};
+use crate::support::{registration, runtime, test_options};
 use herald_protocol::registry_record::conn_nonce;
 use herald_registry::{
     unix_now_ms, Registration, Registry, RegistryOp, RegistryWriter, WriterConfig,
@@ -122,7 +120,7 @@ fn failover_kill_stop_failback_recovers_within_10s() {
     let _ = env_logger::builder().is_test(true).try_init();
     let cluster = Arc::new(Mutex::new(RedisCluster::start()));
     let url = cluster.lock().unwrap().url();
-    let prefix = common::unique_prefix("fo");
+    let prefix = crate::support::unique_prefix("fo");
     runtime().block_on(async move {
         let registry = Registry::connect(&url, &test_options()).await.unwrap();
         let live: LiveSet = Arc::new(Mutex::new(HashMap::new()));

@@ -1,20 +1,8 @@
-//! # Sender — the public way to publish a push
+//! The [`Sender`]: one idempotent producer per priority, records in the sender contract.
 //!
-//! Backends (and `herald send`) publish through [`Sender`], which writes records in the Kafka
-//! sender contract (`herald_protocol::kafka`, documented in `docs/protocol.md`):
-//!
-//! - topic by priority (`herald.push.high|normal|low`, names configurable);
-//! - key = the target user, so one user's pushes stay ordered on one partition. A broadcast has
-//!   no key (the contract's `PushHeaders::key`): librdkafka then spreads broadcasts over the
-//!   partitions, so two broadcasts are not ordered relative to each other;
-//! - value = the payload, delivered to clients verbatim;
-//! - headers `herald-id` (generated as 128 random bits in lowercase hex when the caller gives
-//!   none), `herald-target`, `herald-expires-at` (now + ttl, unix ms; omitted without a ttl:
-//!   the push never expires) and `herald-created-at` (now, unix µs).
-//!
-//! One idempotent producer per priority (`enable.idempotence=true`: retries never duplicate or
-//! reorder within a partition) with its own `linger.ms`: 0 ms for high (send at once), 5 ms
-//! for normal, 20 ms for low (bigger batches for bulk traffic).
+//! One producer per priority (`enable.idempotence=true`: retries never duplicate or reorder
+//! within a partition) with its own `linger.ms`: 0 ms for high (send at once), 5 ms for
+//! normal, 20 ms for low (bigger batches for bulk traffic).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,34 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-use crate::config::Topics;
-
-/// The unique id of a published push (the `herald-id` header).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MessageId(pub String);
-
-impl MessageId {
-    /// A fresh random id: 128 bits as 32 lowercase hex digits.
-    pub fn random() -> MessageId {
-        let mut bytes = [0u8; 16];
-        if getrandom::fill(&mut bytes).is_err() {
-            // No OS randomness: fall back to the process PRNG (still unique in practice).
-            bytes = fastrand::u128(..).to_be_bytes();
-        }
-        MessageId(bytes.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::{MessageId, Topics};
 
 /// Why a push was not published.
 #[derive(Debug)]
@@ -144,7 +105,7 @@ pub fn linger_for(priority: Priority) -> Duration {
 
 /// Publishes pushes; cheap to share (`&self` methods, `Send + Sync`).
 pub struct Sender {
-    /// Producers for high, normal, low (index = `level`).
+    /// Producers for high, normal, low (in `Priority::ALL` order).
     producers: [FutureProducer; 3],
     /// Topic names.
     topics: Topics,
@@ -162,8 +123,8 @@ impl fmt::Debug for Sender {
     }
 }
 
-/// Priority level index: 0 high, 1 normal, 2 low.
-pub(crate) fn level(priority: Priority) -> usize {
+/// The producer of `priority` in `Sender::producers`.
+fn producer_index(priority: Priority) -> usize {
     match priority {
         Priority::High => 0,
         Priority::Normal => 1,
@@ -172,7 +133,7 @@ pub(crate) fn level(priority: Priority) -> usize {
 }
 
 /// Now as unix microseconds.
-pub(crate) fn now_unix_us() -> u64 {
+fn now_unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -261,15 +222,14 @@ impl Sender {
                 value: Some(value.as_slice()),
             });
         }
-        let level = level(push.priority);
-        let topic = self.topics.by_level()[level];
+        let topic = self.topics.for_priority(push.priority);
         let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
             .payload(push.payload)
             .headers(kafka_headers);
         if let Some(key) = headers.key() {
             record = record.key(key);
         }
-        self.producers[level]
+        self.producers[producer_index(push.priority)]
             .send(record, self.delivery_timeout)
             .await
             .map_err(|(e, _)| SendError::Kafka(e))?;
@@ -289,18 +249,6 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_ids_are_128_bit_hex_and_distinct() {
-        let a = MessageId::random();
-        let b = MessageId::random();
-        assert_eq!(a.as_str().len(), 32);
-        assert!(a
-            .as_str()
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn linger_grows_as_priority_falls() {

@@ -1,9 +1,7 @@
 //! The registry scenarios against a real 6-node Redis Cluster (3 masters + 3 replicas).
 //! Each test starts its own cluster, so they can run in parallel.
 
-mod common;
-
-use common::{runtime, Harness};
+use crate::support::{runtime, Harness};
 use herald_registry::{Registry, RegistryError};
 use herald_testkit::RedisCluster;
 
@@ -23,39 +21,38 @@ where
 #[test]
 fn cluster_register_lookup_unregister() {
     with_cluster("rlu", |h| async move {
-        common::register_lookup_unregister(&h).await
+        crate::support::register_lookup_unregister(&h).await
     });
 }
 
 #[test]
 fn cluster_multi_device_users() {
-    with_cluster(
-        "multi",
-        |h| async move { common::multi_device_users(&h).await },
-    );
+    with_cluster("multi", |h| async move {
+        crate::support::multi_device_users(&h).await
+    });
 }
 
 #[test]
 fn cluster_expired_fields_ignored_and_pruned() {
     with_cluster("expiry", |h| async move {
-        common::expired_fields_ignored_and_pruned(&h).await;
-        common::newer_connection_wins(&h).await;
-        common::edge_membership(&h).await;
-        common::invalid_input_is_refused(&h).await;
+        crate::support::expired_fields_ignored_and_pruned(&h).await;
+        crate::support::newer_connection_wins(&h).await;
+        crate::support::edge_membership(&h).await;
+        crate::support::invalid_input_is_refused(&h).await;
     });
 }
 
 #[test]
 fn cluster_race_10000_interleavings() {
     with_cluster("race", |h| async move {
-        common::race_interleavings(&h, 10_000).await
+        crate::support::race_interleavings(&h, 10_000).await
     });
 }
 
 #[test]
 fn connect_refuses_bad_urls_and_unreachable_servers() {
     runtime().block_on(async {
-        let opts = common::test_options();
+        let opts = crate::support::test_options();
         let err = Registry::connect("http://127.0.0.1:1", &opts)
             .await
             .unwrap_err();

@@ -2,11 +2,9 @@
 //! records' TTL has passed (plus 2 s for Redis's expiry cycle), and its membership entry
 //! ages out of `herald:edges`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{registration, runtime, test_options};
+use crate::support::{registration, runtime, test_options};
 use herald_protocol::registry_record::conn_nonce;
 use herald_registry::{unix_now_ms, EdgeInfo, Registry, RegistryOp, RegistryWriter, WriterConfig};
 use herald_testkit::RedisCluster;
@@ -20,7 +18,7 @@ const CONNECTIONS: u16 = 2_000;
 fn phantom_records_expire_after_ttl_plus_2s() {
     let cluster = RedisCluster::start();
     let url = cluster.url();
-    let prefix = common::unique_prefix("phantom");
+    let prefix = crate::support::unique_prefix("phantom");
     let heartbeat = Duration::from_millis(200);
 
     // The edge: its own runtime, registers, then is dropped without any cleanup (a crash).

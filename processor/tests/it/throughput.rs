@@ -10,18 +10,17 @@
 //! `inflight_per_partition`), an in-process edge with 2 shards that answers at once; the rate
 //! is first to last delivery at the edge.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::edge::{deliver_all, TestEdge};
+use crate::support::{processor_config, produce_many, register, wait_for, Kafka};
 use herald_processor::Processor;
 use herald_registry::Registry;
-use support::edge::{deliver_all, TestEdge};
-use support::{processor_config, produce_many, register, wait_for, Kafka};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run with --release --ignored"]
 async fn forwarding_throughput() {
+    let _serial = crate::support::serial().await;
     let n: usize = std::env::var("N").map_or(100_000, |v| v.parse().expect("N is a number"));
     let kafka = Kafka::start(1, 8);
     let registry = Registry::in_process();

@@ -3,18 +3,16 @@
 //! is lost, and every offset is committed in the end; what was in flight during the
 //! hand-overs may arrive twice.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::edge::{deliver_all, TestEdge};
+use crate::support::{all_committed, processor_config, register, wait_assigned, wait_for, Kafka};
 use herald_processor::Processor;
 use herald_registry::Registry;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use support::edge::{deliver_all, TestEdge};
-use support::{all_committed, processor_config, register, wait_assigned, wait_for, Kafka};
 
 const N: usize = 12_000;
 const USERS: usize = 40;
@@ -23,6 +21,7 @@ const INFLIGHT: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processors_join_and_leave_mid_stream() {
+    let _serial = crate::support::serial().await;
     let _ = env_logger::builder().is_test(true).try_init();
     let kafka = Kafka::start(1, PARTITIONS);
     let registry = Registry::in_process();

@@ -2,17 +2,15 @@
 //! where it is, nothing more settles) loses nothing; the next member of the group delivers the
 //! rest, and the duplicates are bounded by the in-flight windows.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use herald_processor::Processor;
-use herald_registry::Registry;
-use support::edge::{deliver_all, TestEdge};
-use support::{
+use crate::support::edge::{deliver_all, TestEdge};
+use crate::support::{
     all_committed, processor_config, produce_many, register, wait_assigned, wait_for, Kafka,
 };
+use herald_processor::Processor;
+use herald_registry::Registry;
 
 const N: usize = 20_000;
 const USERS: usize = 40;
@@ -21,6 +19,7 @@ const INFLIGHT: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_processor_loses_nothing() {
+    let _serial = crate::support::serial().await;
     use std::io::Write;
     let start = std::time::Instant::now();
     let _ = env_logger::Builder::from_env(

@@ -1,13 +1,14 @@
 //! A delivery-port server that behaves like an edge node: per shard a listener on
 //! `base_port + shard`, the `Challenge` / `Auth` / `AuthOk` handshake with the shared secret,
 //! then `Deliver` / `Broadcast` frames in and `Answers` out. What it answers is decided per
-//! message by a policy closure; every message received is recorded.
+//! message by a policy closure; every message received is recorded. The conversation is the
+//! protocol's `ServerSession`, as on the real edge.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use herald_protocol::delivery::{self, Answer, Frame, FrameReader, Outcome, DEFAULT_MAX_FRAME_LEN};
-use herald_protocol::delivery_auth::ServerAuth;
+use herald_protocol::delivery::session::{ServerEvent, ServerSession};
+use herald_protocol::delivery::{self, Answer, Outcome, DEFAULT_MAX_FRAME_LEN};
 use herald_registry::{EdgeInfo, Registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -169,22 +170,22 @@ impl TestEdge {
     }
 }
 
-async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+/// Reads into `session` until it has an event; `None` when the connection ended or the
+/// session failed (a wrong secret, a bad frame: close, like the edge).
+async fn next_event<R: tokio::io::AsyncRead + Unpin>(
     stream: &mut R,
-    reader: &mut FrameReader,
-) -> Option<Frame> {
+    session: &mut ServerSession,
+) -> Option<ServerEvent> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match reader.next_frame() {
-            Ok(Some(f)) => return Some(f),
-            Ok(None) => {}
-            Err(_) => return None,
+        if let Some(ev) = session.poll_event().ok()? {
+            return Some(ev);
         }
         let n = stream.read(&mut buf).await.ok()?;
         if n == 0 {
             return None;
         }
-        reader.feed(&buf[..n]);
+        session.handle_input(&buf[..n]);
     }
 }
 
@@ -197,24 +198,18 @@ async fn serve(
 ) {
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).unwrap();
-    let auth = ServerAuth::new(super::SECRET, nonce);
-    let mut out = Vec::new();
-    delivery::encode(&auth.challenge(), &mut out).unwrap();
-    if stream.write_all(&out).await.is_err() {
+    let mut session = ServerSession::new(super::SECRET, nonce, DEFAULT_MAX_FRAME_LEN);
+    if stream.write_all(session.transmit()).await.is_err() {
         return;
     }
-    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
-    let Some(frame) = read_frame(&mut stream, &mut reader).await else {
+    session.clear_transmit();
+    let Some(ServerEvent::Authenticated) = next_event(&mut stream, &mut session).await else {
         return;
     };
-    let Ok(ok) = auth.verify(&frame) else {
-        return; // wrong secret: close, like the edge
-    };
-    out.clear();
-    delivery::encode(&ok, &mut out).unwrap();
-    if stream.write_all(&out).await.is_err() {
+    if stream.write_all(session.transmit()).await.is_err() {
         return;
     }
+    session.clear_transmit();
     // Answers go out through a writer task, so delayed ones do not hold up the rest.
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Answer>>();
@@ -230,7 +225,7 @@ async fn serve(
             }
         }
     });
-    while let Some(frame) = read_frame(&mut rd, &mut reader).await {
+    while let Some(event) = next_event(&mut rd, &mut session).await {
         let mut answers = Vec::new();
         let mut record = |r: Received, seq: u64| {
             let reply = policy(&r);
@@ -255,8 +250,8 @@ async fn serve(
                 Reply::Silent => {}
             }
         };
-        match frame {
-            Frame::Deliver(msgs) => {
+        match event {
+            ServerEvent::Deliver(msgs) => {
                 for m in msgs {
                     record(
                         Received {
@@ -273,7 +268,7 @@ async fn serve(
                     );
                 }
             }
-            Frame::Broadcast(b) => record(
+            ServerEvent::Broadcast(b) => record(
                 Received {
                     node: node.clone(),
                     shard,

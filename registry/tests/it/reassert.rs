@@ -3,14 +3,12 @@
 //! Redis is down, and once Redis answers it asks the edge to re-assert; the edge's answer
 //! (re-submitting its live set) restores every registration.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{registration, runtime, test_options};
+use crate::support::{registration, runtime, test_options};
 use herald_protocol::registry_record::conn_nonce;
 use herald_registry::{
     unix_now_ms, Registration, Registry, RegistryOp, RegistryWriter, WriterConfig,
@@ -36,7 +34,7 @@ async fn missing(registry: &Registry, live: &[Registration]) -> Result<usize, St
 fn writer_reasserts_registrations_lost_with_the_server() {
     let server = Arc::new(Mutex::new(RedisServer::start()));
     let url = server.lock().unwrap().url();
-    let prefix = common::unique_prefix("reassert");
+    let prefix = crate::support::unique_prefix("reassert");
     runtime().block_on(async move {
         let registry = Registry::connect(&url, &test_options()).await.unwrap();
         let live: Arc<Mutex<HashMap<String, Registration>>> = Arc::default();

@@ -1,11 +1,9 @@
 //! Smoke test against one plain Redis node (`redis://`): the same scenarios as the cluster,
 //! plus the writer, over a non-cluster client.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{runtime, Harness};
+use crate::support::{runtime, Harness};
 use herald_protocol::registry_record::conn_nonce;
 use herald_registry::{unix_now_ms, RegistryOp, RegistryWriter, WriterConfig};
 use herald_testkit::RedisServer;
@@ -15,15 +13,15 @@ fn single_node_redis_smoke() {
     let server = RedisServer::start();
     runtime().block_on(async {
         let h = Harness::redis(&server.url(), "single").await;
-        common::all_basic(&h).await;
-        common::race_interleavings(&h, 1_000).await;
+        crate::support::all_basic(&h).await;
+        crate::support::race_interleavings(&h, 1_000).await;
 
         let writer =
             RegistryWriter::spawn(h.registry.clone(), WriterConfig::default(), Box::new(|| {}));
         let now = unix_now_ms();
         let user = h.user("writer");
         for i in 0..100u16 {
-            writer.submit(RegistryOp::Register(common::registration(
+            writer.submit(RegistryOp::Register(crate::support::registration(
                 &user,
                 &format!("d{i}"),
                 "edge-a",

@@ -1,5 +1,5 @@
-//! Registry scenarios shared by the back-end test binaries (in-process, single Redis node,
-//! Redis Cluster): each test binary builds a [`Harness`] and runs the same checks, so the
+//! Registry scenarios shared by the back-end test modules (in-process, single Redis node,
+//! Redis Cluster): each module builds a [`Harness`] and runs the same checks, so the
 //! back ends are held to identical semantics. The harness can also look under the hood
 //! (raw fields, key TTL) to check pruning and the TTL rule, which the public API hides.
 

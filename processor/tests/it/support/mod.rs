@@ -6,6 +6,13 @@
 
 pub mod edge;
 
+/// Held for the whole of a test that starts processors, so those tests run one at a time
+/// inside the shared test binary.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 use std::time::Duration;
 
 use herald_processor::ProcessorConfig;

@@ -1,18 +1,17 @@
 //! Strict priority: with a low-priority backlog waiting, high-priority pushes overtake it;
 //! per-user order holds within a topic.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_processor::{Processor, Sender, SenderConfig};
+use crate::support::edge::{Reply, TestEdge};
+use crate::support::{processor_config, produce_many, register, wait_assigned, wait_for, Kafka};
+use herald_processor::Processor;
 use herald_protocol::delivery::Outcome;
 use herald_protocol::kafka::{Priority, Target};
 use herald_registry::Registry;
-use support::edge::{Reply, TestEdge};
-use support::{processor_config, produce_many, register, wait_assigned, wait_for, Kafka};
+use herald_sender::{Sender, SenderConfig};
 
 const LOW: usize = 20_000;
 const HIGH: usize = 100;
@@ -20,13 +19,14 @@ const USERS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn high_overtakes_a_low_backlog() {
+    let _serial = crate::support::serial().await;
     let _ = env_logger::builder().is_test(true).try_init();
     let kafka = Kafka::start(1, 4);
     let registry = Registry::in_process();
     // The edge takes 40 ms to answer backlog pushes: with windows of 64 the backlog cannot drain
     // faster than 4 × 64 / 40 ms ≈ 6 400/s, whatever the build, so it is still there when
     // the urgent pushes arrive.
-    let policy: support::edge::Policy = Arc::new(|r: &support::edge::Received| {
+    let policy: crate::support::edge::Policy = Arc::new(|r: &crate::support::edge::Received| {
         if r.payload.starts_with(b"low:") {
             Reply::Delayed(Outcome::Delivered, 1, Duration::from_millis(40))
         } else {

@@ -1,13 +1,19 @@
 //! The Sender writes the contract: topic per priority, key = user, headers, payload verbatim.
 
-mod support;
-
 use std::time::Duration;
 
-use herald_processor::{MessageId, Push, Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, PushHeaders, Target};
+use herald_sender::{MessageId, Push, Sender, SenderConfig};
+use herald_testkit::kafka::header;
+use herald_testkit::MockKafka as Kafka;
 use rdkafka::message::{Headers, Message};
-use support::{header, now_ms, Kafka};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_records_carry_the_contract_headers() {

@@ -1,0 +1,89 @@
+//! # Delivery-port sessions — the whole conversation of one connection, sans-io
+//!
+//! Both ends of a delivery connection run the same script: the edge sends `Challenge`, the
+//! processor answers `Auth`, the edge checks it and proves itself with `AuthOk`; from then on
+//! the processor sends `Deliver` / `Broadcast` frames and the edge answers with `Answers`.
+//! [`ClientSession`] (the processor's end) and [`ServerSession`] (the edge's end) own that
+//! script so every driver — the processor's links, the edge's delivery port, the bench
+//! publisher, test fixtures — only moves bytes: feed what the socket returned with
+//! `handle_input`, take events with `poll_event` until it yields `Ok(None)`, and write
+//! [`transmit`](ClientSession::transmit) out (then `clear_transmit`). No sockets, no clock,
+//! no randomness: nonces and the secret come from the caller, deadlines are the driver's.
+//!
+//! Any error ends the session (a length-prefixed stream cannot be resynchronised): the
+//! session keeps failing with the first error and ignores further input; close the
+//! connection. Before authentication the server accepts one frame, which must be an `Auth`
+//! no larger than [`AUTH_FRAME_LEN`](super::AUTH_FRAME_LEN); only afterwards does it lift its
+//! frame cap to the configured maximum, so an unauthenticated peer cannot make it buffer more.
+
+mod client;
+mod server;
+
+use std::fmt;
+
+pub use client::{ClientEvent, ClientSession};
+pub use server::{ServerEvent, ServerSession};
+
+use super::{DecodeError, EncodeError, FrameType};
+use crate::delivery_auth::AuthError;
+
+/// Why a session ended, or why it refused to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    /// The peer's bytes are not a valid frame (or exceed the frame cap in force).
+    Decode(DecodeError),
+    /// The handshake failed: a wrong first frame, a bad MAC, another protocol version.
+    Auth(AuthError),
+    /// After authentication the peer sent a frame its role never sends.
+    UnexpectedFrame(FrameType),
+    /// A frame to send cannot be encoded (a field over the wire limits); nothing was queued
+    /// and the session stays usable.
+    Encode(EncodeError),
+    /// Sending was asked before the handshake completed; nothing was queued.
+    NotOpen,
+}
+
+impl SessionError {
+    /// Whether the error ended the session (everything but a refused send does).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, SessionError::Encode(_) | SessionError::NotOpen)
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Decode(e) => write!(f, "bad frame: {e}"),
+            SessionError::Auth(e) => write!(f, "handshake: {e}"),
+            SessionError::UnexpectedFrame(t) => write!(f, "unexpected {t} frame from the peer"),
+            SessionError::Encode(e) => write!(f, "cannot encode: {e}"),
+            SessionError::NotOpen => f.write_str("the handshake has not completed"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SessionError::Decode(e) => Some(e),
+            SessionError::Auth(e) => Some(e),
+            SessionError::Encode(e) => Some(e),
+            SessionError::UnexpectedFrame(_) | SessionError::NotOpen => None,
+        }
+    }
+}
+
+impl From<DecodeError> for SessionError {
+    fn from(e: DecodeError) -> Self {
+        SessionError::Decode(e)
+    }
+}
+
+impl From<AuthError> for SessionError {
+    fn from(e: AuthError) -> Self {
+        SessionError::Auth(e)
+    }
+}
+
+#[cfg(test)]
+mod pair_tests;

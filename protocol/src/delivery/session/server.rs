@@ -1,0 +1,276 @@
+//! The edge's end of a delivery connection: send `Challenge`, accept exactly one `Auth`
+//! (capped at `AUTH_FRAME_LEN`), answer `AuthOk` and lift the frame cap; then hand out
+//! `Deliver` / `Broadcast` frames and encode `Answers`.
+
+use super::SessionError;
+use crate::delivery::{
+    encode, encode_answers, Answer, BroadcastMsg, DeliverMsg, Frame, FrameReader, AUTH_FRAME_LEN,
+    MAX_BATCH, NONCE_LEN,
+};
+use crate::delivery_auth::ServerAuth;
+
+/// Something the processor sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// The processor proved it knows the secret; `AuthOk` is queued in `transmit` and the
+    /// frame cap is lifted to the session's maximum.
+    Authenticated,
+    /// A batch of targeted pushes; answer every `seq` with [`ServerSession::send_answers`].
+    Deliver(Vec<DeliverMsg>),
+    /// A push for every connection of the shard; answer its `seq`.
+    Broadcast(BroadcastMsg),
+}
+
+/// The edge's side of one delivery connection, sans-io (see the [module](super) docs).
+#[derive(Debug)]
+pub struct ServerSession {
+    /// The HMAC handshake.
+    auth: ServerAuth,
+    /// Decodes the processor's frames; capped at [`AUTH_FRAME_LEN`] until authenticated.
+    reader: FrameReader,
+    /// The frame cap once authenticated.
+    max_frame_len: usize,
+    /// Whether the processor authenticated.
+    authenticated: bool,
+    /// Bytes for the processor, not yet taken by the driver (starts with the `Challenge`).
+    out: Vec<u8>,
+    /// The error that ended the session, repeated by every later `poll_event`.
+    failed: Option<SessionError>,
+}
+
+impl ServerSession {
+    /// A session over the shared `secret` with this connection's fresh random `nonce`; after
+    /// authentication it accepts frames of at most `max_frame_len` declared bytes. The
+    /// `Challenge` is queued in [`transmit`](Self::transmit) at once.
+    pub fn new(secret: &[u8], nonce: [u8; NONCE_LEN], max_frame_len: usize) -> Self {
+        let auth = ServerAuth::new(secret, nonce);
+        let mut out = Vec::new();
+        // A Challenge has fixed-size fields: it always encodes.
+        let _ = encode(&auth.challenge(), &mut out);
+        ServerSession {
+            auth,
+            reader: FrameReader::new(AUTH_FRAME_LEN),
+            max_frame_len,
+            authenticated: false,
+            out,
+            failed: None,
+        }
+    }
+
+    /// Feeds bytes received from the processor; then call [`poll_event`](Self::poll_event).
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        if self.failed.is_none() {
+            self.reader.feed(bytes);
+        }
+    }
+
+    /// The next event, `Ok(None)` when more input is needed. Before authentication the only
+    /// frame accepted is an `Auth` with a valid MAC; anything else ends the session.
+    pub fn poll_event(&mut self) -> Result<Option<ServerEvent>, SessionError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let result = self.step();
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    fn step(&mut self) -> Result<Option<ServerEvent>, SessionError> {
+        let Some(frame) = self.reader.next_frame()? else {
+            return Ok(None);
+        };
+        if !self.authenticated {
+            let ok = self.auth.verify(&frame)?;
+            encode(&ok, &mut self.out).map_err(SessionError::Encode)?;
+            self.authenticated = true;
+            self.reader.set_max_frame_len(self.max_frame_len);
+            return Ok(Some(ServerEvent::Authenticated));
+        }
+        match frame {
+            Frame::Deliver(msgs) => Ok(Some(ServerEvent::Deliver(msgs))),
+            Frame::Broadcast(b) => Ok(Some(ServerEvent::Broadcast(b))),
+            other => Err(SessionError::UnexpectedFrame(other.frame_type())),
+        }
+    }
+
+    /// Whether the processor authenticated.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// Queues `answers` (in frames of at most [`MAX_BATCH`]). Before authentication nothing
+    /// is queued.
+    pub fn send_answers(&mut self, answers: &[Answer]) -> Result<(), SessionError> {
+        if !self.authenticated || self.failed.is_some() {
+            return Err(SessionError::NotOpen);
+        }
+        for chunk in answers.chunks(MAX_BATCH) {
+            encode_answers(chunk, &mut self.out).map_err(SessionError::Encode)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes to write to the processor, in order.
+    pub fn transmit(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Forgets the bytes of [`transmit`](Self::transmit) (they were written).
+    pub fn clear_transmit(&mut self) {
+        self.out.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::{DecodeError, FrameType, Outcome, DEFAULT_MAX_FRAME_LEN};
+    use crate::delivery_auth::{AuthError, ClientAuth};
+
+    const SECRET: &[u8] = b"0123456789abcdef-shared";
+
+    fn bytes(frame: &Frame) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(frame, &mut out).unwrap();
+        out
+    }
+
+    fn first_frame(buf: &[u8]) -> (Frame, usize) {
+        crate::delivery::decode(buf, DEFAULT_MAX_FRAME_LEN)
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A server session and the `Auth` frame a client with `secret` answers its challenge with.
+    fn challenged(secret: &[u8]) -> (ServerSession, Frame, ClientAuth) {
+        let s = ServerSession::new(SECRET, [1; 16], 4096);
+        let (challenge, n) = first_frame(s.transmit());
+        assert_eq!(n, s.transmit().len());
+        let mut client = ClientAuth::new(secret, [2; 16]);
+        let auth = client.respond(&challenge).unwrap();
+        (s, auth, client)
+    }
+
+    #[test]
+    fn challenge_first_then_authok_then_deliveries() {
+        let (mut s, auth, client) = challenged(SECRET);
+        s.clear_transmit();
+        assert!(!s.is_authenticated());
+        s.handle_input(&bytes(&auth));
+        assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Authenticated)));
+        let (ok, _) = first_frame(s.transmit());
+        client.confirm(&ok).unwrap();
+        s.clear_transmit();
+        let b = BroadcastMsg {
+            seq: 9,
+            message_id: "b".into(),
+            expires_at_ms: 1,
+            payload: vec![0; 1000],
+        };
+        s.handle_input(&bytes(&Frame::Broadcast(b.clone())));
+        assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Broadcast(b))));
+        assert_eq!(s.poll_event(), Ok(None));
+        let a = Answer {
+            seq: 9,
+            outcome: Outcome::Delivered,
+            delivered: 3,
+        };
+        s.send_answers(&[a]).unwrap();
+        assert_eq!(first_frame(s.transmit()).0, Frame::Answers(vec![a]));
+    }
+
+    #[test]
+    fn a_bad_mac_fails() {
+        let (mut s, auth, _) = challenged(b"not-the-secret-00000000");
+        s.handle_input(&bytes(&auth));
+        assert_eq!(
+            s.poll_event(),
+            Err(SessionError::Auth(AuthError::BadClientMac))
+        );
+        assert!(!s.is_authenticated());
+        assert_eq!(s.send_answers(&[]), Err(SessionError::NotOpen));
+    }
+
+    #[test]
+    fn a_first_frame_other_than_auth_fails() {
+        let mut s = ServerSession::new(SECRET, [1; 16], 4096);
+        s.handle_input(&bytes(&Frame::AuthOk { mac: [0; 32] }));
+        assert_eq!(
+            s.poll_event(),
+            Err(SessionError::Auth(AuthError::UnexpectedFrame {
+                expected: FrameType::Auth,
+                got: FrameType::AuthOk
+            }))
+        );
+    }
+
+    #[test]
+    fn nothing_larger_than_auth_is_read_before_authentication() {
+        let mut s = ServerSession::new(SECRET, [1; 16], 4096);
+        // Only the length prefix of a big Deliver frame: refused before its body arrives.
+        s.handle_input(&1000u32.to_be_bytes());
+        assert_eq!(
+            s.poll_event(),
+            Err(SessionError::Decode(DecodeError::FrameTooLarge {
+                len: 1000,
+                max: AUTH_FRAME_LEN
+            }))
+        );
+    }
+
+    #[test]
+    fn the_cap_lifts_after_auth_even_for_frames_behind_it() {
+        let (mut s, auth, _) = challenged(SECRET);
+        let big = DeliverMsg {
+            seq: 1,
+            user: "u".into(),
+            device: None,
+            message_id: "m".into(),
+            expires_at_ms: 5,
+            payload: vec![7; 2000],
+        };
+        let mut input = bytes(&auth);
+        input.extend(bytes(&Frame::Deliver(vec![big.clone()])));
+        s.handle_input(&input);
+        assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Authenticated)));
+        assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Deliver(vec![big]))));
+    }
+
+    #[test]
+    fn processors_may_not_send_answers_or_handshake_frames_later() {
+        let (mut s, auth, _) = challenged(SECRET);
+        s.handle_input(&bytes(&auth));
+        s.poll_event().unwrap();
+        s.handle_input(&bytes(&auth));
+        assert_eq!(
+            s.poll_event(),
+            Err(SessionError::UnexpectedFrame(FrameType::Auth))
+        );
+    }
+
+    #[test]
+    fn answers_are_split_into_frames_of_max_batch() {
+        let (mut s, auth, _) = challenged(SECRET);
+        s.handle_input(&bytes(&auth));
+        s.poll_event().unwrap();
+        s.clear_transmit();
+        let answers: Vec<Answer> = (0..MAX_BATCH as u64 + 3)
+            .map(|seq| Answer {
+                seq,
+                outcome: Outcome::NotHere,
+                delivered: 0,
+            })
+            .collect();
+        s.send_answers(&answers).unwrap();
+        let (Frame::Answers(first), n) = first_frame(s.transmit()) else {
+            panic!("answers")
+        };
+        let (Frame::Answers(second), m) = first_frame(&s.transmit()[n..]) else {
+            panic!("answers")
+        };
+        assert_eq!((first.len(), second.len()), (MAX_BATCH, 3));
+        assert_eq!(n + m, s.transmit().len());
+    }
+}
