@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use herald_edge::auth::jwt::{issue_hs256, Claims};
 use herald_edge::control::admin::{AdminExtension, AdminRequest, AdminResponse};
-use herald_sender::{Sender, SenderConfig};
 use herald_protocol::kafka::{Priority, Target};
+use herald_sender::{Sender, SenderConfig};
 use serde::Deserialize;
 
 /// The demo page.
