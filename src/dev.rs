@@ -24,7 +24,7 @@ use rdkafka::mocking::MockCluster;
 
 /// Arguments of `herald dev`.
 #[derive(Debug, Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Client address of the edge (WebSocket `/ws`, SSE `/sse`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -62,7 +62,7 @@ fn fail(code: u8, msg: &str) -> ExitCode {
 }
 
 /// Runs the whole system until Ctrl-C / SIGTERM.
-pub fn run(a: &DevArgs) -> ExitCode {
+pub(crate) fn run(a: &DevArgs) -> ExitCode {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,rdkafka=warn,librdkafka=warn"),
     )

@@ -11,7 +11,7 @@ use herald_sender::{Sender, SenderConfig};
 
 /// Arguments of `herald send`.
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// Kafka bootstrap servers (`HOST:PORT[,…]`; `herald dev` prints it).
     #[arg(long, env = "HERALD_KAFKA")]
     pub kafka: String,
@@ -41,7 +41,7 @@ fn fail(code: u8, msg: &str) -> ExitCode {
 
 /// Sends the push and prints its `herald-id`. Exit 64 on bad arguments, 69 when Kafka did
 /// not acknowledge the record.
-pub fn run(a: &SendArgs) -> ExitCode {
+pub(crate) fn run(a: &SendArgs) -> ExitCode {
     let priority = match Priority::parse(&a.priority) {
         Ok(p) => p,
         Err(e) => return fail(64, &format!("--priority: {e}")),

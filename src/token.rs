@@ -9,7 +9,7 @@ use herald_edge::config::parse_duration;
 
 /// Arguments of `herald token`.
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// The edge's HS256 secret (`jwt_secret`).
     #[arg(long, env = "HERALD_JWT_SECRET")]
     pub jwt_secret: String,
@@ -31,7 +31,7 @@ pub struct TokenArgs {
 }
 
 /// Prints the token; exit 64 on bad arguments.
-pub fn run(a: &TokenArgs) -> ExitCode {
+pub(crate) fn run(a: &TokenArgs) -> ExitCode {
     let ttl = match parse_duration(&a.ttl) {
         Ok(t) if !t.is_zero() => t,
         Ok(_) => return fail("--ttl must be positive"),

@@ -54,7 +54,7 @@ enum Event {
 
 /// Where a record came from, to settle it.
 #[derive(Debug, Clone, Copy)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// Priority of the record's topic.
     pub priority: Priority,
     /// Partition.
@@ -66,7 +66,7 @@ pub struct Origin {
 }
 
 /// One record being forwarded.
-pub struct Driver {
+pub(crate) struct Driver {
     /// Processor-wide state.
     shared: Arc<Shared>,
     /// Where the record came from.
@@ -100,7 +100,7 @@ pub(crate) fn now_ms() -> u64 {
 
 impl Driver {
     /// Creates the flow for `routes` and submits the first sends now.
-    pub fn start(
+    pub(crate) fn start(
         shared: Arc<Shared>,
         origin: Origin,
         msg: OwnedMessage,
@@ -254,7 +254,7 @@ impl Driver {
     }
 
     /// Drives the flow to its end, dead-letters if needed, settles.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         while !self.flow.is_finished() {
             let Some(joined) = self.tasks.join_next().await else {
                 break;

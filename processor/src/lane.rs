@@ -84,7 +84,7 @@ struct Queued {
 
 /// What the lane needs to know about its partition.
 #[derive(Debug, Clone, Copy)]
-pub struct LaneId {
+pub(crate) struct LaneId {
     /// Priority of the partition's topic.
     pub priority: Priority,
     /// Partition.
@@ -94,7 +94,7 @@ pub struct LaneId {
 }
 
 /// Starts a lane in `set`; send it the partition's records in offset order.
-pub fn spawn(
+pub(crate) fn spawn(
     set: &mut JoinSet<()>,
     shared: Arc<Shared>,
     id: LaneId,

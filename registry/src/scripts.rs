@@ -22,7 +22,7 @@
 /// key TTL to `max(expires_at_ms of live fields) - now`, never shortening it: `PEXPIRE … GT`
 /// when the key has a TTL, a plain `PEXPIRE` when it has none (`GT` treats "no TTL" as
 /// infinite and would refuse).
-pub const REGISTER: &str = r#"
+pub(crate) const REGISTER: &str = r#"
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local device = ARGV[2]
@@ -79,7 +79,7 @@ return result
 /// belonged to that connection and was deleted, `0` when the device has no record, `-1` when
 /// the record belongs to another connection (left alone). Deleting the last field deletes the
 /// key.
-pub const UNREGISTER: &str = r#"
+pub(crate) const UNREGISTER: &str = r#"
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then
   return 0
@@ -97,7 +97,7 @@ return -1
 /// `KEYS[1]` = `herald:edges`; `ARGV` = node id, encoded entry, prune cutoff (unix ms).
 /// Writes the entry, then deletes entries whose heartbeat is older than the cutoff.
 /// Returns the number of entries pruned.
-pub const EDGE_HEARTBEAT: &str = r#"
+pub(crate) const EDGE_HEARTBEAT: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local cutoff = tonumber(ARGV[3])
 local all = redis.call('HGETALL', KEYS[1])

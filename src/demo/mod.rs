@@ -68,7 +68,7 @@ struct SendForm {
 
 /// The demo's admin routes for an edge at `edge_url`, tokens signed with `jwt_secret`,
 /// pushes published to Kafka at `bootstrap`.
-pub fn extension(
+pub(crate) fn extension(
     edge_url: String,
     jwt_secret: String,
     bootstrap: &str,

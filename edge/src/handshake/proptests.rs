@@ -73,7 +73,7 @@ mod counting {
 
     /// The counting allocator of this test binary.
     #[derive(Debug)]
-    pub struct Counting;
+    pub(super) struct Counting;
 
     // Test-only, and the one place the crate needs `unsafe`: a global allocator is an
     // `unsafe impl` by definition. Every method forwards its arguments unchanged.
@@ -103,7 +103,7 @@ mod counting {
 
     /// Runs `f` and returns its result with the most heap bytes it held at once on this
     /// thread (what it allocated and had not freed, its result included).
-    pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    pub(super) fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
         LIVE.with(|l| l.set(0));
         PEAK.with(|p| p.set(0));
         let out = f();

@@ -21,7 +21,7 @@ use crate::control::messages::ControlEvent;
 use crate::handshake::{self, Accepted, ConnKind, Decision, Policy};
 
 /// Refusal of a device beyond `max_devices_per_user` (and its metric label).
-pub const TOO_MANY_DEVICES: u16 = 429;
+pub(super) const TOO_MANY_DEVICES: u16 = 429;
 
 impl ShardState {
     /// Bytes the client sent.

@@ -7,9 +7,9 @@ use crate::value::Value;
 
 /// Lowest ephemeral port we recommend: below it live registered service ports (Redis 6379,
 /// Kafka 9092, the edge's delivery ports 7100+) that an outbound connection must not take.
-pub const PORT_RANGE_LOW: u64 = 10240;
+pub(super) const PORT_RANGE_LOW: u64 = 10240;
 /// Highest port.
-pub const PORT_RANGE_HIGH: u64 = 65535;
+pub(super) const PORT_RANGE_HIGH: u64 = 65535;
 
 /// `net.ipv4.ip_local_port_range` checker.
 #[derive(Debug)]

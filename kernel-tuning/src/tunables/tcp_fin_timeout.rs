@@ -6,9 +6,9 @@ use crate::target::{Role, Target};
 use crate::value::Value;
 
 /// Longest acceptable FIN_WAIT2 time, seconds.
-pub const FIN_TIMEOUT_MAX: u64 = 30;
+pub(super) const FIN_TIMEOUT_MAX: u64 = 30;
 /// Recommended FIN_WAIT2 time, seconds.
-pub const FIN_TIMEOUT_SET: u64 = 15;
+pub(super) const FIN_TIMEOUT_SET: u64 = 15;
 
 /// `net.ipv4.tcp_fin_timeout` checker.
 #[derive(Debug)]

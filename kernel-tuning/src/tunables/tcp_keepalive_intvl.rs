@@ -6,7 +6,7 @@ use crate::target::{Role, Target};
 use crate::value::Value;
 
 /// Seconds between probes.
-pub const KEEPALIVE_INTVL: u64 = 30;
+pub(super) const KEEPALIVE_INTVL: u64 = 30;
 
 /// `net.ipv4.tcp_keepalive_intvl` checker.
 #[derive(Debug)]

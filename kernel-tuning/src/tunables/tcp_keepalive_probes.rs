@@ -6,7 +6,7 @@ use crate::target::{Role, Target};
 use crate::value::Value;
 
 /// Probes before giving up.
-pub const KEEPALIVE_PROBES: u64 = 5;
+pub(super) const KEEPALIVE_PROBES: u64 = 5;
 
 /// `net.ipv4.tcp_keepalive_probes` checker.
 #[derive(Debug)]

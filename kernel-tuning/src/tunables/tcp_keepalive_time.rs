@@ -7,7 +7,7 @@ use crate::value::Value;
 
 /// Seconds of idleness before probing: under the 350 s idle timeout of common cloud NATs
 /// and load balancers.
-pub const KEEPALIVE_TIME: u64 = 300;
+pub(super) const KEEPALIVE_TIME: u64 = 300;
 
 /// `net.ipv4.tcp_keepalive_time` checker.
 #[derive(Debug)]

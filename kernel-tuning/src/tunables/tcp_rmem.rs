@@ -7,7 +7,7 @@ use crate::value::Value;
 
 /// Recommended receive buffers for an edge: 4 KiB under pressure, 16 KiB to start, 4 MiB
 /// for autotuning of busy connections (the delivery port).
-pub const EDGE_RMEM: [u64; 3] = [4096, 16384, 4194304];
+pub(super) const EDGE_RMEM: [u64; 3] = [4096, 16384, 4194304];
 
 /// `net.ipv4.tcp_rmem` checker.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use crate::target::{Role, Target};
 use crate::value::Value;
 
 /// Recommended send buffers for an edge (the kernel's own defaults, made explicit).
-pub const EDGE_WMEM: [u64; 3] = [4096, 16384, 4194304];
+pub(super) const EDGE_WMEM: [u64; 3] = [4096, 16384, 4194304];
 
 /// `net.ipv4.tcp_wmem` checker.
 #[derive(Debug)]

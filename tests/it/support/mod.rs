@@ -17,10 +17,10 @@ use herald_registry::{RedisOptions, Registry};
 use herald_testkit::clients::{read_frame, source_ip, sse_open, ws_open, SseReader};
 use herald_testkit::MockKafka;
 
-pub const JWT_SECRET: &str = "pipeline-test-jwt-secret";
-pub const DELIVERY_SECRET: &str = "pipeline-delivery-secret-0123456789";
+pub(crate) const JWT_SECRET: &str = "pipeline-test-jwt-secret";
+pub(crate) const DELIVERY_SECRET: &str = "pipeline-delivery-secret-0123456789";
 
-pub fn token(user: &str, device: &str) -> String {
+pub(crate) fn token(user: &str, device: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -39,7 +39,7 @@ pub fn token(user: &str, device: &str) -> String {
 }
 
 /// The runtime the whole-system tests run clients and processors on (two workers).
-pub fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,7 +48,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A test edge configuration with its own node id (loopback, free ports, fast timers).
-pub fn edge_config(node_id: &str) -> EdgeConfig {
+pub(crate) fn edge_config(node_id: &str) -> EdgeConfig {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut cfg = EdgeConfig::for_tests(JWT_SECRET);
     cfg.node_id = node_id.into();
@@ -61,7 +61,7 @@ pub fn edge_config(node_id: &str) -> EdgeConfig {
 }
 
 /// An edge with its own node id, using the registry at `redis` (None = `registry` given).
-pub fn edge(node_id: &str, redis: Option<String>, registry: Option<Registry>) -> EdgeHandle {
+pub(crate) fn edge(node_id: &str, redis: Option<String>, registry: Option<Registry>) -> EdgeHandle {
     let mut cfg = edge_config(node_id);
     cfg.redis = redis;
     herald_edge::start_with(
@@ -74,7 +74,7 @@ pub fn edge(node_id: &str, redis: Option<String>, registry: Option<Registry>) ->
     .expect("edge starts")
 }
 
-pub fn processor_config(kafka: &MockKafka, group: &str) -> ProcessorConfig {
+pub(crate) fn processor_config(kafka: &MockKafka, group: &str) -> ProcessorConfig {
     let mut c = ProcessorConfig::defaults();
     c.kafka.bootstrap = kafka.bootstrap.clone();
     c.kafka.group_id = group.to_string();
@@ -92,7 +92,7 @@ pub fn processor_config(kafka: &MockKafka, group: &str) -> ProcessorConfig {
 }
 
 /// A processor running on the current tokio runtime; stop it with the returned sender.
-pub async fn start_processor(
+pub(crate) async fn start_processor(
     config: ProcessorConfig,
     registry: Registry,
 ) -> (
@@ -113,25 +113,25 @@ pub async fn start_processor(
     (tx, task)
 }
 
-pub async fn redis_registry(url: &str) -> Registry {
+pub(crate) async fn redis_registry(url: &str) -> Registry {
     Registry::connect(url, &RedisOptions::default())
         .await
         .expect("registry connects")
 }
 
 /// What every client received, by (user, device), in arrival order.
-pub type Inbox = Arc<Mutex<HashMap<(String, String), Vec<String>>>>;
+pub(crate) type Inbox = Arc<Mutex<HashMap<(String, String), Vec<String>>>>;
 
 /// Which protocol a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Ws,
     Sse,
 }
 
 /// A set of test clients: what they received, how many are connected, and a stop flag.
 #[derive(Clone, Default)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     /// What every client received, by (user, device).
     pub inbox: Inbox,
     /// Clients the edge has answered.
@@ -142,17 +142,17 @@ pub struct Fleet {
 
 impl Fleet {
     /// How many clients are connected.
-    pub fn connected(&self) -> usize {
+    pub(crate) fn connected(&self) -> usize {
         self.connected.load(Ordering::SeqCst)
     }
 
     /// Pushes received so far (all clients).
-    pub fn received(&self) -> usize {
+    pub(crate) fn received(&self) -> usize {
         self.inbox.lock().unwrap().values().map(Vec::len).sum()
     }
 
     /// Runs [`Fleet::client`] as a task on `rt`.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         rt: &tokio::runtime::Runtime,
         addr: SocketAddr,
@@ -164,7 +164,7 @@ impl Fleet {
     }
 
     /// Runs [`Fleet::client`] for a named device as a task on `rt`.
-    pub fn spawn_device(
+    pub(crate) fn spawn_device(
         &self,
         rt: &tokio::runtime::Runtime,
         addr: SocketAddr,
@@ -179,7 +179,7 @@ impl Fleet {
 
     /// Connects one client, then records every push it receives until `stop` is set or the
     /// connection ends.
-    pub async fn client(
+    pub(crate) async fn client(
         &self,
         addr: SocketAddr,
         n: usize,
@@ -227,7 +227,7 @@ impl Fleet {
 }
 
 /// A GET against an admin API: the body of a 200 answer (panics otherwise).
-pub fn admin_get(addr: SocketAddr, path: &str) -> String {
+pub(crate) fn admin_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("admin API reachable");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -242,7 +242,7 @@ pub fn admin_get(addr: SocketAddr, path: &str) -> String {
 /// Connections an edge has written pushes to so far (every shard's count; a broadcast counts
 /// each connection): what its clients must eventually have received. `None` when a shard did
 /// not answer the admin API's snapshot in time (a busy machine): ask again.
-pub fn deliveries_written(edge: &EdgeHandle) -> Option<usize> {
+pub(crate) fn deliveries_written(edge: &EdgeHandle) -> Option<usize> {
     let v: serde_json::Value = serde_json::from_str(&admin_get(edge.admin_addr, "/stats")).ok()?;
     let shards = v["shards"].as_array()?;
     (shards.len() == edge.shards).then(|| {
@@ -256,7 +256,7 @@ pub fn deliveries_written(edge: &EdgeHandle) -> Option<usize> {
 /// Waits until every record of the push topics is settled and committed by `group` and the
 /// clients hold everything the edges wrote: from then on nothing more can arrive, so counts
 /// taken afterwards (duplicates included) are final.
-pub async fn wait_settled(
+pub(crate) async fn wait_settled(
     kafka: &MockKafka,
     group: &str,
     edges: &[&EdgeHandle],
@@ -277,7 +277,7 @@ pub async fn wait_settled(
 }
 
 /// Waits until the registry has `devices(user)` live devices for every user.
-pub async fn wait_registered(
+pub(crate) async fn wait_registered(
     registry: &Registry,
     users: &[String],
     devices: impl Fn(usize) -> usize,
@@ -301,7 +301,7 @@ pub async fn wait_registered(
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
-pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         if cond() {
@@ -315,7 +315,7 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 /// Runs the whole-system tests of this binary one at a time: each holds thousands of sockets
 /// (both ends in this process, 20,000 descriptors at most) and a Redis Cluster of its own, and
 /// they measured what they measure alone when they were separate binaries.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

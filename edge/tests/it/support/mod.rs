@@ -13,22 +13,22 @@ use herald_edge::EdgeHandle;
 use herald_protocol::delivery::session::{ClientEvent, ClientSession};
 use herald_protocol::delivery::{self, Answer, DeliverMsg, Frame, Outcome};
 
-pub const JWT_SECRET: &str = "integration-test-jwt-secret";
-pub const DELIVERY_SECRET: &str = "test-delivery-secret-0123456789";
+pub(crate) const JWT_SECRET: &str = "integration-test-jwt-secret";
+pub(crate) const DELIVERY_SECRET: &str = "test-delivery-secret-0123456789";
 
 /// A test configuration: 2 shards, fast timer, loopback, free ports.
-pub fn config() -> EdgeConfig {
+pub(crate) fn config() -> EdgeConfig {
     let mut c = EdgeConfig::for_tests(JWT_SECRET);
     c.timer_tick = Duration::from_millis(10);
     c
 }
 
-pub fn start(cfg: EdgeConfig) -> EdgeHandle {
+pub(crate) fn start(cfg: EdgeConfig) -> EdgeHandle {
     let _ = env_logger::builder().is_test(true).try_init();
     herald_edge::start(cfg).expect("edge starts")
 }
 
-pub fn token(user: &str, device: Option<&str>) -> String {
+pub(crate) fn token(user: &str, device: Option<&str>) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -46,10 +46,10 @@ pub fn token(user: &str, device: Option<&str>) -> String {
     )
 }
 
-pub type Ws = tungstenite::WebSocket<TcpStream>;
+pub(crate) type Ws = tungstenite::WebSocket<TcpStream>;
 
 /// A WebSocket client (tungstenite) authenticated as user/device.
-pub fn ws_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> Ws {
+pub(crate) fn ws_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> Ws {
     let stream = TcpStream::connect(edge.client_addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -65,7 +65,7 @@ pub fn ws_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> Ws {
 }
 
 /// A raw SSE client: sends the request, returns the stream positioned after the response head.
-pub fn sse_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> (TcpStream, String) {
+pub(crate) fn sse_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> (TcpStream, String) {
     let mut s = TcpStream::connect(edge.client_addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -79,7 +79,7 @@ pub fn sse_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> (TcpS
 }
 
 /// Reads an HTTP response head byte by byte.
-pub fn read_head(s: &mut TcpStream) -> String {
+pub(crate) fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -92,7 +92,7 @@ pub fn read_head(s: &mut TcpStream) -> String {
 }
 
 /// Sends a raw request and returns the status code of the response (0 if none).
-pub fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
+pub(crate) fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(request).unwrap();
@@ -104,7 +104,7 @@ pub fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
 }
 
 /// A GET against the admin API, or None when the edge no longer answers.
-pub fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+pub(crate) fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
@@ -116,7 +116,7 @@ pub fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 /// A GET against the admin API: (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -137,13 +137,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// The processor's side of the delivery port: a blocking driver of the protocol's
 /// `ClientSession`.
-pub struct DeliveryClient {
+pub(crate) struct DeliveryClient {
     stream: TcpStream,
     session: ClientSession,
 }
 
 impl DeliveryClient {
-    pub fn connect(addr: SocketAddr, secret: &[u8]) -> Result<DeliveryClient, String> {
+    pub(crate) fn connect(addr: SocketAddr, secret: &[u8]) -> Result<DeliveryClient, String> {
         let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -189,7 +189,7 @@ impl DeliveryClient {
         }
     }
 
-    pub fn read_frame(&mut self) -> Option<Frame> {
+    pub(crate) fn read_frame(&mut self) -> Option<Frame> {
         match self.next_event().expect("valid frames") {
             Some(ClientEvent::Answers(a)) => Some(Frame::Answers(a)),
             Some(ClientEvent::Authenticated) | None => None,
@@ -197,7 +197,7 @@ impl DeliveryClient {
     }
 
     /// Sends a batch and collects one answer per message.
-    pub fn deliver(&mut self, msgs: &[DeliverMsg]) -> Vec<Answer> {
+    pub(crate) fn deliver(&mut self, msgs: &[DeliverMsg]) -> Vec<Answer> {
         self.session.send_deliver(msgs).unwrap();
         self.flush().unwrap();
         let mut answers = Vec::new();
@@ -210,7 +210,7 @@ impl DeliveryClient {
         answers
     }
 
-    pub fn broadcast(&mut self, seq: u64, payload: &[u8]) -> Answer {
+    pub(crate) fn broadcast(&mut self, seq: u64, payload: &[u8]) -> Answer {
         self.session
             .send_broadcast(&delivery::BroadcastMsg {
                 seq,
@@ -227,7 +227,7 @@ impl DeliveryClient {
     }
 }
 
-pub fn msg(seq: u64, user: &str, device: Option<&str>, payload: &[u8]) -> DeliverMsg {
+pub(crate) fn msg(seq: u64, user: &str, device: Option<&str>, payload: &[u8]) -> DeliverMsg {
     DeliverMsg {
         seq,
         user: user.into(),
@@ -239,7 +239,7 @@ pub fn msg(seq: u64, user: &str, device: Option<&str>, payload: &[u8]) -> Delive
 }
 
 /// Clients of every shard's delivery port.
-pub fn delivery_clients(edge: &EdgeHandle) -> Vec<DeliveryClient> {
+pub(crate) fn delivery_clients(edge: &EdgeHandle) -> Vec<DeliveryClient> {
     (0..edge.shards)
         .map(|i| {
             DeliveryClient::connect(edge.delivery_addr(i), DELIVERY_SECRET.as_bytes()).unwrap()
@@ -249,7 +249,7 @@ pub fn delivery_clients(edge: &EdgeHandle) -> Vec<DeliveryClient> {
 
 /// Delivers to every shard and returns the answer of the shard holding the target: the one
 /// that wrote it (at most one may), else the most telling other answer, else `NotHere`.
-pub fn deliver_anywhere(clients: &mut [DeliveryClient], m: DeliverMsg) -> Answer {
+pub(crate) fn deliver_anywhere(clients: &mut [DeliveryClient], m: DeliverMsg) -> Answer {
     let answers: Vec<Answer> = clients
         .iter_mut()
         .map(|c| c.deliver(std::slice::from_ref(&m))[0])
@@ -280,7 +280,7 @@ pub fn deliver_anywhere(clients: &mut [DeliveryClient], m: DeliverMsg) -> Answer
 /// The edge's `/stats` document with every shard in it. A shard answers the admin API's
 /// snapshot request within a second or is left out of that answer; on a busy machine that
 /// happens, so ask again (up to a minute) until every shard is there.
-pub fn stats(edge: &EdgeHandle) -> serde_json::Value {
+pub(crate) fn stats(edge: &EdgeHandle) -> serde_json::Value {
     let mut last = String::new();
     let complete = eventually(Duration::from_secs(60), || {
         let (status, body) = http_get(edge.admin_addr, "/stats");
@@ -294,7 +294,7 @@ pub fn stats(edge: &EdgeHandle) -> serde_json::Value {
 }
 
 /// Connections the edge closed for `reason` (all shards), from `/stats`.
-pub fn closes(edge: &EdgeHandle, reason: &str) -> u64 {
+pub(crate) fn closes(edge: &EdgeHandle, reason: &str) -> u64 {
     let v = stats(edge);
     v["shards"]
         .as_array()
@@ -305,7 +305,7 @@ pub fn closes(edge: &EdgeHandle, reason: &str) -> u64 {
 }
 
 /// Connections the edge closed at `deadline` (all shards), from `/stats`.
-pub fn deadline_closes(edge: &EdgeHandle, deadline: &str) -> u64 {
+pub(crate) fn deadline_closes(edge: &EdgeHandle, deadline: &str) -> u64 {
     let v = stats(edge);
     v["shards"]
         .as_array()
@@ -320,14 +320,14 @@ pub fn deadline_closes(edge: &EdgeHandle, deadline: &str) -> u64 {
 }
 
 /// Client connections the edge still holds (any phase), from `/stats`.
-pub fn open_connections(edge: &EdgeHandle) -> u64 {
+pub(crate) fn open_connections(edge: &EdgeHandle) -> u64 {
     stats(edge)["totals"]["connections"]
         .as_u64()
         .expect("connections")
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         if f() {

@@ -10,7 +10,7 @@ use herald_tune::SysRoot;
 use tempfile::TempDir;
 
 /// Values of a stock kernel (this project's CI host): 23.5 GiB, defaults everywhere.
-pub const STOCK: &[(&str, &str)] = &[
+pub(crate) const STOCK: &[(&str, &str)] = &[
     ("fs.file-max", "2466193"),
     ("fs.nr_open", "1048576"),
     ("net.core.somaxconn", "4096"),
@@ -31,20 +31,20 @@ pub const STOCK: &[(&str, &str)] = &[
 ];
 
 /// A temporary root directory.
-pub struct FakeHost {
+pub(crate) struct FakeHost {
     pub dir: TempDir,
 }
 
 impl FakeHost {
     /// An empty root: no proc at all.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         FakeHost {
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
     /// A root holding the stock kernel values and the given limits.
-    pub fn stock() -> Self {
+    pub(crate) fn stock() -> Self {
         let h = FakeHost::empty();
         for (k, v) in STOCK {
             h.sysctl(k, v);
@@ -55,7 +55,7 @@ impl FakeHost {
     }
 
     /// A root holding the values of a sysctl.d file.
-    pub fn from_profile(text: &str) -> Self {
+    pub(crate) fn from_profile(text: &str) -> Self {
         let h = FakeHost::empty();
         for e in sysctl_file::parse(text).expect("profile parses") {
             h.sysctl(&e.key, &e.value);
@@ -63,16 +63,16 @@ impl FakeHost {
         h
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn root(&self) -> SysRoot {
+    pub(crate) fn root(&self) -> SysRoot {
         SysRoot::new(self.dir.path())
     }
 
     /// Write a file relative to the root.
-    pub fn file(&self, rel: &str, text: &str) -> &Self {
+    pub(crate) fn file(&self, rel: &str, text: &str) -> &Self {
         let p = self.dir.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
@@ -80,20 +80,20 @@ impl FakeHost {
     }
 
     /// Remove a file relative to the root.
-    pub fn remove(&self, rel: &str) -> &Self {
+    pub(crate) fn remove(&self, rel: &str) -> &Self {
         std::fs::remove_file(self.dir.path().join(rel)).unwrap();
         self
     }
 
-    pub fn sysctl_rel(key: &str) -> String {
+    pub(crate) fn sysctl_rel(key: &str) -> String {
         format!("proc/sys/{}", key.replace('.', "/"))
     }
 
-    pub fn sysctl(&self, key: &str, value: &str) -> &Self {
+    pub(crate) fn sysctl(&self, key: &str, value: &str) -> &Self {
         self.file(&Self::sysctl_rel(key), &format!("{value}\n"))
     }
 
-    pub fn limits_text(
+    pub(crate) fn limits_text(
         nofile_soft: u64,
         nofile_hard: u64,
         memlock_soft: u64,
@@ -107,7 +107,7 @@ impl FakeHost {
         )
     }
 
-    pub fn limits(
+    pub(crate) fn limits(
         &self,
         nofile_soft: u64,
         nofile_hard: u64,
@@ -120,7 +120,7 @@ impl FakeHost {
         )
     }
 
-    pub fn meminfo(&self, bytes: u64) -> &Self {
+    pub(crate) fn meminfo(&self, bytes: u64) -> &Self {
         self.file(
             "proc/meminfo",
             &format!(
@@ -130,17 +130,17 @@ impl FakeHost {
         )
     }
 
-    pub fn etc(&self) -> PathBuf {
+    pub(crate) fn etc(&self) -> PathBuf {
         self.dir.path().join("etc")
     }
 }
 
 /// The crate's directory (profiles live there).
-pub fn crate_dir() -> PathBuf {
+pub(crate) fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Read a shipped file.
-pub fn shipped(rel: &str) -> String {
+pub(crate) fn shipped(rel: &str) -> String {
     std::fs::read_to_string(crate_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 /// One message the edge received.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     /// Node id of the edge.
     pub node: String,
     /// Shard it arrived on.
@@ -37,7 +37,7 @@ pub struct Received {
 
 /// What to do with a message.
 #[derive(Debug, Clone, Copy)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Answer with this outcome and delivered count.
     Answer(Outcome, u32),
     /// Answer like `Answer`, but only after this delay (a slow edge; other messages on the
@@ -48,15 +48,15 @@ pub enum Reply {
 }
 
 /// Decides the reply for a received message.
-pub type Policy = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+pub(crate) type Policy = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
 
 /// Answers every message `delivered` to one connection.
-pub fn deliver_all() -> Policy {
+pub(crate) fn deliver_all() -> Policy {
     Arc::new(|_| Reply::Answer(Outcome::Delivered, 1))
 }
 
 /// A running test edge.
-pub struct TestEdge {
+pub(crate) struct TestEdge {
     /// Node id.
     pub node: String,
     /// First delivery port.
@@ -101,7 +101,7 @@ async fn bind_consecutive(shards: u16) -> (u16, Vec<TcpListener>) {
 impl TestEdge {
     /// Starts `shards` shard listeners answering with `policy`, and registers the edge's
     /// membership in `registry`.
-    pub async fn start(registry: &Registry, node: &str, shards: u16, policy: Policy) -> TestEdge {
+    pub(crate) async fn start(registry: &Registry, node: &str, shards: u16, policy: Policy) -> TestEdge {
         let (base_port, listeners) = bind_consecutive(shards).await;
         let received = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -149,7 +149,7 @@ impl TestEdge {
     }
 
     /// The membership entry.
-    pub fn info(&self) -> EdgeInfo {
+    pub(crate) fn info(&self) -> EdgeInfo {
         EdgeInfo {
             node_id: self.node.clone(),
             delivery_host: "127.0.0.1".into(),
@@ -160,12 +160,12 @@ impl TestEdge {
     }
 
     /// A copy of what was received so far.
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 
     /// How many messages were received.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.received.lock().unwrap().len()
     }
 }

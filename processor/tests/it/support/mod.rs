@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
-pub mod edge;
+pub(crate) mod edge;
 
 /// Held for the whole of a test that starts processors, so those tests run one at a time
 /// inside the shared test binary.
-pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+pub(crate) async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     SERIAL.lock().await
 }
@@ -21,10 +21,10 @@ use herald_registry::{Registration, Registry};
 use rdkafka::producer::FutureRecord;
 
 /// Shared secret of test edges and processors.
-pub const SECRET: &[u8] = b"test-delivery-secret-0123456789";
+pub(crate) const SECRET: &[u8] = b"test-delivery-secret-0123456789";
 
 /// The contract's topics.
-pub const TOPICS: [&str; 4] = [
+pub(crate) const TOPICS: [&str; 4] = [
     "herald.push.high",
     "herald.push.normal",
     "herald.push.low",
@@ -32,16 +32,16 @@ pub const TOPICS: [&str; 4] = [
 ];
 
 /// The three push topics.
-pub const PUSH_TOPICS: [&str; 3] = ["herald.push.high", "herald.push.normal", "herald.push.low"];
+pub(crate) const PUSH_TOPICS: [&str; 3] = ["herald.push.high", "herald.push.normal", "herald.push.low"];
 
 /// The mock Kafka cluster fixture (shared with the whole-system tests).
 #[allow(unused_imports)] // not every test binary uses both
-pub use herald_testkit::kafka::{header, produce_raw};
-pub use herald_testkit::MockKafka as Kafka;
+pub(crate) use herald_testkit::kafka::{header, produce_raw};
+pub(crate) use herald_testkit::MockKafka as Kafka;
 
 /// Produces `n` records to `topic` for users `user0..user{users}` (round robin), payload
 /// `{prefix}:{user}:{i}`, as fast as the producer takes them.
-pub async fn produce_many(kafka: &Kafka, topic: &str, prefix: &str, n: usize, users: usize) {
+pub(crate) async fn produce_many(kafka: &Kafka, topic: &str, prefix: &str, n: usize, users: usize) {
     let producer = kafka.producer();
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
@@ -75,7 +75,7 @@ pub async fn produce_many(kafka: &Kafka, topic: &str, prefix: &str, n: usize, us
 }
 
 /// Now in unix ms.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -83,7 +83,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Registers `user`'s `device` at `(node, shard)` for an hour.
-pub async fn register(registry: &Registry, user: &str, device: &str, node: &str, shard: u16) {
+pub(crate) async fn register(registry: &Registry, user: &str, device: &str, node: &str, shard: u16) {
     static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let now = now_ms();
     registry
@@ -105,7 +105,7 @@ pub async fn register(registry: &Registry, user: &str, device: &str, node: &str,
 }
 
 /// A processor configuration for tests: fast timeouts, no metrics endpoint.
-pub fn processor_config(kafka: &Kafka, group: &str) -> ProcessorConfig {
+pub(crate) fn processor_config(kafka: &Kafka, group: &str) -> ProcessorConfig {
     let mut c = ProcessorConfig::defaults();
     c.kafka.bootstrap = kafka.bootstrap.clone();
     c.kafka.group_id = group.to_string();
@@ -127,13 +127,13 @@ pub fn processor_config(kafka: &Kafka, group: &str) -> ProcessorConfig {
 }
 
 /// Runs blocking Kafka calls from an async test without stalling the runtime's other tasks.
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
 /// Whether `group` committed every record of `topics` (a partition never written to counts
 /// as committed).
-pub fn all_committed(kafka: &Kafka, group: &str, topics: &[&str], partitions: i32) -> bool {
+pub(crate) fn all_committed(kafka: &Kafka, group: &str, topics: &[&str], partitions: i32) -> bool {
     blocking(|| {
         topics.iter().all(|t| {
             let committed = kafka.committed(group, t, partitions);
@@ -145,7 +145,7 @@ pub fn all_committed(kafka: &Kafka, group: &str, topics: &[&str], partitions: i3
 
 /// Waits until `status` owns every partition of the three push topics (a single processor
 /// whose group has settled: no rebalance is in progress afterwards).
-pub async fn wait_assigned(status: &herald_processor::ProcessorStatus, partitions: i32) {
+pub(crate) async fn wait_assigned(status: &herald_processor::ProcessorStatus, partitions: i32) {
     let settled = wait_for(Duration::from_secs(60), || {
         status
             .assigned()
@@ -157,7 +157,7 @@ pub async fn wait_assigned(status: &herald_processor::ProcessorStatus, partition
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if cond() {

@@ -16,7 +16,7 @@ use herald_registry::{
 };
 
 /// A registry plus a way to see its raw storage.
-pub struct Harness {
+pub(crate) struct Harness {
     /// The registry under test.
     pub registry: Registry,
     /// Raw access to the same storage.
@@ -34,7 +34,7 @@ enum Raw {
 }
 
 /// Tight client settings so failures show quickly in tests.
-pub fn test_options() -> herald_registry::RedisOptions {
+pub(crate) fn test_options() -> herald_registry::RedisOptions {
     herald_registry::RedisOptions {
         command_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
@@ -46,7 +46,7 @@ pub fn test_options() -> herald_registry::RedisOptions {
 }
 
 /// A current-thread runtime, the flavour the edge's control thread uses.
-pub fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -54,13 +54,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A unique prefix for user ids.
-pub fn unique_prefix(tag: &str) -> String {
+pub(crate) fn unique_prefix(tag: &str) -> String {
     format!("{tag}-{:x}", fastrand::u64(..))
 }
 
 impl Harness {
     /// A harness over a fresh in-process registry.
-    pub fn in_process(tag: &str) -> Harness {
+    pub(crate) fn in_process(tag: &str) -> Harness {
         let inner = InProcessRegistry::new();
         Harness {
             registry: Registry::InProcess(inner.clone()),
@@ -70,7 +70,7 @@ impl Harness {
     }
 
     /// A harness over Redis at `url` (`redis://` or `redis-cluster://`).
-    pub async fn redis(url: &str, tag: &str) -> Harness {
+    pub(crate) async fn redis(url: &str, tag: &str) -> Harness {
         let registry = Registry::connect(url, &test_options())
             .await
             .expect("connect registry");
@@ -86,12 +86,12 @@ impl Harness {
     }
 
     /// A user id unique to this run.
-    pub fn user(&self, name: &str) -> String {
+    pub(crate) fn user(&self, name: &str) -> String {
         format!("{}-{name}", self.prefix)
     }
 
     /// The raw fields of `user`'s key, expired ones included, sorted by device.
-    pub async fn raw_fields(&self, user: &str) -> Vec<(String, RegistryRecord)> {
+    pub(crate) async fn raw_fields(&self, user: &str) -> Vec<(String, RegistryRecord)> {
         match &self.raw {
             Raw::InProcess(r) => r.raw_fields(user),
             Raw::Redis(c) => {
@@ -109,7 +109,7 @@ impl Harness {
 
     /// Milliseconds until `user`'s key expires at `now_ms`: `None` when there is no key,
     /// `Some(-1)` when it has no TTL.
-    pub async fn key_ttl_ms(&self, user: &str, now_ms: u64) -> Option<i64> {
+    pub(crate) async fn key_ttl_ms(&self, user: &str, now_ms: u64) -> Option<i64> {
         match &self.raw {
             Raw::InProcess(r) => {
                 if r.raw_fields(user).is_empty() {
@@ -130,7 +130,7 @@ impl Harness {
 }
 
 /// A registration of `user`/`device` by connection `nonce` on `node`.
-pub fn registration(
+pub(crate) fn registration(
     user: &str,
     device: &str,
     node: &str,
@@ -151,7 +151,7 @@ pub fn registration(
 }
 
 /// The unregistration of connection `nonce` of `user`/`device`.
-pub fn unregistration(user: &str, device: &str, nonce: u64) -> Unregistration {
+pub(crate) fn unregistration(user: &str, device: &str, nonce: u64) -> Unregistration {
     Unregistration {
         user: user.to_owned(),
         device: device.to_owned(),
@@ -160,7 +160,7 @@ pub fn unregistration(user: &str, device: &str, nonce: u64) -> Unregistration {
 }
 
 /// Register → look up → unregister (wrong nonce first, then the right one).
-pub async fn register_lookup_unregister(h: &Harness) {
+pub(crate) async fn register_lookup_unregister(h: &Harness) {
     let now = unix_now_ms();
     let user = h.user("alice");
     let nonce = conn_nonce(now, 1);
@@ -206,7 +206,7 @@ pub async fn register_lookup_unregister(h: &Harness) {
 }
 
 /// Several devices per user, several users per batch, order of answers = order of users.
-pub async fn multi_device_users(h: &Harness) {
+pub(crate) async fn multi_device_users(h: &Harness) {
     let now = unix_now_ms();
     let (bob, carol, nobody) = (h.user("bob"), h.user("carol"), h.user("nobody"));
     let regs = vec![
@@ -290,7 +290,7 @@ pub async fn multi_device_users(h: &Harness) {
 
 /// Expired fields are ignored by look-ups and pruned by the next register; the key TTL is
 /// set on creation and only ever extended.
-pub async fn expired_fields_ignored_and_pruned(h: &Harness) {
+pub(crate) async fn expired_fields_ignored_and_pruned(h: &Harness) {
     let now = unix_now_ms();
     let user = h.user("dave");
     let short = registration(
@@ -371,7 +371,7 @@ pub async fn expired_fields_ignored_and_pruned(h: &Harness) {
 }
 
 /// A stale edge's late register never overwrites a newer connection's record.
-pub async fn newer_connection_wins(h: &Harness) {
+pub(crate) async fn newer_connection_wins(h: &Harness) {
     let now = unix_now_ms();
     let user = h.user("erin");
     let old = registration(
@@ -416,7 +416,7 @@ pub async fn newer_connection_wins(h: &Harness) {
 /// edge B or again on A, plus the late unregister of connection 1, applied in every possible
 /// order (chosen at random per user, all six permutations). Afterwards each user's device
 /// must hold connection 2's record: nothing lost, nothing removed by a non-owner.
-pub async fn race_interleavings(h: &Harness, scenarios: usize) {
+pub(crate) async fn race_interleavings(h: &Harness, scenarios: usize) {
     let now = unix_now_ms();
     let perms: [[usize; 3]; 6] = [
         [0, 1, 2],
@@ -493,7 +493,7 @@ pub async fn race_interleavings(h: &Harness, scenarios: usize) {
 }
 
 /// Edge membership: heartbeats, ageing out, removal.
-pub async fn edge_membership(h: &Harness) {
+pub(crate) async fn edge_membership(h: &Harness) {
     let now = unix_now_ms();
     let node = h.user("edge");
     let info = EdgeInfo {
@@ -519,7 +519,7 @@ pub async fn edge_membership(h: &Harness) {
 }
 
 /// Invalid input is refused before anything is sent.
-pub async fn invalid_input_is_refused(h: &Harness) {
+pub(crate) async fn invalid_input_is_refused(h: &Harness) {
     let now = unix_now_ms();
     let user = h.user("frank");
     let good = registration(&user, "phone", "edge-a", 0, 1, now + 1_000);
@@ -533,7 +533,7 @@ pub async fn invalid_input_is_refused(h: &Harness) {
 }
 
 /// Every scenario except the race, in order.
-pub async fn all_basic(h: &Harness) {
+pub(crate) async fn all_basic(h: &Harness) {
     register_lookup_unregister(h).await;
     multi_device_users(h).await;
     expired_fields_ignored_and_pruned(h).await;
