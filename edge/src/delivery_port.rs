@@ -25,10 +25,10 @@ use herald_protocol::delivery::Answer;
 use crate::shard::Shard;
 
 /// Time a processor has to authenticate.
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts processor connections until the task is dropped.
-pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+pub(crate) async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     let pending = Rc::new(Cell::new(0usize));
     loop {
         match listener.accept().await {

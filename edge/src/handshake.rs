@@ -4,7 +4,7 @@
 //! Errors map to statuses: unknown path 404, wrong method 405, malformed request or missing /
 //! bad upgrade headers 400, head over the cap (or too many headers) 431, Origin not in the
 //! allow-list 403, failed authentication 401. The caller enforces the deadline and writes the
-//! bytes from [`Decision::response`]; nothing from the head is kept after it.
+//! bytes from `Decision::response`; nothing from the head is kept after it.
 //!
 //! Who may connect with cookies: browsers attach cookies to any page's WebSocket or
 //! EventSource request, so a cookie-borne credential (JWT cookie or session cookie) is only

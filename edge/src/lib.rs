@@ -9,7 +9,7 @@
 //!   [`shard::run`] the shard's tasks.
 //! - [`conn`]: one client connection — its record, outbound queue and lifecycle (pure), and
 //!   the driver task that only moves bytes between its socket and the shard's state.
-//! - [`delivery_port`]: the processor-facing port of each shard (authenticated frames).
+//! - `delivery_port`: the processor-facing port of each shard (authenticated frames).
 //! - [`control`]: the control thread (tokio): registry writes, admin API, metrics.
 //! - [`handshake`] (HTTP head → decision) and [`auth`] (JWT, signed cookies): sans-io.
 //! - [`config`]: settings layers (defaults, TOML, `HERALD_*`, flags) → [`config::EdgeConfig`].
@@ -25,12 +25,13 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod control;
-pub mod delivery_port;
+pub(crate) mod delivery_port;
 pub mod handshake;
 pub mod server;
 pub mod shard;
-pub mod sockopt;
-pub mod util;
+pub(crate) mod sockopt;
+pub(crate) mod util;
 
 pub use config::EdgeConfig;
+pub use control::admin::{AdminExtension, AdminRequest, AdminResponse};
 pub use server::{start, start_with, EdgeController, EdgeHandle, EdgeOptions};

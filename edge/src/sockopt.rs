@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Sets `TCP_USER_TIMEOUT`: unacknowledged data older than `timeout` aborts the connection, so a
 /// vanished client cannot pin its socket and queue forever.
-pub fn set_tcp_user_timeout(sock: &impl AsRawFd, timeout: Duration) -> std::io::Result<()> {
+pub(crate) fn set_tcp_user_timeout(sock: &impl AsRawFd, timeout: Duration) -> std::io::Result<()> {
     let ms: libc::c_uint = timeout.as_millis().min(u128::from(u32::MAX)) as libc::c_uint;
     // SAFETY: `sock` is a live socket for the duration of the call; the option value is a
     // properly sized and aligned c_uint that outlives the call.
@@ -30,7 +30,7 @@ pub fn set_tcp_user_timeout(sock: &impl AsRawFd, timeout: Duration) -> std::io::
 
 /// A non-blocking `send(2)` on `fd` (`MSG_DONTWAIT | MSG_NOSIGNAL`): the bytes written, or
 /// `WouldBlock` when the socket buffer is full.
-pub fn send_nonblocking(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::Result<usize> {
+pub(crate) fn send_nonblocking(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::Result<usize> {
     // SAFETY: `buf` is a valid slice for the duration of the call; `send` reads at most
     // `buf.len()` bytes from it. A stale or closed `fd` yields an error, never UB.
     let rc = unsafe {

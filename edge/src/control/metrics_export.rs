@@ -1,6 +1,6 @@
 //! Prometheus export: the process-wide recorder, and publishing shard snapshots as metrics.
 //!
-//! Shards count in plain integers ([`crate::probe`]); at scrape time the control thread turns
+//! Shards count in plain integers ([`crate::shard::probe`]); at scrape time the control thread turns
 //! their snapshots into absolute counter and gauge values labelled by node and shard. The
 //! registry crate records its own metrics through the same `metrics` facade. Names are listed
 //! in docs/configuration.md ("Metrics").

@@ -2,7 +2,7 @@
 //!
 //! It owns what must not run on a shard: the registry client (writes batched and pipelined by
 //! `herald_registry::RegistryWriter`, membership heartbeats), the admin API and the Prometheus
-//! exporter. Shards reach it only through channels ([`crate::messages`]), so a slow or absent
+//! exporter. Shards reach it only through channels ([`messages`]), so a slow or absent
 //! Redis never blocks an executor: operations queue (bounded) and retry, and once Redis
 //! answers again after an outage every shard re-sends its live registrations.
 

@@ -7,7 +7,7 @@
 //! for — registry events to the control thread, fresh bytes written straight to idle sockets
 //! (a non-blocking `send(2)`, no task wake-up), drivers woken. Tasks of a shard: the accept
 //! loop and one driver per client connection ([`crate::conn::driver`]), the timer, the
-//! delivery port ([`crate::delivery_port`]) and the command loop (the control thread's
+//! delivery port (`crate::delivery_port`) and the command loop (the control thread's
 //! requests).
 //!
 //! Parts: [`state`] (the core), `input` (client bytes), `delivery` (deliveries and

@@ -65,7 +65,11 @@ pub(crate) fn ws_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) ->
 }
 
 /// A raw SSE client: sends the request, returns the stream positioned after the response head.
-pub(crate) fn sse_connect(edge: &EdgeHandle, user: &str, device: Option<&str>) -> (TcpStream, String) {
+pub(crate) fn sse_connect(
+    edge: &EdgeHandle,
+    user: &str,
+    device: Option<&str>,
+) -> (TcpStream, String) {
     let mut s = TcpStream::connect(edge.client_addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(

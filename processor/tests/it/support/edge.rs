@@ -101,7 +101,12 @@ async fn bind_consecutive(shards: u16) -> (u16, Vec<TcpListener>) {
 impl TestEdge {
     /// Starts `shards` shard listeners answering with `policy`, and registers the edge's
     /// membership in `registry`.
-    pub(crate) async fn start(registry: &Registry, node: &str, shards: u16, policy: Policy) -> TestEdge {
+    pub(crate) async fn start(
+        registry: &Registry,
+        node: &str,
+        shards: u16,
+        policy: Policy,
+    ) -> TestEdge {
         let (base_port, listeners) = bind_consecutive(shards).await;
         let received = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();

@@ -32,7 +32,8 @@ pub(crate) const TOPICS: [&str; 4] = [
 ];
 
 /// The three push topics.
-pub(crate) const PUSH_TOPICS: [&str; 3] = ["herald.push.high", "herald.push.normal", "herald.push.low"];
+pub(crate) const PUSH_TOPICS: [&str; 3] =
+    ["herald.push.high", "herald.push.normal", "herald.push.low"];
 
 /// The mock Kafka cluster fixture (shared with the whole-system tests).
 #[allow(unused_imports)] // not every test binary uses both
@@ -83,7 +84,13 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Registers `user`'s `device` at `(node, shard)` for an hour.
-pub(crate) async fn register(registry: &Registry, user: &str, device: &str, node: &str, shard: u16) {
+pub(crate) async fn register(
+    registry: &Registry,
+    user: &str,
+    device: &str,
+    node: &str,
+    shard: u16,
+) {
     static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let now = now_ms();
     registry
