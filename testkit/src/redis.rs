@@ -375,8 +375,10 @@ impl RedisCluster {
         self.nodes[i].state = NodeState::Running;
     }
 
-    /// Runs `CLUSTER FAILOVER` on replica `i` and waits (up to 15 s) until it reports itself a
-    /// master. Panics if `i` is not a running replica or the failover does not happen.
+    /// Runs `CLUSTER FAILOVER` on replica `i` and waits (up to 60 s) until it reports itself a
+    /// master. A manual failover is aborted by Redis when its master does not answer in time
+    /// (a loaded machine), so the command is sent again every 10 s while `i` is still a
+    /// replica. Panics if `i` is not a running replica or the failover does not happen.
     pub fn failover_replica(&self, i: usize) {
         assert!(
             matches!(self.role(i), Some(Role::Replica(_))),
@@ -386,9 +388,19 @@ impl RedisCluster {
             .cli(&["CLUSTER", "FAILOVER"])
             .unwrap_or_else(|e| panic!("CLUSTER FAILOVER on node {i}: {e}"));
         assert_eq!(out.trim(), "OK", "CLUSTER FAILOVER on node {i}");
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let started = Instant::now();
+        let mut asked = Instant::now();
         while self.role(i) != Some(Role::Master) {
-            assert!(Instant::now() < deadline, "node {i} did not become master");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "node {i} did not become master within 60 s"
+            );
+            if asked.elapsed() >= Duration::from_secs(10)
+                && matches!(self.role(i), Some(Role::Replica(_)))
+            {
+                let _ = self.nodes[i].cli(&["CLUSTER", "FAILOVER"]);
+                asked = Instant::now();
+            }
             std::thread::sleep(POLL);
         }
     }

@@ -16,6 +16,7 @@ const CONNECTIONS: u16 = 2_000;
 
 #[test]
 fn phantom_records_expire_after_ttl_plus_2s() {
+    let _alone = crate::support::faults_one_at_a_time();
     let cluster = RedisCluster::start();
     let url = cluster.url();
     let prefix = crate::support::unique_prefix("phantom");

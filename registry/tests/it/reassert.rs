@@ -32,6 +32,7 @@ async fn missing(registry: &Registry, live: &[Registration]) -> Result<usize, St
 
 #[test]
 fn writer_reasserts_registrations_lost_with_the_server() {
+    let _alone = crate::support::faults_one_at_a_time();
     let server = Arc::new(Mutex::new(RedisServer::start()));
     let url = server.lock().unwrap().url();
     let prefix = crate::support::unique_prefix("reassert");

@@ -541,3 +541,12 @@ pub(crate) async fn all_basic(h: &Harness) {
     edge_membership(h).await;
     invalid_input_is_refused(h).await;
 }
+
+/// The fault-injection tests (failover, re-assert after a restart, phantom expiry) take this
+/// lock so they never run beside each other: each kills, freezes or restarts Redis processes
+/// and waits for the cluster to settle, which two at once on a loaded 2-core machine can
+/// stretch past any sensible bound.
+pub(crate) fn faults_one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
