@@ -96,7 +96,7 @@ async fn aborted_processor_loses_nothing() {
         "{duplicates} duplicates exceed the in-flight bound"
     );
     assert!(
-        wait_for(Duration::from_secs(20), || all_committed(
+        wait_for(Duration::from_secs(60), || all_committed(
             &kafka,
             "alo",
             &["herald.push.normal"],

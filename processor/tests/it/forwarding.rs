@@ -115,7 +115,7 @@ async fn every_edge_answer_is_handled() {
     // The first push to mover fills the cache with e1/0; then mover moves to e1/1.
     send(user("mover"), "m1", Priority::High).await;
     assert!(
-        wait_for(Duration::from_secs(20), || e1
+        wait_for(Duration::from_secs(60), || e1
             .received()
             .iter()
             .any(|r| r.payload == b"m1"))
@@ -154,7 +154,7 @@ async fn every_edge_answer_is_handled() {
 
     // Dead letters: the silent user (timeouts), the unreachable edge, and the broadcast
     // (which reached e1 and e2 but not the dead edge).
-    let dead = blocking(|| kafka.read("herald.push.dead", 3, Duration::from_secs(30)));
+    let dead = blocking(|| kafka.read("herald.push.dead", 3, Duration::from_secs(120)));
     assert_eq!(
         dead.len(),
         3,

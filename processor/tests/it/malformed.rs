@@ -101,7 +101,8 @@ async fn malformed_records_are_dead_lettered_with_a_reason() {
         .zip(&offsets)
         .filter_map(|((_, _, payload, reason), off)| reason.map(|r| (r, *payload, *off)))
         .collect();
-    let dead = blocking(|| kafka.read("herald.push.dead", expected.len(), Duration::from_secs(30)));
+    let dead =
+        blocking(|| kafka.read("herald.push.dead", expected.len(), Duration::from_secs(120)));
     assert_eq!(dead.len(), expected.len());
     for (reason, payload, (partition, offset)) in &expected {
         let source = format!("{topic}/{partition}/{offset}");
@@ -119,13 +120,13 @@ async fn malformed_records_are_dead_lettered_with_a_reason() {
     }
 
     assert!(
-        wait_for(Duration::from_secs(20), || edge.count() == 2).await,
+        wait_for(Duration::from_secs(60), || edge.count() == 2).await,
         "both valid records delivered"
     );
     let got: Vec<Vec<u8>> = edge.received().into_iter().map(|r| r.payload).collect();
     assert_eq!(got, [b"first".to_vec(), b"last".to_vec()]);
     assert!(
-        wait_for(Duration::from_secs(20), || all_committed(
+        wait_for(Duration::from_secs(60), || all_committed(
             &kafka,
             "malformed",
             &[topic],

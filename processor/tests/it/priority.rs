@@ -97,8 +97,8 @@ async fn high_overtakes_a_low_backlog() {
         latencies[HIGH / 2],
         latencies[HIGH - 1]
     );
-    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
-    // They overtook the backlog: a good part of it was still waiting.
+    // Latency is a benchmark's business (herald-bench push); here, order: they overtook the
+    // backlog, a good part of which was still waiting when the last high push arrived.
     assert!(
         low_after >= LOW / 4,
         "only {low_after} of {LOW} were behind them"

@@ -80,7 +80,7 @@ async fn processors_join_and_leave_mid_stream() {
         }
     });
 
-    assert!(wait_for(Duration::from_secs(30), || edge.count() >= 1_000).await);
+    assert!(wait_for(Duration::from_secs(90), || edge.count() >= 1_000).await);
 
     let second = Processor::start(config(), registry.clone()).await.unwrap();
     let second_status = second.status();
@@ -90,7 +90,7 @@ async fn processors_join_and_leave_mid_stream() {
     }));
     // The join completes: the newcomer owns some normal partitions, while pushes keep flowing.
     assert!(
-        wait_for(Duration::from_secs(30), || !second_status.assigned()[1]
+        wait_for(Duration::from_secs(90), || !second_status.assigned()[1]
             .is_empty())
         .await,
         "the second processor got partitions"
@@ -130,7 +130,7 @@ async fn processors_join_and_leave_mid_stream() {
     // a settled group.
     eprintln!("join at {at_join} deliveries; {duplicates} duplicates");
     assert!(
-        wait_for(Duration::from_secs(20), || all_committed(
+        wait_for(Duration::from_secs(60), || all_committed(
             &kafka,
             "rebalance",
             &["herald.push.normal"],
