@@ -4,6 +4,8 @@
 //! hand-overs may arrive twice.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::edge::{deliver_all, TestEdge};
@@ -49,15 +51,21 @@ async fn processors_join_and_leave_mid_stream() {
     }));
     wait_assigned(&first_status, PARTITIONS).await;
 
-    // A steady stream of ~1 500 pushes/s for 8 s.
+    // A steady stream of ~1 500 pushes/s: at least N pushes, and on until the second processor
+    // has joined (a join can take many seconds on a loaded machine; the stream must still be
+    // flowing when it completes). `produced` is how many were sent.
     let bootstrap = kafka.bootstrap.clone();
+    let joined = Arc::new(AtomicBool::new(false));
+    let produced = Arc::new(AtomicUsize::new(0));
+    let (joined_p, produced_p) = (joined.clone(), produced.clone());
     let producing = tokio::spawn(async move {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("linger.ms", "2")
             .create()
             .unwrap();
-        for chunk in 0..(N / 150) {
+        let mut chunk = 0;
+        while chunk < N / 150 || !joined_p.load(Ordering::SeqCst) {
             let mut pending = Vec::new();
             for j in 0..150 {
                 let i = chunk * 150 + j;
@@ -76,6 +84,8 @@ async fn processors_join_and_leave_mid_stream() {
             for p in pending {
                 p.await.unwrap().map_err(|(e, _)| e).unwrap();
             }
+            chunk += 1;
+            produced_p.store(chunk * 150, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -96,7 +106,11 @@ async fn processors_join_and_leave_mid_stream() {
         "the second processor got partitions"
     );
     let at_join = edge.count();
-    assert!(at_join < N, "the stream ended before the join ({at_join})");
+    joined.store(true, Ordering::SeqCst);
+    assert!(
+        !producing.is_finished(),
+        "the stream ended before the join ({at_join})"
+    );
 
     let _ = stop_first.send(());
     first.await.unwrap().unwrap();
@@ -108,11 +122,13 @@ async fn processors_join_and_leave_mid_stream() {
         "the second processor took every partition"
     );
     producing.await.unwrap();
+    let n = produced.load(Ordering::SeqCst);
+    assert!(n >= N);
 
     let everything = || {
         let seen: std::collections::HashSet<_> =
             edge.received().into_iter().map(|r| r.payload).collect();
-        seen.len() == N
+        seen.len() == n
     };
     assert!(
         wait_for(Duration::from_secs(60), everything).await,
