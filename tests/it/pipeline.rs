@@ -271,7 +271,7 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
     }
     assert_eq!(reasons.get("missing-target"), Some(&10), "{reasons:?}");
     assert_eq!(reasons.get("bad-expires-at"), Some(&10), "{reasons:?}");
-    assert!(rt.block_on(wait_until(Duration::from_secs(30), || {
+    assert!(rt.block_on(wait_until(Duration::from_secs(120), || {
         tokio::task::block_in_place(|| kafka.all_committed(group))
     })));
 

@@ -64,10 +64,20 @@ fn high_priority_overtakes_a_100k_low_backlog() {
             b.await.unwrap();
         }
     });
-    let (stop_p, p) = rt.block_on(start_processor(
+    let (stop_p, p, status) = rt.block_on(start_processor_with_status(
         processor_config(&kafka, "priority"),
         registry.clone(),
     ));
+    // The consumers of the three topics join one group and may be assigned in separate rounds
+    // (seconds apart on a loaded machine): the comparison starts once the high topic is
+    // being consumed too, or it would measure the group's start-up instead of the priority.
+    assert!(
+        rt.block_on(wait_until(Duration::from_secs(120), || status
+            .assigned()
+            .iter()
+            .all(|parts| !parts.is_empty()))),
+        "every priority's partitions assigned"
+    );
     // Let the processor get going on the backlog, then send the high-priority pushes.
     let low_received = || -> usize {
         inbox

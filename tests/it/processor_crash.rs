@@ -85,7 +85,7 @@ fn a_killed_processor_loses_nothing() {
             fleet.spawn(&rt, addr, u, format!("k{u}"), kind)
         })
         .collect();
-    assert!(rt.block_on(wait_until(Duration::from_secs(30), || fleet.connected() == USERS)));
+    assert!(rt.block_on(wait_until(Duration::from_secs(120), || fleet.connected() == USERS)));
     // Every client is registered before anything is sent (the processor routes by the registry).
     let users: Vec<String> = (0..USERS).map(|u| format!("k{u}")).collect();
     assert!(rt.block_on(async {

@@ -34,7 +34,7 @@ fn a_websocket_client_appears_in_the_cluster_registry_and_leaves_it() {
 
     let mut ws = ws_connect(&edge, "zoe", Some("phone"));
     assert!(
-        eventually(Duration::from_secs(5), || !lookup(&rt, &reg, "zoe")
+        eventually(Duration::from_secs(60), || !lookup(&rt, &reg, "zoe")
             .is_empty()),
         "record never appeared"
     );
@@ -58,10 +58,13 @@ fn a_websocket_client_appears_in_the_cluster_registry_and_leaves_it() {
     while ws.read().is_ok() {}
     drop(ws);
     let closed = Instant::now();
+    // Generous bound for a loaded machine; the time it took is printed (well under a
+    // second on an idle one).
     assert!(
-        eventually(Duration::from_secs(1), || lookup(&rt, &reg, "zoe")
+        eventually(Duration::from_secs(30), || lookup(&rt, &reg, "zoe")
             .is_empty()),
         "record still there {:?} after the client left",
         closed.elapsed()
     );
+    eprintln!("record gone {:?} after the client left", closed.elapsed());
 }

@@ -99,9 +99,23 @@ pub(crate) async fn start_processor(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    let (stop, task, _) = start_processor_with_status(config, registry).await;
+    (stop, task)
+}
+
+/// [`start_processor`], also returning the processor's status (its assigned partitions).
+pub(crate) async fn start_processor_with_status(
+    config: ProcessorConfig,
+    registry: Registry,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+    herald_processor::ProcessorStatus,
+) {
     let p = Processor::start(config, registry)
         .await
         .expect("processor starts");
+    let status = p.status();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         p.run(async {
@@ -110,7 +124,7 @@ pub(crate) async fn start_processor(
         .await
         .expect("processor ran");
     });
-    (tx, task)
+    (tx, task, status)
 }
 
 pub(crate) async fn redis_registry(url: &str) -> Registry {
