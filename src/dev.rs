@@ -48,6 +48,14 @@ pub(crate) struct DevArgs {
     /// always allowed.
     #[arg(long, value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Also listen with TLS (`wss://`, `https://`) on `--tls-listen`, with a self-signed
+    /// certificate for localhost/127.0.0.1/::1 generated at start (its path is printed:
+    /// `curl --cacert <path>`).
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS client address of the edge (with `--tls`).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -127,6 +135,26 @@ async fn dev(a: &DevArgs) -> ExitCode {
         ("expected_connections", "10000".into()),
         ("allowed_origins", origins.join(",")),
     ];
+    // With --tls: a fresh self-signed certificate in a directory of this run.
+    let tls_dir = std::env::temp_dir().join(format!("herald-dev-tls-{}", std::process::id()));
+    let mut settings = settings.to_vec();
+    if a.tls {
+        let cert = match herald_edge::tls::dev_cert::DevCert::self_signed(&[
+            "localhost",
+            "127.0.0.1",
+            "::1",
+        ]) {
+            Ok(c) => c,
+            Err(e) => return fail(1, &e),
+        };
+        let files = match cert.write(&tls_dir, "herald-dev") {
+            Ok(f) => f,
+            Err(e) => return fail(1, &format!("writing the dev certificate: {e}")),
+        };
+        settings.push(("tls_listen", a.tls_listen.to_string()));
+        settings.push(("tls_cert_file", files.cert.display().to_string()));
+        settings.push(("tls_key_file", files.key.display().to_string()));
+    }
     for (k, v) in settings {
         if let Err(e) = set(k, v) {
             return fail(64, &e.to_string());
@@ -194,11 +222,24 @@ async fn dev(a: &DevArgs) -> ExitCode {
     );
     let ws = format!("ws://{}/ws", edge.client_addr);
     let sse = format!("http://{}/sse", edge.client_addr);
+    let tls_urls = edge.tls_addr.map(|t| {
+        (
+            format!("wss://{t}/ws"),
+            format!("https://{t}/sse"),
+            tls_dir.join("herald-dev.crt"),
+        )
+    });
     let admin = format!("http://{}", edge.admin_addr);
     let demo = format!("{admin}/demo");
     println!("Herald dev is running (Ctrl-C stops it).");
     println!("  demo        {demo}  (open it in a browser)");
     println!("  edge        {ws}  {sse}  ({} shards)", edge.shards);
+    if let Some((wss, sse_tls, cert)) = &tls_urls {
+        println!(
+            "  edge (TLS)  {wss}  {sse_tls}  (self-signed certificate {})",
+            cert.display()
+        );
+    }
     println!("  admin       {admin}/stats  {admin}/metrics (edge, registry and processor metrics)");
     println!("  kafka       {bootstrap} (embedded mock cluster; topics herald.push.{{high,normal,low}}, herald.push.dead)");
     println!(
@@ -214,10 +255,22 @@ async fn dev(a: &DevArgs) -> ExitCode {
     println!();
     println!("Try it:");
     println!("  curl -N '{sse}?access_token={sample}'");
+    if let Some((_, sse_tls, cert)) = &tls_urls {
+        println!(
+            "  curl -N --cacert {} '{sse_tls}?access_token={sample}'",
+            cert.display()
+        );
+    }
     println!("  herald send --kafka {bootstrap} --user alice 'hello'");
     println!("  (tokens for other users: herald token --jwt-secret {jwt_secret} --user bob)");
+    let tls_fields = tls_urls
+        .as_ref()
+        .map(|(wss, sse_tls, cert)| {
+            format!(" wss={wss} sse_tls={sse_tls} tls_cert={}", cert.display())
+        })
+        .unwrap_or_default();
     println!(
-        "HERALD_READY ws={ws} sse={sse} kafka={bootstrap} admin={admin} jwt_secret={jwt_secret} demo={demo}"
+        "HERALD_READY ws={ws} sse={sse} kafka={bootstrap} admin={admin} jwt_secret={jwt_secret} demo={demo}{tls_fields}"
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -232,6 +285,9 @@ async fn dev(a: &DevArgs) -> ExitCode {
     }
     tokio::task::block_in_place(|| edge.shutdown());
     drop(cluster);
+    if a.tls {
+        let _ = std::fs::remove_dir_all(&tls_dir);
+    }
     ExitCode::SUCCESS
 }
 

@@ -10,6 +10,10 @@
 //! cargo run --release -p herald-edge --example density -- --kind ws --sizes 1000,5000,10000,19000
 //! ```
 //!
+//! With `--tls`, the edge also listens with TLS (a self-signed certificate) and the clients
+//! connect to that port with rustls (`--tls-version 1.2|1.3`, `--tls-suite aes128|aes256|chacha`
+//! to pin what the client offers), so the slope is the cost of an idle TLS connection.
+//!
 //! With `--broadcasts N`, at the largest size it then sends N broadcasts (64-byte payload)
 //! through every shard's delivery port and reports how late the shards' timer ticks ran
 //! meanwhile (`tick_stalls_over_10ms` during the broadcasts, `tick_stall_max_us` since start).
@@ -52,13 +56,45 @@ fn main() {
     let registry_kind = arg("--registry").unwrap_or_else(|| "redis".into());
     let _redis = (registry_kind == "redis").then(herald_testkit::RedisServer::start);
     cfg.redis = _redis.as_ref().map(|r| r.url());
+    let tls = std::env::args().any(|a| a == "--tls");
+    let cert_dir = tempfile::tempdir().unwrap();
+    if tls {
+        let cert = herald_edge::tls::dev_cert::DevCert::self_signed(&["localhost", "127.0.0.1"])
+            .unwrap();
+        cfg.tls = Some(herald_edge::tls::TlsSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            files: herald_edge::tls::TlsFiles {
+                default: cert.write(cert_dir.path(), "density").unwrap(),
+                sni: vec![],
+            },
+            min_version: herald_edge::tls::TlsVersion::V1_2,
+            reload_check: None,
+        });
+    }
     let edge = herald_edge::start(cfg).expect("edge starts");
-    let addr = edge.client_addr;
+    let addr = if tls {
+        edge.tls_addr.expect("TLS listener")
+    } else {
+        edge.client_addr
+    };
+    let tls_args: Vec<String> = if tls {
+        vec![
+            "--tls-cert".into(),
+            cert_dir.path().join("density.crt").display().to_string(),
+            "--tls-version".into(),
+            arg("--tls-version").unwrap_or_else(|| "1.3".into()),
+            "--tls-suite".into(),
+            arg("--tls-suite").unwrap_or_else(|| "aes128".into()),
+        ]
+    } else {
+        vec![]
+    };
     std::thread::sleep(Duration::from_millis(500));
     let base_rss = rss();
     let base_slab = slab();
     println!(
-        "# herald-edge density: kind={kind} shards={} registry={registry_kind} baseline RSS {} KiB",
+        "# herald-edge density: kind={kind}{} shards={} registry={registry_kind} baseline RSS {} KiB",
+        if tls { format!(" tls {}", tls_args[3..].join(" ")) } else { String::new() },
         edge.shards,
         base_rss / 1024
     );
@@ -82,6 +118,7 @@ fn main() {
                     &n.to_string(),
                     &children.len().to_string(),
                 ])
+                .args(&tls_args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -286,6 +323,9 @@ fn client() {
         .unwrap()
         .as_secs()
         + 7200;
+    if let Some(cert) = arg("--tls-cert") {
+        return tls_client(addr, &kind, count, client_no, exp, &cert);
+    }
     // Connect in batches, then write every request, then read every answer, so the rate
     // measured is the edge's, not one client's round trips.
     let mut held = Vec::with_capacity(count);
@@ -306,26 +346,8 @@ fn client() {
             sock.connect(&addr.into()).unwrap();
             sock.set_linger(Some(Duration::ZERO)).unwrap();
             let mut s: TcpStream = sock.into();
-            let token = issue_hs256(
-                SECRET.as_bytes(),
-                &Claims {
-                    sub: format!("u{client_no}-{k}"),
-                    did: Some("d".into()),
-                    exp,
-                    nbf: None,
-                    iss: None,
-                    aud: None,
-                },
-            );
-            let req = if kind == "sse" {
-                format!("GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\n\r\n")
-            } else {
-                format!(
-                    "GET /ws?access_token={token} HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                )
-            };
-            s.write_all(req.as_bytes()).unwrap();
+            s.write_all(request(&kind, client_no, k, exp).as_bytes())
+                .unwrap();
             socks.push(s);
         }
         for mut s in socks {
@@ -342,6 +364,99 @@ fn client() {
     println!("READY {count}");
     std::io::stdout().flush().unwrap();
     // Hold until the parent kills us (or closes our stdin).
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+}
+
+/// The upgrade (WebSocket) or subscription (SSE) request of client `k`.
+fn request(kind: &str, client_no: usize, k: usize, exp: u64) -> String {
+    let token = issue_hs256(
+        SECRET.as_bytes(),
+        &Claims {
+            sub: format!("u{client_no}-{k}"),
+            did: Some("d".into()),
+            exp,
+            nbf: None,
+            iss: None,
+            aud: None,
+        },
+    );
+    if kind == "sse" {
+        format!("GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\n\r\n")
+    } else {
+        format!(
+            "GET /ws?access_token={token} HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    }
+}
+
+/// A TLS client process: like [`client`], each connection a rustls session (handshake, then
+/// the request), pinned to one version and cipher suite.
+fn tls_client(addr: SocketAddr, kind: &str, count: usize, client_no: usize, exp: u64, cert: &str) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(cert).expect("the edge's certificate"))
+        .unwrap();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let suite = arg("--tls-suite").unwrap_or_else(|| "aes128".into());
+    let version = arg("--tls-version").unwrap_or_else(|| "1.3".into());
+    provider.cipher_suites.retain(|s| {
+        let name = format!("{:?}", s.suite());
+        let v13 = name.starts_with("TLS13_");
+        let wanted = match suite.as_str() {
+            "aes128" => name.contains("AES_128_GCM"),
+            "aes256" => name.contains("AES_256_GCM"),
+            "chacha" => name.contains("CHACHA20"),
+            other => panic!("--tls-suite {other}: aes128, aes256 or chacha"),
+        };
+        wanted && (v13 == (version == "1.3"))
+    });
+    let versions: &[&rustls::SupportedProtocolVersion] = if version == "1.3" {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS12]
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    let mut held = Vec::with_capacity(count);
+    for k in 0..count {
+        let src = IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            (client_no % 200) as u8 + 1,
+            2 + (k % 250) as u8,
+        ));
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
+        sock.connect(&addr.into()).unwrap();
+        sock.set_linger(Some(Duration::ZERO)).unwrap();
+        let tcp: TcpStream = sock.into();
+        let conn =
+            rustls::ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        s.write_all(request(kind, client_no, k, exp).as_bytes())
+            .unwrap();
+        let mut head = [0u8; 512];
+        let got = s.read(&mut head).unwrap();
+        assert!(
+            got > 12 && (&head[9..12] == b"101" || &head[9..12] == b"200"),
+            "handshake failed"
+        );
+        held.push(s);
+    }
+    println!("READY {count}");
+    std::io::stdout().flush().unwrap();
     let mut sink = String::new();
     let _ = std::io::stdin().read_line(&mut sink);
 }

@@ -216,7 +216,7 @@ fn kernel_checks(cfg: &EdgeConfig, strict: bool) -> bool {
 }
 
 /// SIGTERM / SIGINT: the first starts a drain (the edge exits 0 when it is done), the second
-/// shortens it, the third stops at once.
+/// shortens it, the third stops at once. SIGHUP reloads the TLS certificates.
 fn handle_signals(controller: &crate::server::EdgeController) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -226,11 +226,19 @@ fn handle_signals(controller: &crate::server::EdgeController) {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        for n in 1.. {
+        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+        let mut n = 0;
+        loop {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = hup.recv() => {
+                    log::info!("signal: SIGHUP, reloading the TLS certificates");
+                    controller.reload_tls();
+                    continue;
+                }
             }
+            n += 1;
             match n {
                 1 => {
                     log::info!("signal: draining (send again to shorten the drain, a third time to stop now)");

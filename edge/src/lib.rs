@@ -11,6 +11,8 @@
 //!   the driver task that only moves bytes between its socket and the shard's state.
 //! - `delivery_port`: the processor-facing port of each shard (authenticated frames).
 //! - [`control`]: the control thread (tokio): registry writes, admin API, metrics.
+//! - [`tls`]: TLS on the client port (rustls, unbuffered: the shard owns the buffers) and
+//!   its certificates (SNI, reload).
 //! - [`handshake`] (HTTP head → decision) and [`auth`] (JWT, signed cookies): sans-io.
 //! - [`config`]: settings layers (defaults, TOML, `HERALD_*`, flags) → [`config::EdgeConfig`].
 //!
@@ -29,6 +31,7 @@ pub(crate) mod delivery_port;
 pub mod handshake;
 pub mod server;
 pub mod shard;
+pub mod tls;
 pub(crate) mod sockopt;
 pub(crate) mod util;
 

@@ -51,6 +51,8 @@ pub struct EdgeHandle {
     pub node_id: String,
     /// Client address (WebSocket `/ws`, SSE `/sse`).
     pub client_addr: SocketAddr,
+    /// TLS client address (`wss://`, `https://`), when `tls_listen` is set.
+    pub tls_addr: Option<SocketAddr>,
     /// Admin API address.
     pub admin_addr: SocketAddr,
     /// Delivery port of shard 0 (shard i listens on base + i).
@@ -69,6 +71,7 @@ impl std::fmt::Debug for EdgeHandle {
         f.debug_struct("EdgeHandle")
             .field("node_id", &self.node_id)
             .field("client_addr", &self.client_addr)
+            .field("tls_addr", &self.tls_addr)
             .field("admin_addr", &self.admin_addr)
             .field("delivery_base_port", &self.delivery_base_port)
             .finish()
@@ -140,6 +143,12 @@ impl EdgeController {
     /// Shortens a drain in progress (like a second SIGTERM).
     pub fn shorten_drain(&self) {
         let _ = self.0.send(ControlRequest::ShortenDrain);
+    }
+
+    /// Reads the TLS certificate files again (like SIGHUP); a failed reload keeps the old
+    /// certificates.
+    pub fn reload_tls(&self) {
+        let _ = self.0.send(ControlRequest::ReloadTls);
     }
 
     /// Stops now: connections are closed, registry writes flushed.
@@ -246,6 +255,17 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
             .map_err(|e| err(format!("cannot bind `listen` {}: {e}", cfg.listen)))?;
         cfg.listen = probe.local_addr().map_err(|e| err(e.to_string()))?;
     }
+    let tls = match &mut cfg.tls {
+        None => None,
+        Some(t) => {
+            if t.listen.port() == 0 {
+                let probe = StdListener::bind(t.listen)
+                    .map_err(|e| err(format!("cannot bind `tls_listen` {}: {e}", t.listen)))?;
+                t.listen = probe.local_addr().map_err(|e| err(e.to_string()))?;
+            }
+            Some(t.build().map_err(|e| err(format!("TLS: {e}")))?)
+        }
+    };
     let delivery_base_port = if cfg.delivery_base_port == 0 {
         free_port_range(cfg.delivery_listen_ip, n)?
     } else {
@@ -283,6 +303,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
             requests_tx: requests_tx.clone(),
             registry: opts.registry.clone(),
             admin_extension: opts.admin_extension.clone(),
+            tls: tls.as_ref().map(|t| t.certs.clone()),
         };
         std::thread::Builder::new()
             .name("herald-control".into())
@@ -307,6 +328,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
     let (shard_ready_tx, shard_ready_rx) = std::sync::mpsc::channel::<Result<u16, String>>();
     let shared_cfg = cfg.clone();
     let auth_factory = opts.authenticator.clone();
+    let tls_config = tls.as_ref().map(|t| t.config.clone());
     let pool = LocalExecutorPoolBuilder::new(placement)
         .name("herald-shard")
         .io_memory(cfg.io_memory)
@@ -320,6 +342,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
             let events = events_tx.clone();
             let auth_factory = auth_factory.clone();
             let ready = shard_ready_tx.clone();
+            let tls_config = tls_config.clone();
             async move {
                 let auth: Box<dyn Authenticator> = match &auth_factory {
                     Some(f) => f(),
@@ -338,6 +361,16 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                         return;
                     }
                 };
+                let tls_client = match (&cfg.tls, tls_config) {
+                    (Some(t), Some(config)) => match glommio::net::TcpListener::bind(t.listen) {
+                        Ok(l) => Some((l, config)),
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("shard {index}: cannot bind `tls_listen` {}: {e}", t.listen)));
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
                 let dport = delivery_base_port + index as u16;
                 let daddr = SocketAddr::new(cfg.delivery_listen_ip, dport);
                 let delivery = match glommio::net::TcpListener::bind(daddr) {
@@ -352,7 +385,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                 let shard = Shard::new(index as u16, Rc::new(cfg), auth, events);
                 let _ = ready.send(Ok(index as u16));
                 drop(ready);
-                shard::run(shard, client, delivery, commands).await;
+                shard::run(shard, client, tls_client, delivery, commands).await;
             }
         });
     let pool = match pool {
@@ -370,6 +403,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
     let mut handle = EdgeHandle {
         node_id: cfg.node_id.clone(),
         client_addr: cfg.listen,
+        tls_addr: cfg.tls.as_ref().map(|t| t.listen),
         admin_addr,
         delivery_base_port,
         delivery_ip: cfg.delivery_listen_ip,

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
 
 use crate::auth::jwt::JwtAlgorithm;
+use crate::tls::certs::PairError;
+use crate::tls::{CertFiles, TlsFiles, TlsSettings, TlsVersion};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "HERALD_";
@@ -24,6 +26,12 @@ macro_rules! keys {
 
 keys! {
     "listen" = "0.0.0.0:8080" : "Client address (WebSocket `/ws`, SSE `/sse`, `/healthz`); every shard binds it with SO_REUSEPORT. Port 0 picks a free port.";
+    "tls_listen" = "" : "TLS client address (`wss://…/ws`, `https://…/sse`), beside the plaintext `listen`; every shard binds it with SO_REUSEPORT. Empty = no TLS listener. Needs tls_cert_file and tls_key_file. Port 0 picks a free port.";
+    "tls_cert_file" = "" : "PEM certificate chain of the TLS listener (leaf first); served to clients without SNI or with a name no tls_sni_certs entry is for.";
+    "tls_key_file" = "" : "PEM private key of tls_cert_file (PKCS#8, SEC1 or PKCS#1 RSA).";
+    "tls_sni_certs" = "" : "Extra certificates chosen by SNI: comma-separated `name=cert.pem:key.pem`; each certificate must be valid for its name.";
+    "tls_min_version" = "1.2" : "Oldest TLS version accepted: 1.2 or 1.3.";
+    "tls_reload_check" = "10s" : "How often the certificate and key files are checked for changes (they are also reloaded on SIGHUP). A reload that fails keeps the old certificates; open connections are never affected. 0 = only on SIGHUP.";
     "admin_listen" = "127.0.0.1:9090" : "Admin HTTP address: /healthz, /readyz, /stats, /metrics. Port 0 picks a free port.";
     "shards" = "0" : "Number of shards (executors, one per core, pinned). 0 = all online CPUs.";
     "node_id" = "" : "This edge's id in the registry. Empty = `edge-<hostname>-<client port>`.";
@@ -79,6 +87,8 @@ keys! {
 pub struct EdgeConfig {
     /// Client listen address.
     pub listen: SocketAddr,
+    /// The TLS listener (None = plaintext only).
+    pub tls: Option<TlsSettings>,
     /// Admin HTTP listen address.
     pub admin_listen: SocketAddr,
     /// Number of shards (resolved: never 0).
@@ -215,6 +225,30 @@ fn parse_num<T: std::str::FromStr>(t: &str) -> Result<T, String> {
         .map_err(|_| format!("`{t}` is not a valid number"))
 }
 
+/// `name=cert.pem:key.pem, …`
+fn parse_sni_certs(t: &str) -> Result<Vec<(String, CertFiles)>, String> {
+    t.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let bad = || format!("`{entry}` is not `name=cert.pem:key.pem`");
+            let (name, files) = entry.split_once('=').ok_or_else(bad)?;
+            let (cert, key) = files.split_once(':').ok_or_else(bad)?;
+            let name = name.trim().to_ascii_lowercase();
+            if name.is_empty() || cert.trim().is_empty() || key.trim().is_empty() {
+                return Err(bad());
+            }
+            Ok((
+                name,
+                CertFiles {
+                    cert: PathBuf::from(cert.trim()),
+                    key: PathBuf::from(key.trim()),
+                },
+            ))
+        })
+        .collect()
+}
+
 fn parse_addr(t: &str) -> Result<SocketAddr, String> {
     t.parse()
         .map_err(|_| format!("`{t}` is not an address like 127.0.0.1:8080"))
@@ -316,6 +350,7 @@ impl EdgeConfig {
                 .collect::<Result<Vec<_>, _>>()
         })?;
         let auth = Self::auth_from(s)?;
+        let tls = Self::tls_from(s)?;
         let conn = ConnConfig {
             ping_interval: s.get("ping_interval", parse_duration)?,
             pong_timeout: s.get("pong_timeout", parse_duration)?,
@@ -400,6 +435,7 @@ impl EdgeConfig {
             ops,
             expected_connections,
             listen,
+            tls,
             admin_listen,
             shards,
             node_id,
@@ -423,6 +459,46 @@ impl EdgeConfig {
             registry_ttl,
             registry_heartbeat,
         })
+    }
+
+    fn tls_from(s: &Settings) -> Result<Option<TlsSettings>, ConfigError> {
+        let listen = s.get("tls_listen", |t| match non_empty(t) {
+            None => Ok(None),
+            Some(a) => parse_addr(&a).map(Some),
+        })?;
+        let path = |t: &str| Ok::<_, String>(non_empty(t).map(PathBuf::from));
+        let cert = s.get("tls_cert_file", path)?;
+        let key = s.get("tls_key_file", path)?;
+        let sni = s.get("tls_sni_certs", parse_sni_certs)?;
+        let min_version = s.get("tls_min_version", |t| t.parse::<TlsVersion>())?;
+        let reload_check = s.get("tls_reload_check", parse_duration)?;
+        let Some(listen) = listen else {
+            return Ok(None);
+        };
+        let cert = cert.ok_or_else(|| {
+            s.error("tls_cert_file", "tls_listen is set: a PEM certificate chain is required")
+        })?;
+        let key = key.ok_or_else(|| {
+            s.error("tls_key_file", "tls_listen is set: the certificate's PEM key is required")
+        })?;
+        let settings = TlsSettings {
+            listen,
+            files: TlsFiles {
+                default: CertFiles { cert, key },
+                sni,
+            },
+            min_version,
+            reload_check: (!reload_check.is_zero()).then_some(reload_check),
+        };
+        // Load everything now, so a bad file stops the start naming its setting.
+        let provider = crate::tls::provider();
+        crate::tls::certs::load_pair(&settings.files.default, &provider).map_err(|e| match e {
+            PairError::Cert(m) => s.error("tls_cert_file", &m),
+            PairError::Key(m) => s.error("tls_key_file", &m),
+        })?;
+        crate::tls::certs::CertStore::load(&settings.files, &provider)
+            .map_err(|m| s.error("tls_sni_certs", &m))?;
+        Ok(Some(settings))
     }
 
     fn auth_from(s: &Settings) -> Result<AuthConfig, ConfigError> {
@@ -584,6 +660,56 @@ mod tests {
             let e = EdgeConfig::from_settings(&s).unwrap_err();
             assert_eq!(e.key, key, "{key}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_settings_are_checked_and_bad_files_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = crate::tls::dev_cert::DevCert::self_signed(&["localhost"]).unwrap();
+        let b = crate::tls::dev_cert::DevCert::self_signed(&["push.example.com"]).unwrap();
+        let fa = a.write(dir.path(), "a").unwrap();
+        let fb = b.write(dir.path(), "b").unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+        let p = |f: &std::path::Path| f.display().to_string();
+        let with = |pairs: &[(&str, String)]| {
+            let mut s = base();
+            s.set("tls_listen", "127.0.0.1:0".into(), Source::Default)
+                .unwrap();
+            for (k, v) in pairs {
+                s.set(k, v.clone(), Source::Flag(k.to_string())).unwrap();
+            }
+            EdgeConfig::from_settings(&s)
+        };
+        let ok = with(&[
+            ("tls_cert_file", p(&fa.cert)),
+            ("tls_key_file", p(&fa.key)),
+            ("tls_sni_certs", format!("push.example.com={}:{}", p(&fb.cert), p(&fb.key))),
+            ("tls_min_version", "1.3".into()),
+        ])
+        .unwrap();
+        let tls = ok.tls.expect("a TLS listener");
+        assert_eq!(tls.min_version, crate::tls::TlsVersion::V1_3);
+        assert_eq!(tls.files.sni[0].0, "push.example.com");
+
+        for (want, pairs) in [
+            ("tls_cert_file", vec![("tls_key_file", p(&fa.key))]),
+            ("tls_key_file", vec![("tls_cert_file", p(&fa.cert))]),
+            ("tls_cert_file", vec![("tls_cert_file", p(&dir.path().join("missing.pem"))), ("tls_key_file", p(&fa.key))]),
+            ("tls_cert_file", vec![("tls_cert_file", p(&garbage)), ("tls_key_file", p(&fa.key))]),
+            ("tls_key_file", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fb.key))]),
+            ("tls_key_file", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.cert))]),
+            ("tls_sni_certs", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.key)), ("tls_sni_certs", format!("other.example.com={}:{}", p(&fb.cert), p(&fb.key)))]),
+            ("tls_sni_certs", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.key)), ("tls_sni_certs", "no-files".into())]),
+            ("tls_min_version", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.key)), ("tls_min_version", "1.1".into())]),
+        ] {
+            let e = with(&pairs).unwrap_err();
+            assert_eq!(e.key, want, "{pairs:?}: {e}");
+        }
+        // Without tls_listen there is no TLS listener, whatever else is set.
+        let mut s = base();
+        s.set("tls_cert_file", p(&fa.cert), Source::Default).unwrap();
+        assert!(EdgeConfig::from_settings(&s).unwrap().tls.is_none());
     }
 
     #[test]

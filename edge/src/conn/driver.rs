@@ -6,12 +6,20 @@
 //! bytes to the state within the same poll, so an idle connection holds no buffer. Every
 //! decision — handshake, heartbeat, closing — is the state machine's. Dropping the driver
 //! (end of connection or shard shutdown) tells the state the socket is gone.
+//!
+//! On the TLS listener the driver also holds the connection's [`TlsSession`] (boxed: one
+//! pointer in the task) and moves ciphertext instead: it reads into the shard's TLS buffer,
+//! decrypts there and hands the state plaintext; it encrypts one chunk of the front frame at a
+//! time and writes the records before anything else. The state never sees a TLS byte, and a
+//! TLS connection is registered without its fd so the shard never writes plaintext to it
+//! directly (its writes go through this driver).
 
 use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -20,28 +28,54 @@ use glommio::net::{TcpListener, TcpStream};
 use super::{CloseReason, ConnId};
 use crate::shard::{Next, Shard};
 use crate::sockopt;
+use crate::tls::session::{TlsError, TlsSession, CHUNK, MAX_RECORD};
 
 /// Reads/writes one driver may do per poll before yielding to other tasks.
 const POLL_BUDGET: usize = 16;
 
-/// Accepts client connections until the task is dropped. Running out of file descriptors
-/// backs off instead of spinning.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// Answer to a plaintext HTTP request on the TLS port.
+const PLAINTEXT_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 52\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss:// here.\r\n";
+
+/// Accepts client connections until the task is dropped; with `tls`, every connection speaks
+/// TLS with that configuration. Running out of file descriptors backs off instead of spinning.
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    // Clients send a request head and small control frames: nothing bigger after the handshake.
+    let max_client_record = shard.cfg.max_head_bytes.max(shard.cfg.conn.max_client_frame) + 1024;
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let session = match &tls {
+                    None => None,
+                    Some(config) => match TlsSession::new(config.clone(), max_client_record) {
+                        Ok(s) => Some(Box::new(s)),
+                        Err(e) => {
+                            log::warn!("shard {}: cannot start a TLS session: {e}", shard.index);
+                            continue;
+                        }
+                    },
+                };
                 if let Err(e) =
                     sockopt::set_tcp_user_timeout(&stream, shard.cfg.conn.tcp_user_timeout)
                 {
                     log::debug!("TCP_USER_TIMEOUT: {e}");
                 }
                 let _ = stream.set_nodelay(true);
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+                // A TLS connection is registered without its fd: the shard must never write
+                // its plaintext frames straight to the socket.
+                let fd = match session {
+                    None => std::os::fd::AsRawFd::as_raw_fd(&stream),
+                    Some(_) => -1,
+                };
                 let id = shard.with(|st, now| st.accept(fd, now));
                 glommio::spawn_local(ConnDriver {
                     shard: shard.clone(),
                     id,
                     stream,
+                    tls: session,
                 })
                 .detach();
             }
@@ -68,6 +102,7 @@ pub struct ConnDriver {
     shard: Rc<Shard>,
     id: ConnId,
     stream: TcpStream,
+    tls: Option<Box<TlsSession>>,
 }
 
 impl std::fmt::Debug for ConnDriver {
@@ -88,7 +123,11 @@ impl Future for ConnDriver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         for _ in 0..POLL_BUDGET {
-            match step(&this.shard, this.id, &mut this.stream, cx) {
+            let step = match this.tls.as_deref_mut() {
+                None => step(&this.shard, this.id, &mut this.stream, cx),
+                Some(tls) => step_tls(&this.shard, this.id, &mut this.stream, tls, cx),
+            };
+            match step {
                 Step::Again => continue,
                 Step::Done => return Poll::Ready(()),
                 Step::Wait => {
@@ -113,7 +152,7 @@ impl Drop for ConnDriver {
 fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>) -> Step {
     loop {
         match shard.with(|st, _| st.next_io(id)) {
-            Next::Close => return Step::Done,
+            Next::Close | Next::Finish => return Step::Done,
             Next::Read => break,
             Next::Write(frame, off) => match Pin::new(&mut *stream).poll_write(cx, &frame[off..]) {
                 Poll::Ready(Ok(n)) if n > 0 => shard.with(|st, _| st.on_written(id, n)),
@@ -134,6 +173,104 @@ fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>)
         Poll::Ready(Ok(n)) => {
             shard.with(|st, now| st.on_client_bytes(id, &scratch[..n], now));
             Step::Again
+        }
+        Poll::Ready(Err(e)) => {
+            let reason = if e.kind() == ErrorKind::TimedOut {
+                CloseReason::TcpUserTimeout
+            } else {
+                CloseReason::ReadError
+            };
+            shard.with(|st, _| st.on_socket_end(id, reason));
+            Step::Done
+        }
+        Poll::Pending => Step::Wait,
+    }
+}
+
+/// One round of a TLS connection: write pending records, encrypt and write queued frames,
+/// then read and decrypt what arrived.
+fn step_tls(
+    shard: &Shard,
+    id: ConnId,
+    stream: &mut TcpStream,
+    tls: &mut TlsSession,
+    cx: &mut Context<'_>,
+) -> Step {
+    loop {
+        // Ciphertext first: handshake flights, the chunk in flight, a close_notify.
+        if !tls.pending().is_empty() {
+            match Pin::new(&mut *stream).poll_write(cx, tls.pending()) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    tls.advance(n);
+                    continue;
+                }
+                Poll::Ready(_) => {
+                    shard.with(|st, _| st.on_socket_end(id, CloseReason::WriteError));
+                    return Step::Done;
+                }
+                // The socket is full: read meanwhile, unless the state gave up on the client.
+                Poll::Pending => match shard.with(|st, _| st.next_io(id)) {
+                    Next::Close => return Step::Done,
+                    _ => break,
+                },
+            }
+        }
+        match shard.with(|st, _| st.next_io(id)) {
+            Next::Close => return Step::Done,
+            Next::Finish => {
+                // Everything was written: end the TLS stream properly, best effort.
+                tls.close_notify();
+                let _ = Pin::new(&mut *stream).poll_write(cx, tls.pending());
+                return Step::Done;
+            }
+            Next::Read => break,
+            // Nothing but the handshake goes out before the handshake is done.
+            Next::Write(..) if !tls.is_established() => break,
+            Next::Write(frame, off) => {
+                let end = frame.len().min(off + CHUNK);
+                if let Err(e) = tls.encrypt(&frame[off..end]) {
+                    log::debug!("shard {}: {e}", shard.index);
+                    shard.with(|st, _| st.on_socket_end(id, CloseReason::TlsError));
+                    return Step::Done;
+                }
+                // Encrypted bytes count as written: the records go out before anything else.
+                shard.with(|st, _| st.on_written(id, end - off));
+            }
+        }
+    }
+    let mut buf = shard.tls_scratch.borrow_mut();
+    let kept = tls.partial_len();
+    let room = (kept + MAX_RECORD).min(buf.len());
+    match Pin::new(&mut *stream).poll_read(cx, &mut buf[kept..room]) {
+        Poll::Ready(Ok(0)) => {
+            shard.with(|st, _| st.on_socket_end(id, CloseReason::ClientClosed));
+            Step::Done
+        }
+        Poll::Ready(Ok(n)) => {
+            tls.restore_partial(&mut buf[..kept]);
+            let received = tls.receive(&mut buf[..kept + n], |plain| {
+                shard.with(|st, now| st.on_client_bytes(id, plain, now))
+            });
+            match received {
+                Ok(_) => Step::Again,
+                Err(e) => {
+                    log::debug!("shard {}: connection {id:?}: {e}", shard.index);
+                    let reason = match e {
+                        TlsError::PeerClosed => CloseReason::ClientClosed,
+                        TlsError::PlaintextHttp => {
+                            let _ = Pin::new(&mut *stream).poll_write(cx, PLAINTEXT_ON_TLS_PORT);
+                            CloseReason::TlsError
+                        }
+                        _ => {
+                            // The alert rustls queued, if the socket takes it now.
+                            let _ = Pin::new(&mut *stream).poll_write(cx, tls.pending());
+                            CloseReason::TlsError
+                        }
+                    };
+                    shard.with(|st, _| st.on_socket_end(id, reason));
+                    Step::Done
+                }
+            }
         }
         Poll::Ready(Err(e)) => {
             let reason = if e.kind() == ErrorKind::TimedOut {

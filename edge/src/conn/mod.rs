@@ -84,6 +84,8 @@ pub enum CloseReason {
     WriteError,
     /// Unacknowledged data older than `tcp_user_timeout`.
     TcpUserTimeout,
+    /// TLS failed: a failed handshake, a bad record, plaintext HTTP on the TLS port.
+    TlsError,
     /// The edge is shutting down.
     Shutdown,
 }
@@ -110,6 +112,7 @@ impl CloseReason {
             CloseReason::ReadError => "read_error",
             CloseReason::WriteError => "write_error",
             CloseReason::TcpUserTimeout => "tcp_user_timeout",
+            CloseReason::TlsError => "tls_error",
             CloseReason::Shutdown => "shutdown",
         }
     }

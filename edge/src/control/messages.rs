@@ -77,4 +77,6 @@ pub enum ControlRequest {
     ShortenDrain,
     /// Stop now: close every connection, flush registry writes.
     Stop,
+    /// Read the TLS certificate files again (SIGHUP).
+    ReloadTls,
 }

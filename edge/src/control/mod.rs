@@ -23,6 +23,7 @@ use self::admin::{AdminState, RegistryStatus};
 use self::messages::{ControlEvent, ControlRequest, ShardCommand};
 use crate::config::EdgeConfig;
 use crate::shard::drain::DrainPlan;
+use crate::tls::CertResolver;
 
 /// Everything the control thread is started with.
 pub struct ControlSetup {
@@ -44,6 +45,8 @@ pub struct ControlSetup {
     pub registry: Option<Registry>,
     /// Extra admin routes (embedding, `herald dev`).
     pub admin_extension: Option<admin::AdminExtension>,
+    /// The TLS listener's certificates (reloaded here), if there is one.
+    pub tls: Option<Arc<CertResolver>>,
 }
 
 impl std::fmt::Debug for ControlSetup {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for ControlSetup {
             .field("shards", &self.shards.len())
             .field("registry", &self.registry.is_some())
             .field("admin_extension", &self.admin_extension.is_some())
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +95,7 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         requests_tx,
         registry,
         admin_extension,
+        tls,
     } = setup;
     metrics_export::install();
     let (registry, kind) = match (registry, &cfg.redis) {
@@ -160,6 +165,10 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
 
     let ttl_ms = cfg.registry_ttl.as_millis() as u64;
     let mut status_tick = tokio::time::interval(Duration::from_millis(200));
+    // Certificate files are checked for changes this often (a year: only on SIGHUP).
+    let check = cfg.tls.as_ref().and_then(|t| t.reload_check);
+    let mut tls_check = tokio::time::interval(check.unwrap_or(Duration::from_secs(365 * 86_400)));
+    tls_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // While draining: when it started, and the schedule (only its deadline is used here).
     let mut drain: Option<(tokio::time::Instant, DrainPlan)> = None;
     let grace = cfg.conn.close_grace + Duration::from_secs(2);
@@ -196,8 +205,19 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
                         }
                     }
                 }
+                Some(ControlRequest::ReloadTls) => match &tls {
+                    Some(certs) => reload_tls(certs, "SIGHUP", certs.reload()),
+                    None => log::info!("reload asked, but there is no TLS listener"),
+                },
                 Some(ControlRequest::Stop) | None => break,
             },
+            _ = tls_check.tick(), if check.is_some() => {
+                if let Some(certs) = &tls {
+                    if let Some(result) = certs.reload_if_changed() {
+                        reload_tls(certs, "the files changed", result);
+                    }
+                }
+            }
             _ = status_tick.tick() => {
                 if let Ok(mut s) = status.lock() {
                     s.queue_depth = writer.queue_depth();
@@ -232,6 +252,24 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         log::warn!("could not remove edge from membership: {e}");
     }
     admin_task.abort();
+}
+
+/// Logs and counts a certificate reload. A failed one keeps the old certificates.
+fn reload_tls(certs: &CertResolver, why: &str, result: Result<(), String>) {
+    match result {
+        Ok(()) => {
+            log::info!(
+                "TLS certificates reloaded ({why}): {}",
+                certs.files().default.cert.display()
+            );
+            metrics::counter!("herald_edge_tls_cert_reloads_total", "result" => "ok").increment(1);
+        }
+        Err(e) => {
+            log::error!("TLS certificate reload ({why}) failed; keeping the old certificates: {e}");
+            metrics::counter!("herald_edge_tls_cert_reloads_total", "result" => "failed")
+                .increment(1);
+        }
+    }
 }
 
 /// A registration on one shard replaces an older connection of the same (user, device) on

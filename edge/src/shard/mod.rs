@@ -86,6 +86,9 @@ pub struct Shard {
     /// The read buffer every connection of this shard reads into (nothing is kept per
     /// connection).
     pub scratch: RefCell<Box<[u8]>>,
+    /// The read buffer of TLS connections: a kept partial record, then fresh ciphertext
+    /// (empty when there is no TLS listener).
+    pub tls_scratch: RefCell<Box<[u8]>>,
     /// Registry writes go here.
     control: mpsc::UnboundedSender<ControlEvent>,
     /// Shard clock origin.
@@ -119,6 +122,10 @@ impl Shard {
                 u64::from_le_bytes(seed),
             )),
             scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
+            tls_scratch: RefCell::new(
+                vec![0u8; if cfg.tls.is_some() { crate::tls::session::READ_BUFFER } else { 0 }]
+                    .into_boxed_slice(),
+            ),
             control,
             epoch: Instant::now(),
             cfg,
@@ -229,6 +236,7 @@ impl Shard {
 pub async fn run(
     shard: Rc<Shard>,
     client: TcpListener,
+    tls_client: Option<(TcpListener, std::sync::Arc<rustls::ServerConfig>)>,
     delivery: TcpListener,
     mut commands: mpsc::UnboundedReceiver<ShardCommand>,
 ) {
@@ -236,7 +244,15 @@ pub async fn run(
     let mut accept = Some(glommio::spawn_local(crate::conn::driver::accept_loop(
         shard.clone(),
         client,
+        None,
     )));
+    let mut accept_tls = tls_client.map(|(listener, config)| {
+        glommio::spawn_local(crate::conn::driver::accept_loop(
+            shard.clone(),
+            listener,
+            Some(config),
+        ))
+    });
     let timer = glommio::spawn_local({
         let shard = shard.clone();
         async move {
@@ -261,7 +277,9 @@ pub async fn run(
             }
             ShardCommand::Reassert => shard.reassert().await,
             ShardCommand::Drain { window, max_rate } => {
-                accept = None; // stop accepting: the listener closes with the task
+                // Stop accepting: the listeners close with their tasks.
+                accept = None;
+                accept_tls = None;
                 shard.with(|st, now| st.start_drain(window, max_rate, now));
             }
             ShardCommand::ShortenDrain => shard.with(|st, now| st.shorten_drain(now)),
@@ -274,6 +292,7 @@ pub async fn run(
         }
     }
     drop(accept);
+    drop(accept_tls);
     drop(delivery);
     shard.with(|st, now| st.close_all(now));
     // Give drivers a moment to flush their last frames, then stop.

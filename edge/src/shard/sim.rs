@@ -118,7 +118,7 @@ impl Sim {
                     self.st.on_written(id, frame.len() - off);
                 }
                 Next::Write(..) | Next::Read => return,
-                Next::Close => {
+                Next::Close | Next::Finish => {
                     client.closed = true;
                     let now = self.now();
                     self.st.finish(id, now);

@@ -49,8 +49,11 @@ pub enum Next {
     Write(Rc<[u8]>, usize),
     /// Nothing to write: read.
     Read,
-    /// Close the socket.
+    /// Close the socket now.
     Close,
+    /// Everything queued was written and the connection is done: finish what the transport
+    /// still holds (TLS: the last records and a close_notify), then close.
+    Finish,
 }
 
 /// A handshake refused by admission control.
@@ -324,7 +327,7 @@ impl ShardState {
         }
         match c.out.front() {
             Some((f, off)) => Next::Write(f.clone(), off),
-            None if c.closing == Closing::AfterFlush => Next::Close,
+            None if c.closing == Closing::AfterFlush => Next::Finish,
             None => {
                 c.out.release();
                 Next::Read

@@ -1,0 +1,403 @@
+//! The TLS listener over real sockets: rustls and `openssl s_client` clients receive pushes
+//! over `wss://` and `https://…/sse`, SNI picks the certificate, both TLS versions, refused
+//! ALPN, plaintext on the TLS port and TLS on the plaintext port, garbage, a stalled
+//! handshake, and a certificate reload under 1,000 open connections.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_edge::config::EdgeConfig;
+use herald_edge::tls::dev_cert::DevCert;
+use herald_edge::tls::{CertFiles, TlsFiles, TlsSettings, TlsVersion};
+use herald_edge::EdgeHandle;
+use herald_protocol::delivery::Outcome;
+use herald_protocol::sse::SseParser;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use tungstenite::Message;
+
+use crate::support::*;
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// An edge with a TLS listener for `localhost`/127.0.0.1, and extra SNI certificates.
+fn tls_config(dir: &Path, sni: &[(&str, &DevCert)]) -> (EdgeConfig, DevCert) {
+    let cert = DevCert::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    let default = cert.write(dir, "default").unwrap();
+    let sni = sni
+        .iter()
+        .map(|(name, c)| (name.to_string(), c.write(dir, name).unwrap()))
+        .collect();
+    let mut cfg = config();
+    cfg.tls = Some(TlsSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        files: TlsFiles { default, sni },
+        min_version: TlsVersion::V1_2,
+        reload_check: None,
+    });
+    (cfg, cert)
+}
+
+fn client_config(
+    roots: &[&DevCert],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for c in roots {
+        store
+            .add(CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let mut c = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    c.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Arc::new(c)
+}
+
+fn tls_addr(edge: &EdgeHandle) -> SocketAddr {
+    edge.tls_addr.expect("a TLS listener")
+}
+
+/// A TLS connection with the handshake done.
+fn tls_connect(addr: SocketAddr, name: &str, cfg: Arc<ClientConfig>) -> std::io::Result<Tls> {
+    let sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let conn = ClientConnection::new(cfg, ServerName::try_from(name.to_string()).unwrap())
+        .map_err(std::io::Error::other)?;
+    let mut s = StreamOwned::new(conn, sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(s)
+}
+
+/// An SSE subscription over TLS: the stream after the response head.
+fn tls_sse(addr: SocketAddr, cfg: Arc<ClientConfig>, user: &str) -> (Tls, String) {
+    let mut s = tls_connect(addr, "localhost", cfg).expect("TLS handshake");
+    write!(
+        s,
+        "GET /sse HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
+        token(user, None)
+    )
+    .unwrap();
+    s.flush().unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
+
+fn next_event(s: &mut impl Read, parser: &mut SseParser) -> herald_protocol::sse::SseEvent {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(ev) = parser.next_event() {
+            return ev;
+        }
+        let n = s.read(&mut buf).expect("SSE read");
+        assert!(n > 0, "SSE stream closed");
+        parser.feed(&buf[..n]);
+    }
+}
+
+/// Whether the peer ends the connection (EOF, reset, or an alert) within `limit`.
+fn ends_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn wss_and_https_sse_clients_receive_pushes_at_tls12_and_tls13() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, cert) = tls_config(dir.path(), &[]);
+    let edge = start(cfg);
+    let addr = tls_addr(&edge);
+    let mut clients = delivery_clients(&edge);
+    for (i, version) in [&rustls::version::TLS13, &rustls::version::TLS12]
+        .into_iter()
+        .enumerate()
+    {
+        let cfg = client_config(&[&cert], &[version], &[b"http/1.1"]);
+        let user = format!("tls-ws-{i}");
+        let stream = tls_connect(addr, "localhost", cfg.clone()).unwrap();
+        assert_eq!(stream.conn.protocol_version(), Some(version.version));
+        assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let url = format!("wss://localhost:{}/ws?access_token={}", addr.port(), token(&user, None));
+        let (mut ws, resp) = tungstenite::client(url, stream).expect("WebSocket over TLS");
+        assert_eq!(resp.status(), 101);
+
+        let sse_user = format!("tls-sse-{i}");
+        let (mut sse, head) = tls_sse(addr, cfg, &sse_user);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+        let base = 100 * i as u64;
+        let a = deliver_anywhere(&mut clients, msg(base + 1, &user, None, b"hello over wss"));
+        assert_eq!(a.outcome, Outcome::Delivered);
+        assert_eq!(ws.read().unwrap(), Message::Text("hello over wss".into()));
+        // A push larger than one TLS record arrives whole.
+        let big = "x".repeat(50_000);
+        let a = deliver_anywhere(&mut clients, msg(base + 2, &user, None, big.as_bytes()));
+        assert_eq!(a.outcome, Outcome::Delivered);
+        assert_eq!(ws.read().unwrap(), Message::Text(big.into()));
+
+        let a = deliver_anywhere(&mut clients, msg(base + 3, &sse_user, None, b"hello over https"));
+        assert_eq!(a.outcome, Outcome::Delivered);
+        let mut parser = SseParser::new();
+        assert_eq!(next_event(&mut sse, &mut parser).data, "hello over https");
+
+        // The client's close handshake works over TLS too.
+        ws.close(None).unwrap();
+        loop {
+            match ws.read() {
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    // The plaintext listener still serves plaintext beside it.
+    let mut plain = ws_connect(&edge, "plain", None);
+    let a = deliver_anywhere(&mut clients, msg(900, "plain", None, b"plain"));
+    assert_eq!(a.outcome, Outcome::Delivered);
+    assert_eq!(plain.read().unwrap(), Message::Text("plain".into()));
+}
+
+#[test]
+fn sni_picks_the_certificate_for_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = DevCert::self_signed(&["push.example.com"]).unwrap();
+    let (cfg, cert) = tls_config(dir.path(), &[("push.example.com", &other)]);
+    let edge = start(cfg);
+    let both = client_config(&[&cert, &other], &[&rustls::version::TLS13], &[b"http/1.1"]);
+    let leaf = |s: &Tls| s.conn.peer_certificates().unwrap()[0].as_ref().to_vec();
+    let der = |c: &DevCert| {
+        CertificateDer::from_pem_slice(c.cert_pem.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
+    let s = tls_connect(tls_addr(&edge), "push.example.com", both.clone()).unwrap();
+    assert_eq!(leaf(&s), der(&other));
+    let s = tls_connect(tls_addr(&edge), "localhost", both.clone()).unwrap();
+    assert_eq!(leaf(&s), der(&cert));
+    // A client that trusts only the default certificate cannot be fooled into the other name.
+    let only_default = client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]);
+    assert!(tls_connect(tls_addr(&edge), "push.example.com", only_default).is_err());
+}
+
+#[test]
+fn refused_alpn_plaintext_on_the_tls_port_tls_on_the_plaintext_port_and_garbage_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, cert) = tls_config(dir.path(), &[]);
+    let edge = start(cfg);
+    let addr = tls_addr(&edge);
+
+    // A client that only speaks h2: the handshake fails with an alert.
+    let h2 = client_config(&[&cert], &[&rustls::version::TLS13], &[b"h2"]);
+    let err = tls_connect(addr, "localhost", h2).err().expect("refused");
+    assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
+
+    // Plaintext HTTP on the TLS port: a plain 400 that says why, then the end.
+    let status = raw_status(addr, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 400);
+
+    // A TLS ClientHello on the plaintext port: an HTTP error, then the end.
+    let mut hello = Vec::new();
+    let mut c = ClientConnection::new(
+        client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    c.write_tls(&mut hello).unwrap();
+    let mut s = TcpStream::connect(edge.client_addr).unwrap();
+    s.write_all(&hello).unwrap();
+    assert!(ends_within(&mut s, Duration::from_secs(30)));
+
+    // Garbage, and a record header that lies about its length.
+    for junk in [&[0xffu8; 64][..], &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3][..]] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(junk).unwrap();
+        assert!(ends_within(&mut s, Duration::from_secs(30)), "{junk:?}");
+    }
+    assert!(closes(&edge, "tls_error") >= 3);
+    // The listener still serves.
+    let ok = client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]);
+    let (_s, head) = tls_sse(addr, ok, "after-garbage");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+#[test]
+fn a_client_that_stalls_mid_handshake_is_closed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, cert) = tls_config(dir.path(), &[]);
+    cfg.handshake_timeout = Duration::from_secs(1);
+    let edge = start(cfg);
+    // Half a ClientHello, then nothing.
+    let mut hello = Vec::new();
+    let mut c = ClientConnection::new(
+        client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    c.write_tls(&mut hello).unwrap();
+    let mut s = TcpStream::connect(tls_addr(&edge)).unwrap();
+    s.write_all(&hello[..hello.len() / 2]).unwrap();
+    // A full handshake but no HTTP request: the same deadline.
+    let ok = client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]);
+    let mut quiet = tls_connect(tls_addr(&edge), "localhost", ok).unwrap();
+    let bound = Duration::from_secs(60);
+    assert!(ends_within(&mut s, bound), "the stalled handshake was not closed within {bound:?}");
+    let mut buf = [0u8; 64];
+    quiet
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(matches!(quiet.read(&mut buf), Ok(0) | Err(_)));
+    assert!(deadline_closes(&edge, "handshake_timeout") >= 2);
+}
+
+#[test]
+fn openssl_s_client_receives_a_push_over_https_sse() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        panic!("openssl is needed (scripts/test.sh installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _cert) = tls_config(dir.path(), &[]);
+    let edge = start(cfg);
+    let addr = tls_addr(&edge);
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+            "-CAfile",
+            dir.path().join("default.crt").to_str().unwrap(),
+            "-verify_return_error",
+            "-alpn",
+            "http/1.1",
+            "-quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = child.stdin.take().unwrap();
+    write!(
+        stdin,
+        "GET /sse HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
+        token("openssl", None)
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    // Deliver once the subscription is registered, then read the event's data line.
+    let mut clients = delivery_clients(&edge);
+    let delivered = eventually(Duration::from_secs(60), || {
+        deliver_anywhere(&mut clients, msg(1, "openssl", None, b"pushed to openssl")).outcome
+            == Outcome::Delivered
+    });
+    assert!(delivered);
+    let found = (0..200).any(|_| {
+        line.clear();
+        out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim() == "data: pushed to openssl"
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "openssl s_client did not print the push");
+}
+
+#[test]
+fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, old) = tls_config(dir.path(), &[]);
+    cfg.tls.as_mut().unwrap().reload_check = Some(Duration::from_millis(200));
+    let edge = start(cfg);
+    let addr = tls_addr(&edge);
+    let new = DevCert::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    let trusts_both = client_config(&[&old, &new], &[&rustls::version::TLS13], &[b"http/1.1"]);
+    let der = |c: &DevCert| {
+        CertificateDer::from_pem_slice(c.cert_pem.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
+    let served = || {
+        let s = tls_connect(addr, "localhost", trusts_both.clone()).unwrap();
+        s.conn.peer_certificates().unwrap()[0].as_ref().to_vec()
+    };
+    let mut open: Vec<(Tls, SseParser)> = (0..1000)
+        .map(|i| {
+            let (s, head) = tls_sse(addr, trusts_both.clone(), &format!("reload-{i}"));
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            (s, SseParser::new())
+        })
+        .collect();
+    assert_eq!(served(), der(&old));
+
+    // A broken file: the reload fails and the old certificate stays.
+    std::fs::write(dir.path().join("default.crt"), "not a certificate").unwrap();
+    edge.controller().reload_tls();
+    let failed = eventually(Duration::from_secs(60), || {
+        http_get(edge.admin_addr, "/metrics")
+            .1
+            .contains("herald_edge_tls_cert_reloads_total{result=\"failed\"}")
+    });
+    assert!(failed, "the failed reload was not counted");
+    assert_eq!(served(), der(&old), "a failed reload keeps the old certificate");
+
+    // The new files, noticed by the change check (no signal).
+    let files: CertFiles = new.write(dir.path(), "default").unwrap();
+    assert!(files.cert.exists());
+    let switched = eventually(Duration::from_secs(60), || served() == der(&new));
+    assert!(switched, "new handshakes never saw the new certificate");
+
+    // Every connection opened before the reload is still there and receives a broadcast.
+    let mut clients = delivery_clients(&edge);
+    let total: u32 = clients
+        .iter_mut()
+        .map(|c| c.broadcast(77, b"after reload").delivered)
+        .sum();
+    assert_eq!(total, 1000);
+    for (s, parser) in &mut open {
+        assert_eq!(next_event(s, parser).data, "after reload");
+    }
+    let m = http_get(edge.admin_addr, "/metrics").1;
+    assert!(
+        m.contains("herald_edge_tls_cert_reloads_total{result=\"ok\"}"),
+        "{m}"
+    );
+}
