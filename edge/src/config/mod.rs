@@ -11,6 +11,7 @@ use std::time::Duration;
 pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
 
 use crate::auth::jwt::JwtAlgorithm;
+use crate::conn::proxy_header::{ProxyMode, ProxyPolicy};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "HERALD_";
@@ -24,6 +25,8 @@ macro_rules! keys {
 
 keys! {
     "listen" = "0.0.0.0:8080" : "Client address (WebSocket `/ws`, SSE `/sse`, `/healthz`); every shard binds it with SO_REUSEPORT. Port 0 picks a free port.";
+    "proxy_protocol" = "none" : "PROXY protocol on the client port (behind a TCP load balancer): none, v1, v2 or any. A connection from proxy_protocol_from must begin with a header of that version (else it is closed); from anyone else a header is refused. See docs/operations.md.";
+    "proxy_protocol_from" = "" : "Comma-separated CIDRs (IPv4/IPv6; a bare address is one host) of the load balancers that may send a PROXY header. Required when proxy_protocol is not none.";
     "admin_listen" = "127.0.0.1:9090" : "Admin HTTP address: /healthz, /readyz, /stats, /metrics. Port 0 picks a free port.";
     "shards" = "0" : "Number of shards (executors, one per core, pinned). 0 = all online CPUs.";
     "node_id" = "" : "This edge's id in the registry. Empty = `edge-<hostname>-<client port>`.";
@@ -79,6 +82,8 @@ keys! {
 pub struct EdgeConfig {
     /// Client listen address.
     pub listen: SocketAddr,
+    /// PROXY protocol on the client listener.
+    pub proxy_protocol: ProxyPolicy,
     /// Admin HTTP listen address.
     pub admin_listen: SocketAddr,
     /// Number of shards (resolved: never 0).
@@ -228,6 +233,7 @@ impl EdgeConfig {
     /// Parses and validates all settings.
     pub fn from_settings(s: &Settings) -> Result<EdgeConfig, ConfigError> {
         let listen = s.get("listen", parse_addr)?;
+        let proxy_protocol = Self::proxy_protocol_from(s)?;
         let admin_listen = s.get("admin_listen", parse_addr)?;
         let mut shards: usize = s.get("shards", parse_num)?;
         if shards == 0 {
@@ -400,6 +406,7 @@ impl EdgeConfig {
             ops,
             expected_connections,
             listen,
+            proxy_protocol,
             admin_listen,
             shards,
             node_id,
@@ -423,6 +430,22 @@ impl EdgeConfig {
             registry_ttl,
             registry_heartbeat,
         })
+    }
+
+    fn proxy_protocol_from(s: &Settings) -> Result<ProxyPolicy, ConfigError> {
+        let mode = s.get("proxy_protocol", ProxyMode::parse)?;
+        let trusted = s.get("proxy_protocol_from", ProxyPolicy::parse_cidrs)?;
+        if mode != ProxyMode::None && trusted.is_empty() {
+            return Err(s.error(
+                "proxy_protocol_from",
+                format!(
+                    "proxy_protocol = {} needs the load balancers' source CIDRs here \
+                     (only they may send a PROXY header)",
+                    mode.as_str()
+                ),
+            ));
+        }
+        Ok(ProxyPolicy { mode, trusted })
     }
 
     fn auth_from(s: &Settings) -> Result<AuthConfig, ConfigError> {
@@ -578,12 +601,51 @@ mod tests {
             ("jwt_algorithm", "none"),
             ("node_id", "a|b"),
             ("shards", "-1"),
+            ("proxy_protocol", "v3"),
+            ("proxy_protocol_from", "10.0.0.0/33"),
         ] {
             let mut s = base();
             s.set(key, value.into(), Source::Flag(key.into())).unwrap();
             let e = EdgeConfig::from_settings(&s).unwrap_err();
             assert_eq!(e.key, key, "{key}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_sources_and_names_bad_ones() {
+        let mut s = base();
+        assert_eq!(
+            EdgeConfig::from_settings(&s).unwrap().proxy_protocol.mode,
+            ProxyMode::None,
+            "off by default"
+        );
+        s.set(
+            "proxy_protocol",
+            "v2".into(),
+            Source::Flag("proxy-protocol".into()),
+        )
+        .unwrap();
+        let e = EdgeConfig::from_settings(&s).unwrap_err();
+        assert_eq!(e.key, "proxy_protocol_from", "{e}");
+        assert!(e.to_string().contains("proxy_protocol = v2"), "{e}");
+        s.set(
+            "proxy_protocol_from",
+            "10.0.0.0/8, lb.example".into(),
+            Source::Env("HERALD_PROXY_PROTOCOL_FROM".into()),
+        )
+        .unwrap();
+        let e = EdgeConfig::from_settings(&s).unwrap_err();
+        assert_eq!(e.key, "proxy_protocol_from");
+        assert!(e.to_string().contains("`lb.example`"), "{e}");
+        s.set(
+            "proxy_protocol_from",
+            "10.0.0.0/8,2001:db8::/32".into(),
+            Source::Default,
+        )
+        .unwrap();
+        let p = EdgeConfig::from_settings(&s).unwrap().proxy_protocol;
+        assert_eq!(p.mode, ProxyMode::V2);
+        assert_eq!(p.trusted.len(), 2);
     }
 
     #[test]
