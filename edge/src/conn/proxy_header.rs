@@ -413,14 +413,14 @@ mod tests {
         }
     }
 
-    fn trusted(mode: ProxyMode) -> Box<ProxyPreface> {
-        policy(mode)
+    fn trusted(mode: ProxyMode) -> ProxyPreface {
+        *policy(mode)
             .preface(LB.parse().unwrap())
             .expect("a preface")
     }
 
-    fn untrusted() -> Box<ProxyPreface> {
-        policy(ProxyMode::Any)
+    fn untrusted() -> ProxyPreface {
+        *policy(ProxyMode::Any)
             .preface("192.0.2.9:5000".parse().unwrap())
             .expect("a preface")
     }
@@ -463,7 +463,7 @@ mod tests {
     }
 
     /// Feeds `bytes` in pieces cut at `cuts`; returns the verdict and the bytes handed on.
-    fn feed_split(mut p: Box<ProxyPreface>, bytes: &[u8], cuts: &[usize]) -> (Verdict, Vec<u8>) {
+    fn feed_split(mut p: ProxyPreface, bytes: &[u8], cuts: &[usize]) -> (Verdict, Vec<u8>) {
         let mut from = 0;
         for &to in cuts.iter().chain(std::iter::once(&bytes.len())) {
             let input = &bytes[from..to];
@@ -481,7 +481,7 @@ mod tests {
         (Verdict::NeedMore, Vec::new())
     }
 
-    fn whole(p: Box<ProxyPreface>, bytes: &[u8]) -> (Verdict, Vec<u8>) {
+    fn whole(p: ProxyPreface, bytes: &[u8]) -> (Verdict, Vec<u8>) {
         feed_split(p, bytes, &[])
     }
 
