@@ -6,6 +6,10 @@
 //! bytes to the state within the same poll, so an idle connection holds no buffer. Every
 //! decision — handshake, heartbeat, closing — is the state machine's. Dropping the driver
 //! (end of connection or shard shutdown) tells the state the socket is gone.
+//!
+//! On a listener with the PROXY protocol a connection's first bytes go to its
+//! [`ProxyPreface`] (boxed, only while it is pending) instead of the state; see
+//! [`super::proxy_header`].
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -17,6 +21,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
+use super::proxy_header::{Passed, ProxyPolicy, ProxyPreface, Verdict};
 use super::{CloseReason, ConnId};
 use crate::shard::{Next, Shard};
 use crate::sockopt;
@@ -25,11 +30,14 @@ use crate::sockopt;
 const POLL_BUDGET: usize = 16;
 
 /// Accepts client connections until the task is dropped. Running out of file descriptors
-/// backs off instead of spinning.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// backs off instead of spinning. `proxy` is this listener's PROXY protocol setting.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proxy: ProxyPolicy) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let Ok(preface) = proxy_preface(&proxy, &stream) else {
+                    continue; // no peer address: the connection is already gone
+                };
                 if let Err(e) =
                     sockopt::set_tcp_user_timeout(&stream, shard.cfg.conn.tcp_user_timeout)
                 {
@@ -42,6 +50,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     shard: shard.clone(),
                     id,
                     stream,
+                    preface,
                 })
                 .detach();
             }
@@ -68,6 +77,8 @@ pub struct ConnDriver {
     shard: Rc<Shard>,
     id: ConnId,
     stream: TcpStream,
+    /// The PROXY protocol preface, while it is pending.
+    preface: Option<Box<ProxyPreface>>,
 }
 
 impl std::fmt::Debug for ConnDriver {
@@ -88,7 +99,13 @@ impl Future for ConnDriver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         for _ in 0..POLL_BUDGET {
-            match step(&this.shard, this.id, &mut this.stream, cx) {
+            match step(
+                &this.shard,
+                this.id,
+                &mut this.stream,
+                &mut this.preface,
+                cx,
+            ) {
                 Step::Again => continue,
                 Step::Done => return Poll::Ready(()),
                 Step::Wait => {
@@ -110,7 +127,13 @@ impl Drop for ConnDriver {
 }
 
 /// One round: write what is queued, then read what arrived.
-fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>) -> Step {
+fn step(
+    shard: &Shard,
+    id: ConnId,
+    stream: &mut TcpStream,
+    preface: &mut Option<Box<ProxyPreface>>,
+    cx: &mut Context<'_>,
+) -> Step {
     loop {
         match shard.with(|st, _| st.next_io(id)) {
             Next::Close => return Step::Done,
@@ -131,6 +154,7 @@ fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>)
             shard.with(|st, _| st.on_socket_end(id, CloseReason::ClientClosed));
             Step::Done
         }
+        Poll::Ready(Ok(n)) if preface.is_some() => preface_bytes(shard, id, preface, &scratch[..n]),
         Poll::Ready(Ok(n)) => {
             shard.with(|st, now| st.on_client_bytes(id, &scratch[..n], now));
             Step::Again
@@ -146,6 +170,68 @@ fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>)
         }
         Poll::Pending => Step::Wait,
     }
+}
+
+// ---- PROXY protocol (docs/operations.md, "Behind a load balancer") ----
+
+/// The preface a connection accepted on a listener with `proxy` must pass (None without
+/// the PROXY protocol); Err when the socket has no peer address any more.
+fn proxy_preface(
+    proxy: &ProxyPolicy,
+    stream: &TcpStream,
+) -> std::io::Result<Option<Box<ProxyPreface>>> {
+    if proxy.mode == super::proxy_header::ProxyMode::None {
+        return Ok(None);
+    }
+    Ok(proxy.preface(stream.peer_addr()?))
+}
+
+/// Bytes read while the preface is pending: the header's bytes stay with the preface, what
+/// follows it goes to the state; a refused preface closes the connection without an answer.
+fn preface_bytes(
+    shard: &Shard,
+    id: ConnId,
+    preface: &mut Option<Box<ProxyPreface>>,
+    input: &[u8],
+) -> Step {
+    let p = preface.as_mut().expect("called with a preface");
+    let step = match p.feed(input) {
+        Verdict::NeedMore => return Step::Again,
+        Verdict::Done {
+            client,
+            consumed,
+            passed,
+        } => {
+            let label = match passed {
+                Passed::Proxied => Some("accepted"),
+                Passed::Local => Some("local"),
+                Passed::Direct => None,
+            };
+            if label.is_some() {
+                log::debug!("client {client} via proxy {}", p.peer());
+            }
+            let rest = p.request_bytes(input, consumed);
+            shard.with(|st, now| {
+                if let Some(label) = label {
+                    st.probe.proxy_header(label);
+                }
+                if !rest.is_empty() {
+                    st.on_client_bytes(id, rest, now);
+                }
+            });
+            Step::Again
+        }
+        Verdict::Refused(why) => {
+            log::debug!("closing a connection from {}: {why}", p.peer());
+            shard.with(|st, _| {
+                st.probe.proxy_header(why.label());
+                st.on_socket_end(id, CloseReason::HandshakeRejected);
+            });
+            Step::Done
+        }
+    };
+    *preface = None;
+    step
 }
 
 #[cfg(test)]

@@ -236,6 +236,7 @@ pub async fn run(
     let mut accept = Some(glommio::spawn_local(crate::conn::driver::accept_loop(
         shard.clone(),
         client,
+        shard.cfg.proxy_protocol.clone(),
     )));
     let timer = glommio::spawn_local({
         let shard = shard.clone();
