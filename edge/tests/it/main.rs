@@ -8,5 +8,6 @@
 
 mod clients;
 mod fleet;
+mod proxy_protocol;
 mod registry_cluster;
 mod support;
