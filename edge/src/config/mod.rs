@@ -13,6 +13,7 @@ pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Setting
 use crate::auth::jwt::JwtAlgorithm;
 use crate::tls::certs::PairError;
 use crate::tls::{CertFiles, TlsFiles, TlsSettings, TlsVersion};
+use crate::conn::proxy_header::{ProxyMode, ProxyPolicy};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "HERALD_";
@@ -32,6 +33,8 @@ keys! {
     "tls_sni_certs" = "" : "Extra certificates chosen by SNI: comma-separated `name=cert.pem:key.pem`; each certificate must be valid for its name.";
     "tls_min_version" = "1.2" : "Oldest TLS version accepted: 1.2 or 1.3.";
     "tls_reload_check" = "10s" : "How often the certificate and key files are checked for changes (they are also reloaded on SIGHUP). A reload that fails keeps the old certificates; open connections are never affected. 0 = only on SIGHUP.";
+    "proxy_protocol" = "none" : "PROXY protocol on the client port (behind a TCP load balancer): none, v1, v2 or any. A connection from proxy_protocol_from must begin with a header of that version (else it is closed); from anyone else a header is refused. See docs/operations.md.";
+    "proxy_protocol_from" = "" : "Comma-separated CIDRs (IPv4/IPv6; a bare address is one host) of the load balancers that may send a PROXY header. Required when proxy_protocol is not none.";
     "admin_listen" = "127.0.0.1:9090" : "Admin HTTP address: /healthz, /readyz, /stats, /metrics. Port 0 picks a free port.";
     "shards" = "0" : "Number of shards (executors, one per core, pinned). 0 = all online CPUs.";
     "node_id" = "" : "This edge's id in the registry. Empty = `edge-<hostname>-<client port>`.";
@@ -89,6 +92,8 @@ pub struct EdgeConfig {
     pub listen: SocketAddr,
     /// The TLS listener (None = plaintext only).
     pub tls: Option<TlsSettings>,
+    /// PROXY protocol on the client listener.
+    pub proxy_protocol: ProxyPolicy,
     /// Admin HTTP listen address.
     pub admin_listen: SocketAddr,
     /// Number of shards (resolved: never 0).
@@ -262,6 +267,7 @@ impl EdgeConfig {
     /// Parses and validates all settings.
     pub fn from_settings(s: &Settings) -> Result<EdgeConfig, ConfigError> {
         let listen = s.get("listen", parse_addr)?;
+        let proxy_protocol = Self::proxy_protocol_from(s)?;
         let admin_listen = s.get("admin_listen", parse_addr)?;
         let mut shards: usize = s.get("shards", parse_num)?;
         if shards == 0 {
@@ -436,6 +442,7 @@ impl EdgeConfig {
             expected_connections,
             listen,
             tls,
+            proxy_protocol,
             admin_listen,
             shards,
             node_id,
@@ -499,6 +506,22 @@ impl EdgeConfig {
         crate::tls::certs::CertStore::load(&settings.files, &provider)
             .map_err(|m| s.error("tls_sni_certs", &m))?;
         Ok(Some(settings))
+    }
+
+    fn proxy_protocol_from(s: &Settings) -> Result<ProxyPolicy, ConfigError> {
+        let mode = s.get("proxy_protocol", ProxyMode::parse)?;
+        let trusted = s.get("proxy_protocol_from", ProxyPolicy::parse_cidrs)?;
+        if mode != ProxyMode::None && trusted.is_empty() {
+            return Err(s.error(
+                "proxy_protocol_from",
+                format!(
+                    "proxy_protocol = {} needs the load balancers' source CIDRs here \
+                     (only they may send a PROXY header)",
+                    mode.as_str()
+                ),
+            ));
+        }
+        Ok(ProxyPolicy { mode, trusted })
     }
 
     fn auth_from(s: &Settings) -> Result<AuthConfig, ConfigError> {
@@ -654,6 +677,8 @@ mod tests {
             ("jwt_algorithm", "none"),
             ("node_id", "a|b"),
             ("shards", "-1"),
+            ("proxy_protocol", "v3"),
+            ("proxy_protocol_from", "10.0.0.0/33"),
         ] {
             let mut s = base();
             s.set(key, value.into(), Source::Flag(key.into())).unwrap();
@@ -710,6 +735,43 @@ mod tests {
         let mut s = base();
         s.set("tls_cert_file", p(&fa.cert), Source::Default).unwrap();
         assert!(EdgeConfig::from_settings(&s).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_sources_and_names_bad_ones() {
+        let mut s = base();
+        assert_eq!(
+            EdgeConfig::from_settings(&s).unwrap().proxy_protocol.mode,
+            ProxyMode::None,
+            "off by default"
+        );
+        s.set(
+            "proxy_protocol",
+            "v2".into(),
+            Source::Flag("proxy-protocol".into()),
+        )
+        .unwrap();
+        let e = EdgeConfig::from_settings(&s).unwrap_err();
+        assert_eq!(e.key, "proxy_protocol_from", "{e}");
+        assert!(e.to_string().contains("proxy_protocol = v2"), "{e}");
+        s.set(
+            "proxy_protocol_from",
+            "10.0.0.0/8, lb.example".into(),
+            Source::Env("HERALD_PROXY_PROTOCOL_FROM".into()),
+        )
+        .unwrap();
+        let e = EdgeConfig::from_settings(&s).unwrap_err();
+        assert_eq!(e.key, "proxy_protocol_from");
+        assert!(e.to_string().contains("`lb.example`"), "{e}");
+        s.set(
+            "proxy_protocol_from",
+            "10.0.0.0/8,2001:db8::/32".into(),
+            Source::Default,
+        )
+        .unwrap();
+        let p = EdgeConfig::from_settings(&s).unwrap().proxy_protocol;
+        assert_eq!(p.mode, ProxyMode::V2);
+        assert_eq!(p.trusted.len(), 2);
     }
 
     #[test]

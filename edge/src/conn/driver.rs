@@ -13,6 +13,10 @@
 //! time and writes the records before anything else. The state never sees a TLS byte, and a
 //! TLS connection is registered without its fd so the shard never writes plaintext to it
 //! directly (its writes go through this driver).
+//!
+//! On a listener with the PROXY protocol a connection's first bytes go to its
+//! [`ProxyPreface`] (boxed, only while it is pending) instead of the state or TLS; see
+//! [`super::proxy_header`].
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -25,6 +29,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
+use super::proxy_header::{Passed, ProxyPolicy, ProxyPreface, Verdict};
 use super::{CloseReason, ConnId};
 use crate::shard::{Next, Shard};
 use crate::sockopt;
@@ -37,17 +42,22 @@ const POLL_BUDGET: usize = 16;
 const PLAINTEXT_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 52\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss:// here.\r\n";
 
 /// Accepts client connections until the task is dropped; with `tls`, every connection speaks
-/// TLS with that configuration. Running out of file descriptors backs off instead of spinning.
+/// TLS with that configuration; `proxy` is this listener's PROXY protocol setting. Running out
+/// of file descriptors backs off instead of spinning.
 pub async fn accept_loop(
     shard: Rc<Shard>,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    proxy: ProxyPolicy,
 ) {
     // Clients send a request head and small control frames: nothing bigger after the handshake.
     let max_client_record = shard.cfg.max_head_bytes.max(shard.cfg.conn.max_client_frame) + 1024;
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let Ok(preface) = proxy_preface(&proxy, &stream) else {
+                    continue; // no peer address: the connection is already gone
+                };
                 let session = match &tls {
                     None => None,
                     Some(config) => match TlsSession::new(config.clone(), max_client_record) {
@@ -76,6 +86,7 @@ pub async fn accept_loop(
                     id,
                     stream,
                     tls: session,
+                    preface,
                 })
                 .detach();
             }
@@ -103,6 +114,8 @@ pub struct ConnDriver {
     id: ConnId,
     stream: TcpStream,
     tls: Option<Box<TlsSession>>,
+    /// The PROXY protocol preface, while it is pending.
+    preface: Option<Box<ProxyPreface>>,
 }
 
 impl std::fmt::Debug for ConnDriver {
@@ -124,8 +137,15 @@ impl Future for ConnDriver {
         let this = &mut *self;
         for _ in 0..POLL_BUDGET {
             let step = match this.tls.as_deref_mut() {
-                None => step(&this.shard, this.id, &mut this.stream, cx),
-                Some(tls) => step_tls(&this.shard, this.id, &mut this.stream, tls, cx),
+                None => step(&this.shard, this.id, &mut this.stream, &mut this.preface, cx),
+                Some(tls) => step_tls(
+                    &this.shard,
+                    this.id,
+                    &mut this.stream,
+                    tls,
+                    &mut this.preface,
+                    cx,
+                ),
             };
             match step {
                 Step::Again => continue,
@@ -149,7 +169,13 @@ impl Drop for ConnDriver {
 }
 
 /// One round: write what is queued, then read what arrived.
-fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>) -> Step {
+fn step(
+    shard: &Shard,
+    id: ConnId,
+    stream: &mut TcpStream,
+    preface: &mut Option<Box<ProxyPreface>>,
+    cx: &mut Context<'_>,
+) -> Step {
     loop {
         match shard.with(|st, _| st.next_io(id)) {
             Next::Close | Next::Finish => return Step::Done,
@@ -169,6 +195,12 @@ fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>)
         Poll::Ready(Ok(0)) => {
             shard.with(|st, _| st.on_socket_end(id, CloseReason::ClientClosed));
             Step::Done
+        }
+        Poll::Ready(Ok(n)) if preface.is_some() => {
+            preface_bytes(shard, id, preface, &scratch[..n], |rest| {
+                shard.with(|st, now| st.on_client_bytes(id, rest, now));
+                Step::Again
+            })
         }
         Poll::Ready(Ok(n)) => {
             shard.with(|st, now| st.on_client_bytes(id, &scratch[..n], now));
@@ -194,6 +226,7 @@ fn step_tls(
     id: ConnId,
     stream: &mut TcpStream,
     tls: &mut TlsSession,
+    preface: &mut Option<Box<ProxyPreface>>,
     cx: &mut Context<'_>,
 ) -> Step {
     loop {
@@ -238,51 +271,137 @@ fn step_tls(
             }
         }
     }
+    if preface.is_some() {
+        // The PROXY header comes before TLS: read it plainly, then TLS gets what follows.
+        let mut scratch = shard.scratch.borrow_mut();
+        return match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                preface_bytes(shard, id, preface, &scratch[..n], |rest| {
+                    tls_input(shard, id, stream, tls, &mut rest.to_vec(), cx)
+                })
+            }
+            Poll::Ready(result) => socket_end(shard, id, result.err()),
+            Poll::Pending => Step::Wait,
+        };
+    }
     let mut buf = shard.tls_scratch.borrow_mut();
     let kept = tls.partial_len();
     let room = (kept + MAX_RECORD).min(buf.len());
     match Pin::new(&mut *stream).poll_read(cx, &mut buf[kept..room]) {
-        Poll::Ready(Ok(0)) => {
-            shard.with(|st, _| st.on_socket_end(id, CloseReason::ClientClosed));
-            Step::Done
-        }
-        Poll::Ready(Ok(n)) => {
+        Poll::Ready(Ok(n)) if n > 0 => {
             tls.restore_partial(&mut buf[..kept]);
-            let received = tls.receive(&mut buf[..kept + n], |plain| {
-                shard.with(|st, now| st.on_client_bytes(id, plain, now))
-            });
-            match received {
-                Ok(_) => Step::Again,
-                Err(e) => {
-                    log::debug!("shard {}: connection {id:?}: {e}", shard.index);
-                    let reason = match e {
-                        TlsError::PeerClosed => CloseReason::ClientClosed,
-                        TlsError::PlaintextHttp => {
-                            let _ = Pin::new(&mut *stream).poll_write(cx, PLAINTEXT_ON_TLS_PORT);
-                            CloseReason::TlsError
-                        }
-                        _ => {
-                            // The alert rustls queued, if the socket takes it now.
-                            let _ = Pin::new(&mut *stream).poll_write(cx, tls.pending());
-                            CloseReason::TlsError
-                        }
-                    };
-                    shard.with(|st, _| st.on_socket_end(id, reason));
-                    Step::Done
-                }
-            }
+            tls_input(shard, id, stream, tls, &mut buf[..kept + n], cx)
         }
-        Poll::Ready(Err(e)) => {
-            let reason = if e.kind() == ErrorKind::TimedOut {
-                CloseReason::TcpUserTimeout
-            } else {
-                CloseReason::ReadError
-            };
-            shard.with(|st, _| st.on_socket_end(id, reason));
-            Step::Done
-        }
+        Poll::Ready(result) => socket_end(shard, id, result.err()),
         Poll::Pending => Step::Wait,
     }
+}
+
+/// Ciphertext that arrived (after a kept partial record): plaintext to the state; a TLS error
+/// ends the connection after a best-effort alert (or a plain 400 for plaintext HTTP).
+fn tls_input(
+    shard: &Shard,
+    id: ConnId,
+    stream: &mut TcpStream,
+    tls: &mut TlsSession,
+    input: &mut [u8],
+    cx: &mut Context<'_>,
+) -> Step {
+    let received = tls.receive(input, |plain| {
+        shard.with(|st, now| st.on_client_bytes(id, plain, now))
+    });
+    let Err(e) = received else {
+        return Step::Again;
+    };
+    log::debug!("shard {}: connection {id:?}: {e}", shard.index);
+    let reason = match e {
+        TlsError::PeerClosed => CloseReason::ClientClosed,
+        TlsError::PlaintextHttp => {
+            let _ = Pin::new(&mut *stream).poll_write(cx, PLAINTEXT_ON_TLS_PORT);
+            CloseReason::TlsError
+        }
+        _ => {
+            // The alert rustls queued, if the socket takes it now.
+            let _ = Pin::new(&mut *stream).poll_write(cx, tls.pending());
+            CloseReason::TlsError
+        }
+    };
+    shard.with(|st, _| st.on_socket_end(id, reason));
+    Step::Done
+}
+
+/// The socket ended: EOF (`None`) or a read error.
+fn socket_end(shard: &Shard, id: ConnId, error: Option<std::io::Error>) -> Step {
+    let reason = match error {
+        None => CloseReason::ClientClosed,
+        Some(e) if e.kind() == ErrorKind::TimedOut => CloseReason::TcpUserTimeout,
+        Some(_) => CloseReason::ReadError,
+    };
+    shard.with(|st, _| st.on_socket_end(id, reason));
+    Step::Done
+}
+
+// ---- PROXY protocol (docs/operations.md, "Behind a load balancer") ----
+
+/// The preface a connection accepted on a listener with `proxy` must pass (None without
+/// the PROXY protocol); Err when the socket has no peer address any more.
+fn proxy_preface(
+    proxy: &ProxyPolicy,
+    stream: &TcpStream,
+) -> std::io::Result<Option<Box<ProxyPreface>>> {
+    if proxy.mode == super::proxy_header::ProxyMode::None {
+        return Ok(None);
+    }
+    Ok(proxy.preface(stream.peer_addr()?))
+}
+
+/// Bytes read while the preface is pending: the header's bytes stay with the preface, what
+/// follows it goes to `rest` (the state, or TLS); a refused preface closes the connection
+/// without an answer.
+fn preface_bytes(
+    shard: &Shard,
+    id: ConnId,
+    preface: &mut Option<Box<ProxyPreface>>,
+    input: &[u8],
+    rest: impl FnOnce(&[u8]) -> Step,
+) -> Step {
+    let p = preface.as_mut().expect("called with a preface");
+    let step = match p.feed(input) {
+        Verdict::NeedMore => return Step::Again,
+        Verdict::Done {
+            client,
+            consumed,
+            passed,
+        } => {
+            let label = match passed {
+                Passed::Proxied => Some("accepted"),
+                Passed::Local => Some("local"),
+                Passed::Direct => None,
+            };
+            if label.is_some() {
+                log::debug!("client {client} via proxy {}", p.peer());
+            }
+            if let Some(label) = label {
+                shard.with(|st, _| st.probe.proxy_header(label));
+            }
+            let bytes = p.request_bytes(input, consumed);
+            if bytes.is_empty() {
+                Step::Again
+            } else {
+                rest(bytes)
+            }
+        }
+        Verdict::Refused(why) => {
+            log::debug!("closing a connection from {}: {why}", p.peer());
+            shard.with(|st, _| {
+                st.probe.proxy_header(why.label());
+                st.on_socket_end(id, CloseReason::HandshakeRejected);
+            });
+            Step::Done
+        }
+    };
+    *preface = None;
+    step
 }
 
 #[cfg(test)]

@@ -10,10 +10,12 @@
 //! - [`push_rate`]: the per-connection push rate limit (one number per connection).
 //! - [`driver`]: the accept loop and the per-connection task that moves bytes between the
 //!   socket and the shard's state machine — nothing else.
+//! - [`proxy_header`]: the PROXY protocol preface of a connection behind a load balancer.
 
 pub mod driver;
 pub mod lifecycle;
 pub mod out_queue;
+pub mod proxy_header;
 pub mod push_rate;
 pub mod table;
 

@@ -152,6 +152,13 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
             )
             .absolute(*n);
         }
+        for (result, n) in &p.proxy_headers {
+            counter!(
+                "herald_edge_proxy_headers_total",
+                &l(vec![("result", result.to_string())])
+            )
+            .absolute(*n);
+        }
         counter!("herald_edge_drain_asked_total", &l(vec![])).absolute(p.drain_asked);
         counter!("herald_edge_lifetime_reconnects_total", &l(vec![])).absolute(p.lifetime_asked);
         gauge!("herald_edge_handshake_tokens", &l(vec![])).set(s.handshake_tokens);

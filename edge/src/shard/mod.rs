@@ -245,12 +245,14 @@ pub async fn run(
         shard.clone(),
         client,
         None,
+        shard.cfg.proxy_protocol.clone(),
     )));
     let mut accept_tls = tls_client.map(|(listener, config)| {
         glommio::spawn_local(crate::conn::driver::accept_loop(
             shard.clone(),
             listener,
             Some(config),
+            shard.cfg.proxy_protocol.clone(),
         ))
     });
     let timer = glommio::spawn_local({

@@ -74,6 +74,9 @@ pub struct ShardProbe {
     pub tick_stalls_over_10ms: u64,
     /// Ticks that ran at least 100 ms late.
     pub tick_stalls_over_100ms: u64,
+    /// PROXY protocol prefaces by result: accepted, local (a header without a client
+    /// address), missing, malformed, untrusted (see `conn::proxy_header`).
+    pub proxy_headers: BTreeMap<&'static str, u64>,
 }
 
 impl ShardProbe {
@@ -95,6 +98,11 @@ impl ShardProbe {
     /// A closed client connection.
     pub fn closed(&mut self, reason: CloseReason) {
         *self.closes.entry(reason.as_str()).or_default() += 1;
+    }
+
+    /// A PROXY protocol preface ended with `result`.
+    pub fn proxy_header(&mut self, result: &'static str) {
+        *self.proxy_headers.entry(result).or_default() += 1;
     }
 
     /// A connection closed by the edge at a deadline.

@@ -9,6 +9,7 @@
 
 mod clients;
 mod fleet;
+mod proxy_protocol;
 mod registry_cluster;
 mod support;
 mod tls;
