@@ -24,6 +24,34 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use herald_edge::auth::jwt::{issue_hs256, Claims};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+/// Counts the heap bytes the process holds (beside RSS: RSS minus heap is allocator slack,
+/// stacks and the like).
+struct Counting;
+
+static HEAP: AtomicIsize = AtomicIsize::new(0);
+
+// The counting allocator needs unsafe; it only forwards to the system allocator.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        HEAP.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        HEAP.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        HEAP.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        System.realloc(p, l, new)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 use herald_edge::config::EdgeConfig;
 
 const SECRET: &str = "density-measurement-secret";
@@ -91,6 +119,7 @@ fn main() {
     };
     std::thread::sleep(Duration::from_millis(500));
     let base_rss = rss();
+    let base_heap = HEAP.load(Ordering::Relaxed);
     let base_slab = slab();
     println!(
         "# herald-edge density: kind={kind}{} shards={} registry={registry_kind} baseline RSS {} KiB",
@@ -99,8 +128,8 @@ fn main() {
         base_rss / 1024
     );
     println!(
-        "{:>8} {:>12} {:>12} {:>14} {:>12}",
-        "conns", "rss_KiB", "user_B/conn", "slab_B/conn(2 ends)", "accept/s"
+        "{:>8} {:>12} {:>12} {:>12} {:>14} {:>12}",
+        "conns", "rss_KiB", "user_B/conn", "heap_B/conn", "slab_B/conn(2 ends)", "accept/s"
     );
     let mut children: Vec<Child> = Vec::new();
     let mut open = 0usize;
@@ -138,9 +167,10 @@ fn main() {
         let r = rss();
         let s = slab();
         let user = (r as f64 - base_rss as f64) / open as f64;
+        let heap = (HEAP.load(Ordering::Relaxed) - base_heap) as f64 / open as f64;
         let kern = (s as f64 - base_slab as f64) / open as f64;
         println!(
-            "{open:>8} {:>12} {user:>12.0} {kern:>14.0} {rate:>12.0}",
+            "{open:>8} {:>12} {user:>12.0} {heap:>12.0} {kern:>14.0} {rate:>12.0}",
             r / 1024
         );
         points.push((open as f64, r as f64));

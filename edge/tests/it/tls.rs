@@ -401,3 +401,61 @@ fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_ce
         "{m}"
     );
 }
+
+#[test]
+fn a_proxy_header_comes_before_the_tls_handshake_on_the_tls_listener() {
+    use herald_edge::conn::proxy_header::{ProxyMode, ProxyPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, cert) = tls_config(dir.path(), &[]);
+    cfg.proxy_protocol = ProxyPolicy {
+        mode: ProxyMode::V1,
+        trusted: ProxyPolicy::parse_cidrs("127.0.0.2/32").unwrap(),
+    };
+    let edge = start(cfg);
+    let addr = tls_addr(&edge);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut tcp: TcpStream = sock.into();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(tcp, "PROXY TCP4 198.51.100.7 127.0.0.1 5555 443\r\n").unwrap();
+    let conn = ClientConnection::new(
+        client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut s = StreamOwned::new(conn, tcp);
+    write!(
+        s,
+        "GET /sse HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
+        token("proxied-tls", None)
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let accepted: u64 = stats(&edge)["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sh| sh["probe"]["proxy_headers"]["accepted"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(accepted, 1);
+    // Without the header, the same trusted source is refused before any TLS.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let tcp: TcpStream = sock.into();
+    let conn = ClientConnection::new(
+        client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut s = StreamOwned::new(conn, tcp);
+    s.sock
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(s.conn.complete_io(&mut s.sock).is_err() || s.conn.is_handshaking());
+}
