@@ -87,8 +87,8 @@ fn main() {
     let tls = std::env::args().any(|a| a == "--tls");
     let cert_dir = tempfile::tempdir().unwrap();
     if tls {
-        let cert = herald_edge::tls::dev_cert::DevCert::self_signed(&["localhost", "127.0.0.1"])
-            .unwrap();
+        let cert =
+            herald_edge::tls::dev_cert::DevCert::self_signed(&["localhost", "127.0.0.1"]).unwrap();
         cfg.tls = Some(herald_edge::tls::TlsSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             files: herald_edge::tls::TlsFiles {
@@ -471,9 +471,11 @@ fn tls_client(addr: SocketAddr, kind: &str, count: usize, client_no: usize, exp:
         sock.connect(&addr.into()).unwrap();
         sock.set_linger(Some(Duration::ZERO)).unwrap();
         let tcp: TcpStream = sock.into();
-        let conn =
-            rustls::ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
-                .unwrap();
+        let conn = rustls::ClientConnection::new(
+            config.clone(),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
         let mut s = rustls::StreamOwned::new(conn, tcp);
         s.write_all(request(kind, client_no, k, exp).as_bytes())
             .unwrap();

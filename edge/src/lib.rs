@@ -31,8 +31,8 @@ pub(crate) mod delivery_port;
 pub mod handshake;
 pub mod server;
 pub mod shard;
-pub mod tls;
 pub(crate) mod sockopt;
+pub mod tls;
 pub(crate) mod util;
 
 pub use config::EdgeConfig;

@@ -11,9 +11,9 @@ use std::time::Duration;
 pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
 
 use crate::auth::jwt::JwtAlgorithm;
+use crate::conn::proxy_header::{ProxyMode, ProxyPolicy};
 use crate::tls::certs::PairError;
 use crate::tls::{CertFiles, TlsFiles, TlsSettings, TlsVersion};
-use crate::conn::proxy_header::{ProxyMode, ProxyPolicy};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "HERALD_";
@@ -483,10 +483,16 @@ impl EdgeConfig {
             return Ok(None);
         };
         let cert = cert.ok_or_else(|| {
-            s.error("tls_cert_file", "tls_listen is set: a PEM certificate chain is required")
+            s.error(
+                "tls_cert_file",
+                "tls_listen is set: a PEM certificate chain is required",
+            )
         })?;
         let key = key.ok_or_else(|| {
-            s.error("tls_key_file", "tls_listen is set: the certificate's PEM key is required")
+            s.error(
+                "tls_key_file",
+                "tls_listen is set: the certificate's PEM key is required",
+            )
         })?;
         let settings = TlsSettings {
             listen,
@@ -709,7 +715,10 @@ mod tests {
         let ok = with(&[
             ("tls_cert_file", p(&fa.cert)),
             ("tls_key_file", p(&fa.key)),
-            ("tls_sni_certs", format!("push.example.com={}:{}", p(&fb.cert), p(&fb.key))),
+            (
+                "tls_sni_certs",
+                format!("push.example.com={}:{}", p(&fb.cert), p(&fb.key)),
+            ),
             ("tls_min_version", "1.3".into()),
         ])
         .unwrap();
@@ -720,20 +729,63 @@ mod tests {
         for (want, pairs) in [
             ("tls_cert_file", vec![("tls_key_file", p(&fa.key))]),
             ("tls_key_file", vec![("tls_cert_file", p(&fa.cert))]),
-            ("tls_cert_file", vec![("tls_cert_file", p(&dir.path().join("missing.pem"))), ("tls_key_file", p(&fa.key))]),
-            ("tls_cert_file", vec![("tls_cert_file", p(&garbage)), ("tls_key_file", p(&fa.key))]),
-            ("tls_key_file", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fb.key))]),
-            ("tls_key_file", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.cert))]),
-            ("tls_sni_certs", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.key)), ("tls_sni_certs", format!("other.example.com={}:{}", p(&fb.cert), p(&fb.key)))]),
-            ("tls_sni_certs", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.key)), ("tls_sni_certs", "no-files".into())]),
-            ("tls_min_version", vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fa.key)), ("tls_min_version", "1.1".into())]),
+            (
+                "tls_cert_file",
+                vec![
+                    ("tls_cert_file", p(&dir.path().join("missing.pem"))),
+                    ("tls_key_file", p(&fa.key)),
+                ],
+            ),
+            (
+                "tls_cert_file",
+                vec![("tls_cert_file", p(&garbage)), ("tls_key_file", p(&fa.key))],
+            ),
+            (
+                "tls_key_file",
+                vec![("tls_cert_file", p(&fa.cert)), ("tls_key_file", p(&fb.key))],
+            ),
+            (
+                "tls_key_file",
+                vec![
+                    ("tls_cert_file", p(&fa.cert)),
+                    ("tls_key_file", p(&fa.cert)),
+                ],
+            ),
+            (
+                "tls_sni_certs",
+                vec![
+                    ("tls_cert_file", p(&fa.cert)),
+                    ("tls_key_file", p(&fa.key)),
+                    (
+                        "tls_sni_certs",
+                        format!("other.example.com={}:{}", p(&fb.cert), p(&fb.key)),
+                    ),
+                ],
+            ),
+            (
+                "tls_sni_certs",
+                vec![
+                    ("tls_cert_file", p(&fa.cert)),
+                    ("tls_key_file", p(&fa.key)),
+                    ("tls_sni_certs", "no-files".into()),
+                ],
+            ),
+            (
+                "tls_min_version",
+                vec![
+                    ("tls_cert_file", p(&fa.cert)),
+                    ("tls_key_file", p(&fa.key)),
+                    ("tls_min_version", "1.1".into()),
+                ],
+            ),
         ] {
             let e = with(&pairs).unwrap_err();
             assert_eq!(e.key, want, "{pairs:?}: {e}");
         }
         // Without tls_listen there is no TLS listener, whatever else is set.
         let mut s = base();
-        s.set("tls_cert_file", p(&fa.cert), Source::Default).unwrap();
+        s.set("tls_cert_file", p(&fa.cert), Source::Default)
+            .unwrap();
         assert!(EdgeConfig::from_settings(&s).unwrap().tls.is_none());
     }
 

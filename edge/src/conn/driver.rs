@@ -22,8 +22,8 @@ use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -51,7 +51,11 @@ pub async fn accept_loop(
     proxy: ProxyPolicy,
 ) {
     // Clients send a request head and small control frames: nothing bigger after the handshake.
-    let max_client_record = shard.cfg.max_head_bytes.max(shard.cfg.conn.max_client_frame) + 1024;
+    let max_client_record = shard
+        .cfg
+        .max_head_bytes
+        .max(shard.cfg.conn.max_client_frame)
+        + 1024;
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -137,7 +141,13 @@ impl Future for ConnDriver {
         let this = &mut *self;
         for _ in 0..POLL_BUDGET {
             let step = match this.tls.as_deref_mut() {
-                None => step(&this.shard, this.id, &mut this.stream, &mut this.preface, cx),
+                None => step(
+                    &this.shard,
+                    this.id,
+                    &mut this.stream,
+                    &mut this.preface,
+                    cx,
+                ),
                 Some(tls) => step_tls(
                     &this.shard,
                     this.id,

@@ -123,8 +123,15 @@ impl Shard {
             )),
             scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
             tls_scratch: RefCell::new(
-                vec![0u8; if cfg.tls.is_some() { crate::tls::session::READ_BUFFER } else { 0 }]
-                    .into_boxed_slice(),
+                vec![
+                    0u8;
+                    if cfg.tls.is_some() {
+                        crate::tls::session::READ_BUFFER
+                    } else {
+                        0
+                    }
+                ]
+                .into_boxed_slice(),
             ),
             control,
             epoch: Instant::now(),

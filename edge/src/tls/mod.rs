@@ -11,6 +11,7 @@
 
 pub mod certs;
 pub mod dev_cert;
+pub mod record;
 pub mod session;
 
 #[cfg(test)]
@@ -93,6 +94,9 @@ impl TlsSettings {
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
             .map_err(|e| format!("TLS session tickets: {e}"))?;
         config.send_tls13_tickets = 1;
+        // After the handshake each session trades rustls' connection for its traffic keys
+        // (`record::Traffic`).
+        config.enable_secret_extraction = true;
         Ok(Tls {
             config: Arc::new(config),
             certs,

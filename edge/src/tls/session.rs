@@ -1,12 +1,14 @@
 //! One TLS connection, sans-io: ciphertext in → plaintext out, plaintext in → ciphertext out.
 //!
-//! Built on rustls' unbuffered API so that the caller owns the buffers: the driver reads
-//! ciphertext into the shard's TLS buffer ([`TlsSession::restore_partial`] puts a kept partial
-//! record in front of it), [`TlsSession::receive`] decrypts from there and hands plaintext to a
-//! callback, and [`TlsSession::encrypt`] turns one chunk of a queued frame into records in
-//! [`TlsSession::pending`]. Per connection this keeps only the rustls state and, *only while
-//! they exist*, the bytes of an incomplete incoming record and ciphertext the socket has not
-//! taken yet: an idle connection holds neither (docs/density.md).
+//! The handshake runs on rustls' unbuffered API, so the caller owns the buffers: the driver
+//! reads ciphertext into the shard's TLS buffer ([`TlsSession::restore_partial`] puts a kept
+//! partial record in front of it), [`TlsSession::receive`] decrypts from there and hands
+//! plaintext to a callback, and [`TlsSession::encrypt`] turns one chunk of a queued frame into
+//! records in [`TlsSession::pending`]. The moment the handshake is done, rustls' connection is
+//! traded for its traffic keys ([`super::record::Traffic`], the user-space equivalent of
+//! kTLS): everything the handshake needed is freed, and an established connection keeps two
+//! AEAD keys and, *only while they exist*, the bytes of an incomplete incoming record and
+//! ciphertext the socket has not taken yet (docs/density.md).
 //!
 //! Encrypted bytes count as written for the connection's outbound queue (like bytes handed to
 //! the kernel): at most one chunk ([`CHUNK`] bytes of plaintext) is ever in flight here, so the
@@ -16,9 +18,9 @@
 use std::sync::Arc;
 
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncodeTlsData, EncryptError, InsufficientSizeError,
-};
+
+use super::record::{Opened, RecordError, Traffic};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, InsufficientSizeError};
 use rustls::ServerConfig;
 
 /// Most plaintext encrypted at once: one full TLS record.
@@ -43,6 +45,8 @@ pub enum TlsError {
     RecordTooLarge(usize),
     /// The peer sent close_notify.
     PeerClosed,
+    /// After the handshake: a record that failed authentication, a KeyUpdate, an alert, …
+    Record(RecordError),
 }
 
 impl std::fmt::Display for TlsError {
@@ -51,9 +55,13 @@ impl std::fmt::Display for TlsError {
             TlsError::Protocol(e) => write!(f, "TLS: {e}"),
             TlsError::PlaintextHttp => f.write_str("plaintext HTTP on the TLS port"),
             TlsError::RecordTooLarge(n) => {
-                write!(f, "a {n}-byte record after the handshake is more than a client may send")
+                write!(
+                    f,
+                    "a {n}-byte record after the handshake is more than a client may send"
+                )
             }
             TlsError::PeerClosed => f.write_str("the client sent close_notify"),
+            TlsError::Record(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -66,18 +74,26 @@ impl From<rustls::Error> for TlsError {
     }
 }
 
+/// Where a connection is: rustls' handshake (boxed: freed whole when it ends), or the record
+/// layer with the negotiated keys.
+enum Phase {
+    Handshake(Box<UnbufferedServerConnection>),
+    Traffic(Traffic),
+    /// A conversion failed; nothing more is accepted.
+    Broken,
+}
+
 /// One connection's TLS state and its transient buffers.
 pub struct TlsSession {
-    conn: UnbufferedServerConnection,
+    phase: Phase,
     /// An incomplete incoming record, kept between reads (unallocated when there is none).
     partial: Vec<u8>,
     /// Ciphertext waiting for the socket: handshake flights, alerts, encrypted chunks.
     out: Vec<u8>,
     /// Bytes of `out` already written.
-    out_off: usize,
+    out_off: u32,
     /// Largest record accepted once the handshake is done.
-    max_client_record: usize,
-    established: bool,
+    max_client_record: u32,
     /// The connection saw bytes (the plaintext-HTTP check applies to the very first ones).
     started: bool,
 }
@@ -85,7 +101,7 @@ pub struct TlsSession {
 impl std::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSession")
-            .field("established", &self.established)
+            .field("established", &self.is_established())
             .field("partial", &self.partial.len())
             .field("pending", &self.pending().len())
             .finish_non_exhaustive()
@@ -101,22 +117,22 @@ pub struct Received {
 
 impl TlsSession {
     /// A server session; `max_client_record` caps the plaintext of one client record after the
-    /// handshake (clients send a request head and small control frames).
+    /// handshake (clients send a request head and small control frames). The configuration
+    /// must allow secret extraction (see [`super::TlsSettings::build`]).
     pub fn new(config: Arc<ServerConfig>, max_client_record: usize) -> Result<Self, TlsError> {
         Ok(TlsSession {
-            conn: UnbufferedServerConnection::new(config)?,
+            phase: Phase::Handshake(Box::new(UnbufferedServerConnection::new(config)?)),
             partial: Vec::new(),
             out: Vec::new(),
             out_off: 0,
-            max_client_record: max_client_record.min(16 * 1024),
-            established: false,
+            max_client_record: max_client_record.min(16 * 1024) as u32,
             started: false,
         })
     }
 
     /// Whether the handshake is complete (application data may flow).
     pub fn is_established(&self) -> bool {
-        self.established
+        matches!(self.phase, Phase::Traffic(_))
     }
 
     /// Length of the incomplete record kept from the last read: read fresh bytes into the
@@ -139,7 +155,7 @@ impl TlsSession {
     pub fn receive(
         &mut self,
         input: &mut [u8],
-        mut on_plain: impl FnMut(&[u8]),
+        on_plain: impl FnMut(&[u8]),
     ) -> Result<Received, TlsError> {
         if !self.started && !input.is_empty() {
             self.started = true;
@@ -147,134 +163,75 @@ impl TlsSession {
                 return Err(TlsError::PlaintextHttp);
             }
         }
-        let was_established = self.established;
-        let mut start = 0usize;
-        loop {
-            let status = self.conn.process_tls_records(&mut input[start..]);
-            let discard = status.discard;
-            let state = match status.state {
-                Ok(state) => state,
-                Err(e) => {
-                    start += discard;
-                    self.drain_alert(&e, &mut input[start..]);
-                    return Err(e.into());
-                }
-            };
-            let mut done = false;
-            match state {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record?;
-                        on_plain(record.payload);
+        let (start, established_now) = match &mut self.phase {
+            Phase::Handshake(conn) => {
+                let start = handshake_input(conn, &mut self.out, input, on_plain)?;
+                match start {
+                    HandshakeProgress::Blocked(start) => (start, false),
+                    HandshakeProgress::Done(start) => {
+                        self.to_traffic()?;
+                        (start, true)
                     }
                 }
-                ConnectionState::EncodeTlsData(mut encode) => encode_into(&mut self.out, &mut encode),
-                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
-                ConnectionState::BlockedHandshake => done = true,
-                ConnectionState::WriteTraffic(_) => {
-                    self.established = true;
-                    done = true;
-                }
-                ConnectionState::PeerClosed | ConnectionState::Closed => {
-                    return Err(TlsError::PeerClosed)
-                }
-                // Early data is off (max_early_data_size = 0); anything else is unexpected.
-                _ => {
-                    return Err(TlsError::Protocol(rustls::Error::General(
-                        "unexpected TLS state".into(),
-                    )))
-                }
             }
-            start += discard;
-            if done {
-                break;
+            Phase::Traffic(traffic) => {
+                let limit = self.max_client_record as usize + 256 + 5;
+                (records_input(traffic, input, limit, on_plain)?, false)
             }
-        }
+            Phase::Broken => return Err(TlsError::Record(RecordError::Malformed)),
+        };
         let tail = &input[start..];
         if !tail.is_empty() {
-            if self.established && tail.len() >= 5 {
+            if self.is_established() && tail.len() >= 5 {
                 let declared = usize::from(u16::from_be_bytes([tail[3], tail[4]]));
                 // The record's ciphertext may exceed its plaintext by at most 256 bytes (TLS 1.3).
-                if declared > self.max_client_record + 256 {
+                if declared > self.max_client_record as usize + 256 {
                     return Err(TlsError::RecordTooLarge(declared));
                 }
             }
             self.partial = tail.to_vec();
         }
-        Ok(Received {
-            established_now: self.established && !was_established,
-        })
+        Ok(Received { established_now })
+    }
+
+    /// Trades rustls' connection for the record layer: the handshake is over and its last
+    /// flight is in `out`.
+    fn to_traffic(&mut self) -> Result<(), TlsError> {
+        let Phase::Handshake(conn) = std::mem::replace(&mut self.phase, Phase::Broken) else {
+            return Ok(());
+        };
+        let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+        let traffic = Traffic::new(kernel.protocol_version(), secrets).map_err(TlsError::Record)?;
+        self.phase = Phase::Traffic(traffic);
+        Ok(())
     }
 
     /// Encrypts `plain` (at most [`CHUNK`] bytes) and appends the records to
     /// [`TlsSession::pending`]. Only after the handshake.
     pub fn encrypt(&mut self, plain: &[u8]) -> Result<(), TlsError> {
-        loop {
-            let status = self.conn.process_tls_records(&mut []);
-            match status.state? {
-                ConnectionState::EncodeTlsData(mut encode) => encode_into(&mut self.out, &mut encode),
-                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
-                ConnectionState::WriteTraffic(mut traffic) => {
-                    let len = self.out.len();
-                    let mut room = plain.len() + 64;
-                    loop {
-                        self.out.resize(len + room, 0);
-                        match traffic.encrypt(plain, &mut self.out[len..]) {
-                            Ok(n) => {
-                                self.out.truncate(len + n);
-                                return Ok(());
-                            }
-                            Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) => room = required_size,
-                            Err(e) => {
-                                self.out.truncate(len);
-                                return Err(TlsError::Protocol(rustls::Error::General(
-                                    e.to_string(),
-                                )));
-                            }
-                        }
-                    }
-                }
-                ConnectionState::PeerClosed | ConnectionState::Closed => {
-                    return Err(TlsError::PeerClosed)
-                }
-                _ => {
-                    return Err(TlsError::Protocol(rustls::Error::General(
-                        "encrypt before the handshake is done".into(),
-                    )))
-                }
-            }
+        match &mut self.phase {
+            Phase::Traffic(traffic) => traffic.seal(plain, &mut self.out).map_err(TlsError::Record),
+            _ => Err(TlsError::Protocol(rustls::Error::HandshakeNotComplete)),
         }
     }
 
     /// Appends a close_notify alert to [`TlsSession::pending`] (after the handshake; a
     /// no-op before it).
     pub fn close_notify(&mut self) {
-        if !self.established {
-            return;
-        }
-        if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-            self.conn.process_tls_records(&mut []).state
-        {
-            let len = self.out.len();
-            self.out.resize(len + 64, 0);
-            match traffic.queue_close_notify(&mut self.out[len..]) {
-                Ok(n) => self.out.truncate(len + n),
-                Err(_) => self.out.truncate(len),
-            }
+        if let Phase::Traffic(traffic) = &mut self.phase {
+            let _ = traffic.seal_close_notify(&mut self.out);
         }
     }
 
     /// Ciphertext waiting for the socket.
     pub fn pending(&self) -> &[u8] {
-        &self.out[self.out_off..]
+        &self.out[self.out_off as usize..]
     }
 
     /// The socket took `n` bytes of [`TlsSession::pending`]; the buffer is freed once empty.
     pub fn advance(&mut self, n: usize) {
-        self.out_off = (self.out_off + n).min(self.out.len());
-        if self.out_off == self.out.len() {
+        self.out_off = (self.out_off as usize + n).min(self.out.len()) as u32;
+        if self.out_off as usize == self.out.len() {
             self.out = Vec::new();
             self.out_off = 0;
         }
@@ -284,30 +241,115 @@ impl TlsSession {
     pub fn buffered(&self) -> usize {
         self.partial.capacity() + self.out.capacity()
     }
+}
 
-    /// After an error: whatever alert rustls queued goes to [`TlsSession::pending`]. `rest`
-    /// is the unprocessed input (rustls keeps positions into it until it is discarded).
-    fn drain_alert(&mut self, error: &rustls::Error, rest: &mut [u8]) {
-        // A record-level error queues just its alert, and the offending bytes are still in
-        // `rest`: one call, since another would make rustls parse them again. A handshake
-        // error may have queued flights before its alert (TLS 1.3: the ServerHello): take
-        // chunks until none is left.
-        let record_level = matches!(
-            error,
-            rustls::Error::InvalidMessage(_)
-                | rustls::Error::PeerSentOversizedRecord
-                | rustls::Error::DecryptError
-        );
-        for _ in 0..8 {
-            match self.conn.process_tls_records(rest).state {
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    encode_into(&mut self.out, &mut encode)
+/// Where a handshake read left off: how much of the input was consumed, and whether the
+/// handshake is done.
+enum HandshakeProgress {
+    Blocked(usize),
+    Done(usize),
+}
+
+/// Feeds `input` to rustls during the handshake; flights go to `out`, early application data
+/// (a request right behind the client's Finished) to `on_plain`.
+fn handshake_input(
+    conn: &mut UnbufferedServerConnection,
+    out: &mut Vec<u8>,
+    input: &mut [u8],
+    mut on_plain: impl FnMut(&[u8]),
+) -> Result<HandshakeProgress, TlsError> {
+    let mut start = 0usize;
+    loop {
+        let status = conn.process_tls_records(&mut input[start..]);
+        let discard = status.discard;
+        let state = match status.state {
+            Ok(state) => state,
+            Err(e) => {
+                start += discard;
+                drain_alert(conn, out, &e, &mut input[start..]);
+                return Err(e.into());
+            }
+        };
+        let mut done = None;
+        match state {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    let record = record?;
+                    on_plain(record.payload);
                 }
-                _ => return,
             }
-            if record_level {
-                return;
+            ConnectionState::EncodeTlsData(mut encode) => encode_into(out, &mut encode),
+            ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+            ConnectionState::BlockedHandshake => done = Some(false),
+            ConnectionState::WriteTraffic(_) => done = Some(true),
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                return Err(TlsError::PeerClosed)
             }
+            // Early data is off (max_early_data_size = 0); anything else is unexpected.
+            _ => {
+                return Err(TlsError::Protocol(rustls::Error::General(
+                    "unexpected TLS state".into(),
+                )))
+            }
+        }
+        start += discard;
+        match done {
+            Some(true) => return Ok(HandshakeProgress::Done(start)),
+            Some(false) => return Ok(HandshakeProgress::Blocked(start)),
+            None => {}
+        }
+    }
+}
+
+/// Opens every complete record in `input`; returns where the incomplete rest starts.
+fn records_input(
+    traffic: &mut Traffic,
+    input: &mut [u8],
+    limit: usize,
+    mut on_plain: impl FnMut(&[u8]),
+) -> Result<usize, TlsError> {
+    let mut start = 0usize;
+    while let Some(len) = Traffic::record_len(&input[start..]) {
+        if len > limit {
+            return Err(TlsError::RecordTooLarge(len - 5));
+        }
+        let record = &mut input[start..start + len];
+        match traffic.open(record) {
+            Ok(Opened::Data { start: s, len: l }) => on_plain(&record[s..s + l]),
+            Ok(Opened::Nothing) => {}
+            Err(RecordError::CloseNotify) => return Err(TlsError::PeerClosed),
+            Err(e) => return Err(TlsError::Record(e)),
+        }
+        start += len;
+    }
+    Ok(start)
+}
+
+/// After a handshake error: whatever alert rustls queued goes to `out`. `rest` is the
+/// unprocessed input (rustls keeps positions into it until it is discarded).
+fn drain_alert(
+    conn: &mut UnbufferedServerConnection,
+    out: &mut Vec<u8>,
+    error: &rustls::Error,
+    rest: &mut [u8],
+) {
+    // A record-level error queues just its alert, and the offending bytes are still in
+    // `rest`: one call, since another would make rustls parse them again. A handshake
+    // error may have queued flights before its alert (TLS 1.3: the ServerHello): take
+    // chunks until none is left.
+    let record_level = matches!(
+        error,
+        rustls::Error::InvalidMessage(_)
+            | rustls::Error::PeerSentOversizedRecord
+            | rustls::Error::DecryptError
+    );
+    for _ in 0..8 {
+        match conn.process_tls_records(rest).state {
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => encode_into(out, &mut encode),
+            _ => return,
+        }
+        if record_level {
+            return;
         }
     }
 }

@@ -116,7 +116,8 @@ fn next_event(s: &mut impl Read, parser: &mut SseParser) -> herald_protocol::sse
 
 /// Whether the peer ends the connection (EOF, reset, or an alert) within `limit`.
 fn ends_within(s: &mut TcpStream, limit: Duration) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let deadline = Instant::now() + limit;
     let mut buf = [0u8; 1024];
     while Instant::now() < deadline {
@@ -147,7 +148,11 @@ fn wss_and_https_sse_clients_receive_pushes_at_tls12_and_tls13() {
         let stream = tls_connect(addr, "localhost", cfg.clone()).unwrap();
         assert_eq!(stream.conn.protocol_version(), Some(version.version));
         assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
-        let url = format!("wss://localhost:{}/ws?access_token={}", addr.port(), token(&user, None));
+        let url = format!(
+            "wss://localhost:{}/ws?access_token={}",
+            addr.port(),
+            token(&user, None)
+        );
         let (mut ws, resp) = tungstenite::client(url, stream).expect("WebSocket over TLS");
         assert_eq!(resp.status(), 101);
 
@@ -165,7 +170,10 @@ fn wss_and_https_sse_clients_receive_pushes_at_tls12_and_tls13() {
         assert_eq!(a.outcome, Outcome::Delivered);
         assert_eq!(ws.read().unwrap(), Message::Text(big.into()));
 
-        let a = deliver_anywhere(&mut clients, msg(base + 3, &sse_user, None, b"hello over https"));
+        let a = deliver_anywhere(
+            &mut clients,
+            msg(base + 3, &sse_user, None, b"hello over https"),
+        );
         assert_eq!(a.outcome, Outcome::Delivered);
         let mut parser = SseParser::new();
         assert_eq!(next_event(&mut sse, &mut parser).data, "hello over https");
@@ -238,7 +246,10 @@ fn refused_alpn_plaintext_on_the_tls_port_tls_on_the_plaintext_port_and_garbage_
     assert!(ends_within(&mut s, Duration::from_secs(30)));
 
     // Garbage, and a record header that lies about its length.
-    for junk in [&[0xffu8; 64][..], &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3][..]] {
+    for junk in [
+        &[0xffu8; 64][..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3][..],
+    ] {
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(junk).unwrap();
         assert!(ends_within(&mut s, Duration::from_secs(30)), "{junk:?}");
@@ -270,7 +281,10 @@ fn a_client_that_stalls_mid_handshake_is_closed_at_the_deadline() {
     let ok = client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]);
     let mut quiet = tls_connect(tls_addr(&edge), "localhost", ok).unwrap();
     let bound = Duration::from_secs(60);
-    assert!(ends_within(&mut s, bound), "the stalled handshake was not closed within {bound:?}");
+    assert!(
+        ends_within(&mut s, bound),
+        "the stalled handshake was not closed within {bound:?}"
+    );
     let mut buf = [0u8; 64];
     quiet
         .sock
@@ -281,7 +295,7 @@ fn a_client_that_stalls_mid_handshake_is_closed_at_the_deadline() {
 }
 
 #[test]
-fn openssl_s_client_receives_a_push_over_https_sse() {
+fn openssl_s_client_receives_pushes_over_https_sse_at_every_version_and_cipher() {
     if std::process::Command::new("openssl")
         .arg("version")
         .output()
@@ -293,51 +307,72 @@ fn openssl_s_client_receives_a_push_over_https_sse() {
     let (cfg, _cert) = tls_config(dir.path(), &[]);
     let edge = start(cfg);
     let addr = tls_addr(&edge);
-    let mut child = std::process::Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &addr.to_string(),
-            "-servername",
-            "localhost",
-            "-CAfile",
-            dir.path().join("default.crt").to_str().unwrap(),
-            "-verify_return_error",
-            "-alpn",
-            "http/1.1",
-            "-quiet",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_client");
-    let mut stdin = child.stdin.take().unwrap();
-    write!(
-        stdin,
-        "GET /sse HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
-        token("openssl", None)
-    )
-    .unwrap();
-    stdin.flush().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    // Deliver once the subscription is registered, then read the event's data line.
     let mut clients = delivery_clients(&edge);
-    let delivered = eventually(Duration::from_secs(60), || {
-        deliver_anywhere(&mut clients, msg(1, "openssl", None, b"pushed to openssl")).outcome
-            == Outcome::Delivered
-    });
-    assert!(delivered);
-    let found = (0..200).any(|_| {
-        line.clear();
-        out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim() == "data: pushed to openssl"
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(found, "openssl s_client did not print the push");
+    // OpenSSL is an independent implementation of the record layer the edge runs after the
+    // handshake: each version and AEAD once.
+    let variants: [&[&str]; 5] = [
+        &["-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"],
+        &["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"],
+        &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"],
+    ];
+    for (i, variant) in variants.iter().enumerate() {
+        let user = format!("openssl-{i}");
+        let mut child = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                "-servername",
+                "localhost",
+                "-CAfile",
+                dir.path().join("default.crt").to_str().unwrap(),
+                "-verify_return_error",
+                "-alpn",
+                "http/1.1",
+                "-quiet",
+            ])
+            .args(*variant)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        let mut stdin = child.stdin.take().unwrap();
+        write!(
+            stdin,
+            "GET /sse HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
+            token(&user, None)
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{variant:?}: {line}");
+        // Deliver once the subscription is registered, then read the event's data lines.
+        for k in 0..3u64 {
+            let payload = format!("push {k} to {user}");
+            let delivered = eventually(Duration::from_secs(60), || {
+                deliver_anywhere(
+                    &mut clients,
+                    msg(100 * i as u64 + k, &user, None, payload.as_bytes()),
+                )
+                .outcome
+                    == Outcome::Delivered
+            });
+            assert!(delivered, "{variant:?}");
+            let want = format!("data: {payload}");
+            let found = (0..200).any(|_| {
+                line.clear();
+                out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim() == want
+            });
+            assert!(found, "{variant:?}: openssl s_client did not print {want}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 #[test]
@@ -377,7 +412,11 @@ fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_ce
             .contains("herald_edge_tls_cert_reloads_total{result=\"failed\"}")
     });
     assert!(failed, "the failed reload was not counted");
-    assert_eq!(served(), der(&old), "a failed reload keeps the old certificate");
+    assert_eq!(
+        served(),
+        der(&old),
+        "a failed reload keeps the old certificate"
+    );
 
     // The new files, noticed by the change check (no signal).
     let files: CertFiles = new.write(dir.path(), "default").unwrap();
@@ -439,7 +478,11 @@ fn a_proxy_header_comes_before_the_tls_handshake_on_the_tls_listener() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|sh| sh["probe"]["proxy_headers"]["accepted"].as_u64().unwrap_or(0))
+        .map(|sh| {
+            sh["probe"]["proxy_headers"]["accepted"]
+                .as_u64()
+                .unwrap_or(0)
+        })
         .sum();
     assert_eq!(accepted, 1);
     // Without the header, the same trusted source is refused before any TLS.
