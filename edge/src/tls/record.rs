@@ -4,9 +4,13 @@
 //! rustls does the handshake; once it is over, [`Traffic::new`] takes the traffic secrets
 //! rustls hands out for kernel offload (`dangerous_into_kernel_connection`) and drops
 //! everything else — transcript, certificates, handshake state, rustls' buffers and the
-//! ~1.1 KB connection object. What stays per connection is two AEAD keys (aws-lc), two IVs and
-//! two sequence numbers: the record layer of RFC 8446 §5 (TLS 1.3) and RFC 5246 §6.2.3.3 /
-//! RFC 7905 (TLS 1.2 AES-GCM / ChaCha20-Poly1305), sealing and opening with aws-lc-rs.
+//! ~1.1 KB connection object. What stays per connection is two raw keys, two IVs and two
+//! sequence numbers (~130 bytes): the record layer of RFC 8446 §5 (TLS 1.3) and RFC 5246
+//! §6.2.3.3 / RFC 7905 (TLS 1.2 AES-GCM / ChaCha20-Poly1305), sealing and opening with
+//! aws-lc-rs. The expanded AEAD context (aws-lc keeps ~580 bytes per key: AES round keys and
+//! the GHASH table) is built for each record and freed after it — a push connection is idle
+//! almost all the time, so keeping two of them would double its memory to save well under a
+//! microsecond per record (docs/density.md has both numbers). Key bytes are zeroed on drop.
 //!
 //! Post-handshake messages a push client has no reason to send — TLS 1.3 KeyUpdate, a TLS 1.2
 //! renegotiation — end the connection (`UnexpectedHandshake`): the client reconnects with a
@@ -15,7 +19,7 @@
 //! that sent that many is closed and reconnects with new keys.
 
 use aws_lc_rs::aead::{
-    Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305,
+    Aad, Algorithm, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305,
 };
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
 
@@ -67,9 +71,19 @@ impl std::fmt::Display for RecordError {
 
 /// One direction: key, IV, next sequence number.
 struct Direction {
-    key: LessSafeKey,
+    alg: &'static Algorithm,
+    /// The raw key (16 or 32 bytes used); the AEAD context is built per record.
+    key: [u8; 32],
     iv: [u8; 12],
     seq: u64,
+}
+
+impl Drop for Direction {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key.zeroize();
+        self.iv.zeroize();
+    }
 }
 
 impl Direction {
@@ -80,16 +94,29 @@ impl Direction {
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&CHACHA20_POLY1305, key, iv),
             _ => return Err(RecordError::Unsupported),
         };
-        let key = UnboundKey::new(alg, key.as_ref()).map_err(|_| RecordError::Unsupported)?;
+        let raw = key.as_ref();
+        if raw.len() != alg.key_len() || raw.len() > 32 {
+            return Err(RecordError::Unsupported);
+        }
+        let mut k = [0u8; 32];
+        k[..raw.len()].copy_from_slice(raw);
         let iv: [u8; 12] = iv
             .as_ref()
             .try_into()
             .map_err(|_| RecordError::Unsupported)?;
         Ok(Direction {
-            key: LessSafeKey::new(key),
+            alg,
+            key: k,
             iv,
             seq,
         })
+    }
+
+    /// The AEAD context for one record.
+    fn aead(&self) -> Result<LessSafeKey, RecordError> {
+        UnboundKey::new(self.alg, &self.key[..self.alg.key_len()])
+            .map(LessSafeKey::new)
+            .map_err(|_| RecordError::Unsupported)
     }
 
     /// IV XOR the sequence number (RFC 8446 §5.3; TLS 1.2 ChaCha20 and the AES-GCM nonce
@@ -215,7 +242,7 @@ impl Traffic {
         let aad: &[u8] = if self.tls13 { &header } else { &aad12 };
         let tag = self
             .tx
-            .key
+            .aead()?
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
@@ -251,7 +278,7 @@ impl Traffic {
             let nonce = self.rx.nonce();
             let plain = self
                 .rx
-                .key
+                .aead()?
                 .open_in_place(
                     Nonce::assume_unique_for_key(nonce),
                     Aad::from(&header[..]),
@@ -283,7 +310,7 @@ impl Traffic {
             let aad = tls12_aad(self.rx.seq, outer, plain_len);
             let plain = self
                 .rx
-                .key
+                .aead()?
                 .open_in_place(
                     Nonce::assume_unique_for_key(nonce),
                     Aad::from(&aad[..]),
