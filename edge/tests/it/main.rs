@@ -7,6 +7,7 @@
 //! other tests running beside it would disturb.
 
 mod clients;
+mod delivery_integrity;
 mod fleet;
 mod registry_cluster;
 mod support;
