@@ -356,6 +356,74 @@ mod tests {
         want.extend_from_slice(&expected[..16]);
         assert_eq!(out, want);
     }
+    #[test]
+    fn a_refused_seal_leaves_the_buffer_and_the_position_alone() {
+        let (mut sealer, _) = SessionKeys::for_test(SECRET, &[1; 16], &[2; 16]).for_processor();
+        let (_, mut opener) = SessionKeys::for_test(SECRET, &[1; 16], &[2; 16]).for_edge();
+        let mut out = vec![0xAA];
+        // The encoder's own error.
+        let err = sealer.seal(&mut out, |_| {
+            Err(EncodeError::TooManyItems { count: 70_000 })
+        });
+        assert_eq!(
+            err,
+            Err(SessionError::Encode(EncodeError::TooManyItems {
+                count: 70_000
+            }))
+        );
+        // A frame whose length prefix has no room left for the tag.
+        let err = sealer.seal(&mut out, |out| {
+            out.extend_from_slice(&(u32::MAX - 1).to_be_bytes());
+            out.push(0x10);
+            Ok(())
+        });
+        assert!(
+            matches!(
+                err,
+                Err(SessionError::Encode(EncodeError::FrameTooLong { .. }))
+            ),
+            "{err:?}"
+        );
+        assert_eq!(out, [0xAA]);
+        // Neither used up position 0.
+        let mut good = Vec::new();
+        sealer
+            .seal(&mut good, |out| {
+                out.extend(frame(0x20, &[0, 0]));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(opener.open(&good), Ok((0x20, &[0u8, 0][..])));
+    }
+
+    #[test]
+    fn the_last_position_is_never_used() {
+        let (mut sealer, _) = SessionKeys::for_test(SECRET, &[1; 16], &[2; 16]).for_processor();
+        sealer.0.next = u64::MAX;
+        let mut out = Vec::new();
+        let err = sealer.seal(&mut out, |out| {
+            out.extend(frame(0x10, &[0, 0]));
+            Ok(())
+        });
+        assert_eq!(
+            err,
+            Err(SessionError::Integrity(IntegrityError::CounterExhausted {
+                direction: Direction::ProcessorToEdge
+            }))
+        );
+        assert!(out.is_empty());
+        assert!(err.unwrap_err().is_fatal());
+    }
+
+    #[test]
+    fn debug_does_not_print_key_material() {
+        let (sealer, opener) = SessionKeys::for_test(SECRET, &[1; 16], &[2; 16]).for_edge();
+        let text = format!("{sealer:?} {opener:?}");
+        assert!(
+            text.contains("EdgeToProcessor") && !text.contains("Hmac"),
+            "{text}"
+        );
+    }
 }
 
 /// What a tag costs, per frame and per delivery, beside encoding and decoding the frame.
