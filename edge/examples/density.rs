@@ -215,47 +215,48 @@ fn tick_stalls(admin: SocketAddr) -> Vec<(u64, u64)> {
 /// Sends `n` broadcasts to every shard (one delivery-port connection each, answers awaited)
 /// and prints how the shards' ticks fared.
 fn broadcast_stalls(edge: &herald_edge::EdgeHandle, n: u64, conns: usize) {
-    use herald_protocol::delivery::{self, BroadcastMsg, Frame, FrameReader};
-    use herald_protocol::delivery_auth::ClientAuth;
+    use herald_protocol::delivery::session::{ClientEvent, ClientSession};
+    use herald_protocol::delivery::{self, BroadcastMsg};
     let secret = edge_delivery_secret();
     let before = tick_stalls(edge.admin_addr);
     let started = Instant::now();
     let mut written = 0u64;
     for shard in 0..edge.shards {
         let mut s = TcpStream::connect(edge.delivery_addr(shard)).expect("delivery port");
-        let mut reader = FrameReader::default();
-        let next = |s: &mut TcpStream, reader: &mut FrameReader| -> Frame {
+        let mut session = ClientSession::new(
+            secret.as_bytes(),
+            [3u8; 16],
+            delivery::DEFAULT_MAX_FRAME_LEN,
+        );
+        // Writes what the session queued, then reads until it has an event.
+        let next = |s: &mut TcpStream, session: &mut ClientSession| -> ClientEvent {
             let mut buf = [0u8; 4096];
             loop {
-                if let Some(f) = reader.next_frame().expect("valid frames") {
-                    return f;
+                s.write_all(session.transmit()).unwrap();
+                session.clear_transmit();
+                if let Some(ev) = session.poll_event().expect("valid frames") {
+                    return ev;
+                }
+                if !session.transmit().is_empty() {
+                    continue;
                 }
                 let k = s.read(&mut buf).expect("read");
                 assert!(k > 0, "delivery port closed");
-                reader.feed(&buf[..k]);
+                session.handle_input(&buf[..k]);
             }
         };
-        let mut auth = ClientAuth::new(secret.as_bytes(), [3u8; 16]);
-        let challenge = next(&mut s, &mut reader);
-        let mut out = Vec::new();
-        delivery::encode(&auth.respond(&challenge).expect("challenge"), &mut out).unwrap();
-        s.write_all(&out).unwrap();
-        auth.confirm(&next(&mut s, &mut reader)).expect("AuthOk");
+        assert_eq!(next(&mut s, &mut session), ClientEvent::Authenticated);
         for i in 0..n {
-            out.clear();
-            delivery::encode_broadcast(
-                &BroadcastMsg {
+            session
+                .send_broadcast(&BroadcastMsg {
                     seq: i,
                     message_id: format!("stall-{shard}-{i}"),
                     expires_at_ms: delivery::NEVER_EXPIRES,
                     payload: vec![b'x'; 64],
-                },
-                &mut out,
-            )
-            .unwrap();
-            s.write_all(&out).unwrap();
-            match next(&mut s, &mut reader) {
-                Frame::Answers(a) => written += u64::from(a[0].delivered),
+                })
+                .unwrap();
+            match next(&mut s, &mut session) {
+                ClientEvent::Answers(a) => written += u64::from(a[0].delivered),
                 other => panic!("expected answers, got {other:?}"),
             }
         }

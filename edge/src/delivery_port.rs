@@ -4,8 +4,12 @@
 //! secret closes the connection, nothing delivered), answer `AuthOk`; then every `Deliver`
 //! batch and `Broadcast` is applied to the shard's table and answered — one `Answers` frame
 //! per read, one answer per message. The conversation itself (handshake, which frames are
-//! allowed when) is `herald_protocol::delivery::session::ServerSession`; this file moves its
-//! bytes and applies its events to the shard.
+//! allowed when, the tag on every later frame) is
+//! `herald_protocol::delivery::session::ServerSession`; this file moves its bytes and applies
+//! its events to the shard. The session yields a batch only once the whole frame's tag
+//! verified, so a frame altered, injected, replayed or reordered on the path delivers nothing:
+//! it ends the connection (counted in `delivery_integrity_failures`), and the processor
+//! retries what was unanswered on a new one.
 //!
 //! Before authentication a connection costs almost nothing and cannot make the shard
 //! allocate: it is read through a 64-byte buffer, its first frame may declare no more than an
@@ -192,7 +196,20 @@ async fn serve_frames(
     answers: &mut Vec<Answer>,
     stream: &mut TcpStream,
 ) -> Result<(), String> {
-    while let Some(event) = session.poll_event().map_err(|e| e.to_string())? {
+    loop {
+        let event = match session.poll_event() {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(e @ SessionError::Integrity(_)) => {
+                shard.with(|st, _| st.probe.delivery_integrity_failures += 1);
+                log::warn!(
+                    "shard {}: delivery frame refused, closing the connection: {e}",
+                    shard.index
+                );
+                return Err(e.to_string());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         match event {
             ServerEvent::Deliver(msgs) => answers.extend(shard.deliver_batch(&msgs)),
             ServerEvent::Broadcast(b) => answers.push(shard.broadcast(&b).await),

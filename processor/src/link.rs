@@ -10,7 +10,10 @@
 //!   most `batch_max_messages` / `batch_max_bytes`, lingering up to `batch_linger` for a batch
 //!   to fill (broadcasts travel in frames of their own);
 //! - numbers every message with a connection-local `seq` and matches the edge's `Answers`
-//!   (batched, in any order) back to the callers;
+//!   (batched, in any order) back to the callers; every frame after the handshake carries a
+//!   tag the session adds and checks (decision 0008), so an `Answers` frame altered, injected,
+//!   replayed or reordered on the path ends the connection (logged as a warning) before any
+//!   answer in it is believed;
 //! - on a broken connection fails every unanswered message with [`LinkError::Lost`] (the
 //!   caller retries; the edge may have delivered it — at-least-once) and reconnects later;
 //! - drops a connection whose edge stopped answering for `request_timeout` while messages were
@@ -267,7 +270,11 @@ async fn run(
                     ReaderEvent::Bytes(bytes) => {
                         let result = conn.as_mut().map_or(Ok(()), |c| c.on_bytes(&bytes));
                         if let Err(e) = result {
-                            log::info!("delivery connection to {addr} closed: {e}");
+                            if matches!(e, SessionError::Integrity(_)) {
+                                log::warn!("delivery connection to {addr}: answers refused: {e}");
+                            } else {
+                                log::info!("delivery connection to {addr} closed: {e}");
+                            }
                             drop_conn(&mut conn, LinkError::lost(ConnectionLost::Protocol(e)));
                         }
                     }

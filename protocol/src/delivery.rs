@@ -10,20 +10,26 @@
 //! or a string above `u16::MAX` bytes is an [`EncodeError`]. The byte layout is documented in
 //! `docs/protocol.md` ("Delivery port"). The handshake and the frames each side may send after
 //! it are driven by [`session`] (`ClientSession` for the processor, `ServerSession` for the
-//! edge), so no socket driver reimplements them.
+//! edge), so no socket driver reimplements them. After the handshake every frame, both ways,
+//! ends in a [`TAG_LEN`]-byte tag under per-connection, per-direction keys (`frame_mac`,
+//! decision 0008): the sessions add and check it; [`encode`] and [`decode`] deal in untagged
+//! frames (the handshake's, and the layout under the tag).
 
 use std::fmt;
 
 mod codec;
+pub(crate) mod frame_mac;
 mod reader;
 pub mod session;
 
 pub use codec::{decode, encode, encode_answers, encode_broadcast, encode_deliver_batch};
+pub use frame_mac::{Direction, IntegrityError, TAG_LEN};
 pub use reader::FrameReader;
 
 /// Version carried in the edge's [`Frame::Challenge`]; a processor speaking another version
-/// refuses the connection instead of guessing at the layout.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// refuses the connection instead of guessing at the layout. Version 2 added the tag on every
+/// frame after the handshake: a version-1 peer fails the handshake with a version mismatch.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Default limit on a frame's declared length: one 1 MiB payload plus room for its header
 /// fields, so a single maximal push always fits in a frame of its own.
@@ -48,9 +54,10 @@ pub const MAX_STR_LEN: usize = u16::MAX as usize;
 /// Bytes every frame spends before its body: the `u32` length and the `u8` type.
 pub const FRAME_HEADER_LEN: usize = 5;
 
-/// Bytes a `Deliver` frame spends besides its messages: the frame header and the `u16` count.
-/// With [`DeliverMsg::encoded_len`] a sender can fill batches up to the receiver's limit.
-pub const DELIVER_FRAME_OVERHEAD: usize = FRAME_HEADER_LEN + 2;
+/// Bytes a `Deliver` frame spends on the wire besides its messages: the frame header, the
+/// `u16` count and the tag. With [`DeliverMsg::encoded_len`] a sender can fill batches up to
+/// the receiver's limit.
+pub const DELIVER_FRAME_OVERHEAD: usize = FRAME_HEADER_LEN + 2 + TAG_LEN;
 
 /// Smallest possible encoded [`DeliverMsg`] (empty strings, no device, empty payload); used to
 /// reject a count that the body cannot possibly hold before allocating for it.
@@ -495,9 +502,9 @@ mod tests {
         .concat();
         assert_eq!(bytes, expected);
         assert_eq!(
-            DELIVER_FRAME_OVERHEAD + msg_len(&bytes),
+            DELIVER_FRAME_OVERHEAD - TAG_LEN + msg_len(&bytes),
             bytes.len(),
-            "encoded_len agrees with the encoder"
+            "encoded_len agrees with the encoder (the session appends the tag)"
         );
     }
 

@@ -7,13 +7,16 @@
 //! checks it and proves itself with [`Frame::AuthOk`] carrying the same MAC under the
 //! `…/server` label. Fresh server nonces make a recorded `Auth` useless on another connection,
 //! distinct labels stop one side's MAC from being reflected as the other's, and tags are
-//! compared in constant time. Sans-io: randomness and the secret come from the caller.
+//! compared in constant time. Once both nonces are known, each side derives the connection's
+//! frame keys from the secret and both nonces (`session_keys`; the tags themselves are
+//! `delivery::frame_mac`'s). Sans-io: randomness and the secret come from the caller.
 
 use std::fmt;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::delivery::frame_mac::SessionKeys;
 use crate::delivery::{Frame, FrameType, NONCE_LEN, PROTOCOL_VERSION};
 
 /// Domain-separation label of the processor's MAC.
@@ -149,6 +152,20 @@ impl ServerAuth {
 
     /// Checks the processor's `Auth` frame; on success returns the `AuthOk` to send back.
     pub fn verify(&self, frame: &Frame) -> Result<Frame, AuthError> {
+        self.accept(frame).map(|(ok, _)| ok)
+    }
+
+    /// [`verify`](Self::verify), also returning the frame keys of the connection.
+    pub(crate) fn verify_keyed(&self, frame: &Frame) -> Result<(Frame, SessionKeys), AuthError> {
+        let (ok, client_nonce) = self.accept(frame)?;
+        Ok((
+            ok,
+            SessionKeys::derive(&self.key, &self.nonce, &client_nonce),
+        ))
+    }
+
+    /// Checks an `Auth` frame: the `AuthOk` to answer and the client's nonce.
+    fn accept(&self, frame: &Frame) -> Result<(Frame, [u8; NONCE_LEN]), AuthError> {
         let Frame::Auth { client_nonce, mac } = frame else {
             return Err(AuthError::UnexpectedFrame {
                 expected: FrameType::Auth,
@@ -159,9 +176,10 @@ impl ServerAuth {
             .verify_slice(mac)
             .map_err(|_| AuthError::BadClientMac)?;
         let server_mac = keyed(&self.key, SERVER_LABEL, &self.nonce, client_nonce);
-        Ok(Frame::AuthOk {
+        let ok = Frame::AuthOk {
             mac: server_mac.finalize().into_bytes().into(),
-        })
+        };
+        Ok((ok, *client_nonce))
     }
 }
 
@@ -229,6 +247,17 @@ impl ClientAuth {
             .verify_slice(mac)
             .map_err(|_| AuthError::BadServerMac)
     }
+
+    /// [`confirm`](Self::confirm), also returning the frame keys of the connection.
+    pub(crate) fn confirm_keyed(&self, frame: &Frame) -> Result<SessionKeys, AuthError> {
+        self.confirm(frame)?;
+        let server_nonce = self.server_nonce.as_ref().ok_or(AuthError::NoChallenge)?;
+        Ok(SessionKeys::derive(
+            &self.key,
+            server_nonce,
+            &self.client_nonce,
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -288,12 +317,13 @@ mod tests {
             client.respond(&Frame::Answers(vec![])),
             Err(AuthError::UnexpectedFrame { .. })
         ));
+        // A version-1 edge (frames without tags) is refused at its challenge.
         assert_eq!(
             client.respond(&Frame::Challenge {
-                version: 2,
+                version: 1,
                 nonce: [1; 16]
             }),
-            Err(AuthError::VersionMismatch { ours: 1, theirs: 2 })
+            Err(AuthError::VersionMismatch { ours: 2, theirs: 1 })
         );
     }
 

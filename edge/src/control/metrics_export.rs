@@ -143,6 +143,8 @@ pub fn publish(node: &str, snaps: &[ShardSnapshot], registry_queue: usize) {
         counter!("herald_edge_delivery_connections_total", &l(vec![])).absolute(p.delivery_conns);
         counter!("herald_edge_delivery_auth_failures_total", &l(vec![]))
             .absolute(p.delivery_auth_failures);
+        counter!("herald_edge_delivery_integrity_failures_total", &l(vec![]))
+            .absolute(p.delivery_integrity_failures);
         counter!("herald_edge_delivery_pending_refused_total", &l(vec![]))
             .absolute(p.delivery_pending_refused);
         for (reason, n) in &p.admission_rejects {

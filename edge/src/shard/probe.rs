@@ -58,6 +58,9 @@ pub struct ShardProbe {
     pub delivery_conns: u64,
     /// Delivery-port authentication failures.
     pub delivery_auth_failures: u64,
+    /// Delivery-port connections closed after the handshake because a frame's tag did not
+    /// verify (altered, injected, replayed or reordered on the path); nothing of it applied.
+    pub delivery_integrity_failures: u64,
     /// Delivery-port connections closed on accept: `delivery_max_pending` were waiting to
     /// authenticate already.
     pub delivery_pending_refused: u64,

@@ -8,6 +8,7 @@
 //! other tests running beside it would disturb.
 
 mod clients;
+mod delivery_integrity;
 mod fleet;
 mod proxy_protocol;
 mod registry_cluster;

@@ -137,6 +137,34 @@ pub fn encode_answers(answers: &[Answer], out: &mut Vec<u8>) -> Result<(), Encod
 /// `n` bytes of `buf`. A declared length above `max_frame_len` fails as soon as the length
 /// prefix is in, and an unknown type as soon as the type byte is in.
 pub fn decode(buf: &[u8], max_frame_len: usize) -> Result<Option<(Frame, usize)>, DecodeError> {
+    let Some(len) = declared_len(buf, max_frame_len)? else {
+        return Ok(None);
+    };
+    let Some(&type_byte) = buf.get(4) else {
+        return Ok(None);
+    };
+    let frame_type = FrameType::from_u8(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
+    let total = 4 + len;
+    let Some(body) = buf.get(FRAME_HEADER_LEN..total) else {
+        return Ok(None);
+    };
+    let frame = decode_body(frame_type, body)?;
+    Ok(Some((frame, total)))
+}
+
+/// The size of the complete frame at the start of `buf` (length prefix included), `Ok(None)`
+/// until all of it is in. Only the length prefix is checked (against `max_frame_len`, and
+/// not 0): the rest is for whoever takes the bytes, e.g. a tag check before any parsing.
+pub(super) fn frame_extent(buf: &[u8], max_frame_len: usize) -> Result<Option<usize>, DecodeError> {
+    let Some(len) = declared_len(buf, max_frame_len)? else {
+        return Ok(None);
+    };
+    let total = 4 + len;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// The checked length prefix at the start of `buf`, `Ok(None)` before its four bytes are in.
+fn declared_len(buf: &[u8], max_frame_len: usize) -> Result<Option<usize>, DecodeError> {
     let [a, b, c, d, ..] = *buf else {
         return Ok(None);
     };
@@ -150,16 +178,14 @@ pub fn decode(buf: &[u8], max_frame_len: usize) -> Result<Option<(Frame, usize)>
     if len == 0 {
         return Err(DecodeError::EmptyFrame);
     }
-    let Some(&type_byte) = buf.get(4) else {
-        return Ok(None);
-    };
+    Ok(Some(len))
+}
+
+/// Decodes a frame from its type byte and body (the bytes between the type and the end of the
+/// frame, or the tag when it carries one).
+pub(super) fn decode_parts(type_byte: u8, body: &[u8]) -> Result<Frame, DecodeError> {
     let frame_type = FrameType::from_u8(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
-    let total = 4 + len;
-    let Some(body) = buf.get(FRAME_HEADER_LEN..total) else {
-        return Ok(None);
-    };
-    let frame = decode_body(frame_type, body)?;
-    Ok(Some((frame, total)))
+    decode_body(frame_type, body)
 }
 
 /// Reads fields off a frame body, reporting which field overran.

@@ -1,6 +1,7 @@
 //! [`FrameReader`]: frames out of a byte stream that arrives in arbitrary pieces, holding at
 //! most one partial frame.
 
+use super::codec::frame_extent;
 use super::*;
 
 /// Incremental decoder for one delivery-port connection: feed it whatever the socket
@@ -66,13 +67,35 @@ impl FrameReader {
                 Ok(Some(frame))
             }
             Ok(None) => Ok(None),
-            Err(err) => {
-                self.failed = Some(err.clone());
-                self.buf = Vec::new();
-                self.start = 0;
-                Err(err)
-            }
+            Err(err) => Err(self.fail(err)),
         }
+    }
+
+    /// The bytes of the next complete frame (length prefix through its last byte), `Ok(None)`
+    /// if more bytes are needed. Only the length prefix is checked: the caller verifies the
+    /// frame's tag before anything of it is parsed. The bytes stay valid until the next call
+    /// on the reader.
+    pub fn next_frame_bytes(&mut self) -> Result<Option<&[u8]>, DecodeError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        match frame_extent(&self.buf[self.start..], self.max_frame_len) {
+            Ok(Some(len)) => {
+                let frame = &self.buf[self.start..self.start + len];
+                self.start += len;
+                Ok(Some(frame))
+            }
+            Ok(None) => Ok(None),
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
+    /// Makes the reader fail with `err` from now on and drops what it buffered.
+    fn fail(&mut self, err: DecodeError) -> DecodeError {
+        self.failed = Some(err.clone());
+        self.buf = Vec::new();
+        self.start = 0;
+        err
     }
 
     /// Changes the largest declared frame length accepted from now on (a server reads the

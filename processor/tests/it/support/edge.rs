@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use herald_protocol::delivery::session::{ServerEvent, ServerSession};
-use herald_protocol::delivery::{self, Answer, Outcome, DEFAULT_MAX_FRAME_LEN};
+use herald_protocol::delivery::{Answer, Outcome, DEFAULT_MAX_FRAME_LEN};
 use herald_registry::{EdgeInfo, Registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -215,81 +215,108 @@ async fn serve(
         return;
     }
     session.clear_transmit();
-    // Answers go out through a writer task, so delayed ones do not hold up the rest.
-    let (mut rd, mut wr) = stream.into_split();
+    // Delayed answers come back through a channel; the session seals every Answers frame in
+    // the order it is written, so one task owns both the session and the socket.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Answer>>();
-    tokio::spawn(async move {
-        let mut out = Vec::new();
-        while let Some(mut answers) = rx.recv().await {
-            // Answer in reverse order: the processor must match by seq.
-            answers.reverse();
-            out.clear();
-            delivery::encode_answers(&answers, &mut out).unwrap();
-            if wr.write_all(&out).await.is_err() {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Frames already in the session (behind the Auth, or from the last read).
+        loop {
+            let event = match session.poll_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            let answers = on_event(event, &node, shard, &policy, &received, &tx);
+            if !answers.is_empty() && tx.send(answers).is_err() {
                 return;
             }
         }
-    });
-    while let Some(event) = next_event(&mut rd, &mut session).await {
-        let mut answers = Vec::new();
-        let mut record = |r: Received, seq: u64| {
-            let reply = policy(&r);
-            received.lock().unwrap().push(r);
-            match reply {
-                Reply::Answer(outcome, delivered) => answers.push(Answer {
-                    seq,
-                    outcome,
-                    delivered,
-                }),
-                Reply::Delayed(outcome, delivered, delay) => {
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let _ = tx.send(vec![Answer {
-                            seq,
-                            outcome,
-                            delivered,
-                        }]);
-                    });
+        tokio::select! {
+            Some(mut answers) = rx.recv() => {
+                // Answer in reverse order: the processor must match by seq.
+                answers.reverse();
+                if session.send_answers(&answers).is_err()
+                    || stream.write_all(session.transmit()).await.is_err()
+                {
+                    return;
                 }
-                Reply::Silent => {}
+                session.clear_transmit();
             }
-        };
-        match event {
-            ServerEvent::Deliver(msgs) => {
-                for m in msgs {
-                    record(
-                        Received {
-                            node: node.clone(),
-                            shard,
-                            at: Instant::now(),
-                            user: Some(m.user),
-                            device: m.device,
-                            message_id: m.message_id,
-                            expires_at_ms: m.expires_at_ms,
-                            payload: m.payload,
-                        },
-                        m.seq,
-                    );
-                }
-            }
-            ServerEvent::Broadcast(b) => record(
-                Received {
-                    node: node.clone(),
-                    shard,
-                    at: Instant::now(),
-                    user: None,
-                    device: None,
-                    message_id: b.message_id,
-                    expires_at_ms: b.expires_at_ms,
-                    payload: b.payload,
-                },
-                b.seq,
-            ),
-            _ => return,
-        }
-        if !answers.is_empty() && tx.send(answers).is_err() {
-            return;
+            n = stream.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => session.handle_input(&buf[..n]),
+            },
         }
     }
+}
+
+/// Records the messages of one event and returns the answers due now (delayed ones are sent
+/// to `tx` later).
+fn on_event(
+    event: ServerEvent,
+    node: &str,
+    shard: u16,
+    policy: &Policy,
+    received: &Mutex<Vec<Received>>,
+    tx: &tokio::sync::mpsc::UnboundedSender<Vec<Answer>>,
+) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    let mut record = |r: Received, seq: u64| {
+        let reply = policy(&r);
+        received.lock().unwrap().push(r);
+        match reply {
+            Reply::Answer(outcome, delivered) => answers.push(Answer {
+                seq,
+                outcome,
+                delivered,
+            }),
+            Reply::Delayed(outcome, delivered, delay) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(vec![Answer {
+                        seq,
+                        outcome,
+                        delivered,
+                    }]);
+                });
+            }
+            Reply::Silent => {}
+        }
+    };
+    match event {
+        ServerEvent::Deliver(msgs) => {
+            for m in msgs {
+                record(
+                    Received {
+                        node: node.to_string(),
+                        shard,
+                        at: Instant::now(),
+                        user: Some(m.user),
+                        device: m.device,
+                        message_id: m.message_id,
+                        expires_at_ms: m.expires_at_ms,
+                        payload: m.payload,
+                    },
+                    m.seq,
+                );
+            }
+        }
+        ServerEvent::Broadcast(b) => record(
+            Received {
+                node: node.to_string(),
+                shard,
+                at: Instant::now(),
+                user: None,
+                device: None,
+                message_id: b.message_id,
+                expires_at_ms: b.expires_at_ms,
+                payload: b.payload,
+            },
+            b.seq,
+        ),
+        ServerEvent::Authenticated => {}
+    }
+    answers
 }

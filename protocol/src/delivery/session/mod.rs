@@ -10,6 +10,12 @@
 //! [`transmit`](ClientSession::transmit) out (then `clear_transmit`). No sockets, no clock,
 //! no randomness: nonces and the secret come from the caller, deadlines are the driver's.
 //!
+//! Every frame after `AuthOk`, both ways, carries a tag under this connection's keys for its
+//! direction and its position in that direction (see `frame_mac`): the sessions seal what they
+//! send and check what they receive, over the complete frame, before decoding any of it. An
+//! event is therefore only ever made of a frame whose tag verified; an altered, injected,
+//! replayed, reordered or foreign frame is [`SessionError::Integrity`] and yields nothing.
+//!
 //! Any error ends the session (a length-prefixed stream cannot be resynchronised): the
 //! session keeps failing with the first error and ignores further input; close the
 //! connection. Before authentication the server accepts one frame, which must be an `Auth`
@@ -24,7 +30,9 @@ use std::fmt;
 pub use client::{ClientEvent, ClientSession};
 pub use server::{ServerEvent, ServerSession};
 
-use super::{DecodeError, EncodeError, FrameType};
+use super::codec::decode_parts;
+use super::frame_mac::{FrameOpener, FrameSealer};
+use super::{DecodeError, EncodeError, Frame, FrameReader, FrameType, IntegrityError};
 use crate::delivery_auth::AuthError;
 
 /// Why a session ended, or why it refused to send.
@@ -34,6 +42,9 @@ pub enum SessionError {
     Decode(DecodeError),
     /// The handshake failed: a wrong first frame, a bad MAC, another protocol version.
     Auth(AuthError),
+    /// After authentication a frame's tag did not verify (or the frame had none): it was
+    /// altered, injected, replayed, reordered, or comes from another connection.
+    Integrity(IntegrityError),
     /// After authentication the peer sent a frame its role never sends.
     UnexpectedFrame(FrameType),
     /// A frame to send cannot be encoded (a field over the wire limits); nothing was queued
@@ -55,6 +66,7 @@ impl fmt::Display for SessionError {
         match self {
             SessionError::Decode(e) => write!(f, "bad frame: {e}"),
             SessionError::Auth(e) => write!(f, "handshake: {e}"),
+            SessionError::Integrity(e) => write!(f, "frame integrity: {e}"),
             SessionError::UnexpectedFrame(t) => write!(f, "unexpected {t} frame from the peer"),
             SessionError::Encode(e) => write!(f, "cannot encode: {e}"),
             SessionError::NotOpen => f.write_str("the handshake has not completed"),
@@ -67,6 +79,7 @@ impl std::error::Error for SessionError {
         match self {
             SessionError::Decode(e) => Some(e),
             SessionError::Auth(e) => Some(e),
+            SessionError::Integrity(e) => Some(e),
             SessionError::Encode(e) => Some(e),
             SessionError::UnexpectedFrame(_) | SessionError::NotOpen => None,
         }
@@ -82,6 +95,36 @@ impl From<DecodeError> for SessionError {
 impl From<AuthError> for SessionError {
     fn from(e: AuthError) -> Self {
         SessionError::Auth(e)
+    }
+}
+
+impl From<IntegrityError> for SessionError {
+    fn from(e: IntegrityError) -> Self {
+        SessionError::Integrity(e)
+    }
+}
+
+/// The tag state of an open session: seals what this end sends, opens what it receives.
+#[derive(Debug)]
+struct FrameMacs {
+    /// This end's sending direction.
+    sealer: FrameSealer,
+    /// The peer's sending direction.
+    opener: FrameOpener,
+}
+
+impl FrameMacs {
+    fn new((sealer, opener): (FrameSealer, FrameOpener)) -> FrameMacs {
+        FrameMacs { sealer, opener }
+    }
+
+    /// The next frame from `reader`, its tag checked before any of it is decoded.
+    fn next_frame(&mut self, reader: &mut FrameReader) -> Result<Option<Frame>, SessionError> {
+        let Some(bytes) = reader.next_frame_bytes()? else {
+            return Ok(None);
+        };
+        let (type_byte, body) = self.opener.open(bytes)?;
+        Ok(Some(decode_parts(type_byte, body)?))
     }
 }
 

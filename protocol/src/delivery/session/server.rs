@@ -1,8 +1,9 @@
 //! The edge's end of a delivery connection: send `Challenge`, accept exactly one `Auth`
-//! (capped at `AUTH_FRAME_LEN`), answer `AuthOk` and lift the frame cap; then hand out
-//! `Deliver` / `Broadcast` frames and encode `Answers`.
+//! (capped at `AUTH_FRAME_LEN`), answer `AuthOk`, derive the connection's frame keys and lift
+//! the frame cap; then hand out `Deliver` / `Broadcast` frames whose tags verified and seal
+//! `Answers`.
 
-use super::SessionError;
+use super::{FrameMacs, SessionError};
 use crate::delivery::{
     encode, encode_answers, Answer, BroadcastMsg, DeliverMsg, Frame, FrameReader, AUTH_FRAME_LEN,
     MAX_BATCH, NONCE_LEN,
@@ -15,9 +16,11 @@ pub enum ServerEvent {
     /// The processor proved it knows the secret; `AuthOk` is queued in `transmit` and the
     /// frame cap is lifted to the session's maximum.
     Authenticated,
-    /// A batch of targeted pushes; answer every `seq` with [`ServerSession::send_answers`].
+    /// A batch of targeted pushes, from a frame whose tag verified; answer every `seq` with
+    /// [`ServerSession::send_answers`].
     Deliver(Vec<DeliverMsg>),
-    /// A push for every connection of the shard; answer its `seq`.
+    /// A push for every connection of the shard, from a frame whose tag verified; answer its
+    /// `seq`.
     Broadcast(BroadcastMsg),
 }
 
@@ -26,12 +29,13 @@ pub enum ServerEvent {
 pub struct ServerSession {
     /// The HMAC handshake.
     auth: ServerAuth,
-    /// Decodes the processor's frames; capped at [`AUTH_FRAME_LEN`] until authenticated.
+    /// Splits the processor's bytes into frames; capped at [`AUTH_FRAME_LEN`] until
+    /// authenticated.
     reader: FrameReader,
     /// The frame cap once authenticated.
     max_frame_len: usize,
-    /// Whether the processor authenticated.
-    authenticated: bool,
+    /// The frame tags, once the processor authenticated.
+    macs: Option<FrameMacs>,
     /// Bytes for the processor, not yet taken by the driver (starts with the `Challenge`).
     out: Vec<u8>,
     /// The error that ended the session, repeated by every later `poll_event`.
@@ -51,7 +55,7 @@ impl ServerSession {
             auth,
             reader: FrameReader::new(AUTH_FRAME_LEN),
             max_frame_len,
-            authenticated: false,
+            macs: None,
             out,
             failed: None,
         }
@@ -65,7 +69,9 @@ impl ServerSession {
     }
 
     /// The next event, `Ok(None)` when more input is needed. Before authentication the only
-    /// frame accepted is an `Auth` with a valid MAC; anything else ends the session.
+    /// frame accepted is an `Auth` with a valid MAC; after it, only frames whose tag verifies
+    /// at their position. Anything else ends the session, and an event never comes from a
+    /// frame that failed.
     pub fn poll_event(&mut self) -> Result<Option<ServerEvent>, SessionError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
@@ -78,16 +84,19 @@ impl ServerSession {
     }
 
     fn step(&mut self) -> Result<Option<ServerEvent>, SessionError> {
-        let Some(frame) = self.reader.next_frame()? else {
-            return Ok(None);
-        };
-        if !self.authenticated {
-            let ok = self.auth.verify(&frame)?;
+        let Some(macs) = &mut self.macs else {
+            let Some(frame) = self.reader.next_frame()? else {
+                return Ok(None);
+            };
+            let (ok, keys) = self.auth.verify_keyed(&frame)?;
             encode(&ok, &mut self.out).map_err(SessionError::Encode)?;
-            self.authenticated = true;
+            self.macs = Some(FrameMacs::new(keys.for_edge()));
             self.reader.set_max_frame_len(self.max_frame_len);
             return Ok(Some(ServerEvent::Authenticated));
-        }
+        };
+        let Some(frame) = macs.next_frame(&mut self.reader)? else {
+            return Ok(None);
+        };
         match frame {
             Frame::Deliver(msgs) => Ok(Some(ServerEvent::Deliver(msgs))),
             Frame::Broadcast(b) => Ok(Some(ServerEvent::Broadcast(b))),
@@ -97,17 +106,28 @@ impl ServerSession {
 
     /// Whether the processor authenticated.
     pub fn is_authenticated(&self) -> bool {
-        self.authenticated
+        self.macs.is_some()
     }
 
-    /// Queues `answers` (in frames of at most [`MAX_BATCH`]). Before authentication nothing
-    /// is queued.
+    /// Queues `answers` (in sealed frames of at most [`MAX_BATCH`]). Before authentication,
+    /// or once the session failed, nothing is queued.
     pub fn send_answers(&mut self, answers: &[Answer]) -> Result<(), SessionError> {
-        if !self.authenticated || self.failed.is_some() {
+        let Some(macs) = &mut self.macs else {
+            return Err(SessionError::NotOpen);
+        };
+        if self.failed.is_some() {
             return Err(SessionError::NotOpen);
         }
         for chunk in answers.chunks(MAX_BATCH) {
-            encode_answers(chunk, &mut self.out).map_err(SessionError::Encode)?;
+            if let Err(err) = macs
+                .sealer
+                .seal(&mut self.out, |out| encode_answers(chunk, out))
+            {
+                // Chunks of at most MAX_BATCH answers always encode: only the frame counter
+                // can fail, and that ends the session.
+                self.failed = Some(err.clone());
+                return Err(err);
+            }
         }
         Ok(())
     }
@@ -126,7 +146,8 @@ impl ServerSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::{DecodeError, FrameType, Outcome, DEFAULT_MAX_FRAME_LEN};
+    use crate::delivery::frame_mac::{FrameSealer, SessionKeys};
+    use crate::delivery::{DecodeError, FrameType, IntegrityError, Outcome, DEFAULT_MAX_FRAME_LEN};
     use crate::delivery_auth::{AuthError, ClientAuth};
 
     const SECRET: &[u8] = b"0123456789abcdef-shared";
@@ -153,6 +174,31 @@ mod tests {
         (s, auth, client)
     }
 
+    /// The processor's sealer for the connection `challenged` opens.
+    fn processor_sealer() -> FrameSealer {
+        SessionKeys::for_test(SECRET, &[1; 16], &[2; 16])
+            .for_processor()
+            .0
+    }
+
+    /// An authenticated server session and the processor's sealer for it.
+    fn authenticated() -> (ServerSession, FrameSealer) {
+        let (mut s, auth, _) = challenged(SECRET);
+        s.handle_input(&bytes(&auth));
+        assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Authenticated)));
+        s.clear_transmit();
+        (s, processor_sealer())
+    }
+
+    fn broadcast(seq: u64) -> BroadcastMsg {
+        BroadcastMsg {
+            seq,
+            message_id: "b".into(),
+            expires_at_ms: 1,
+            payload: vec![0; 1000],
+        }
+    }
+
     #[test]
     fn challenge_first_then_authok_then_deliveries() {
         let (mut s, auth, client) = challenged(SECRET);
@@ -161,15 +207,10 @@ mod tests {
         s.handle_input(&bytes(&auth));
         assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Authenticated)));
         let (ok, _) = first_frame(s.transmit());
-        client.confirm(&ok).unwrap();
+        let (mut sealer, mut opener) = client.confirm_keyed(&ok).unwrap().for_processor();
         s.clear_transmit();
-        let b = BroadcastMsg {
-            seq: 9,
-            message_id: "b".into(),
-            expires_at_ms: 1,
-            payload: vec![0; 1000],
-        };
-        s.handle_input(&bytes(&Frame::Broadcast(b.clone())));
+        let b = broadcast(9);
+        s.handle_input(&sealer.sealed(&Frame::Broadcast(b.clone())));
         assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Broadcast(b))));
         assert_eq!(s.poll_event(), Ok(None));
         let a = Answer {
@@ -178,7 +219,35 @@ mod tests {
             delivered: 3,
         };
         s.send_answers(&[a]).unwrap();
-        assert_eq!(first_frame(s.transmit()).0, Frame::Answers(vec![a]));
+        let (ty, body) = opener.open(s.transmit()).expect("the answers are sealed");
+        assert_eq!(
+            crate::delivery::codec::decode_parts(ty, body),
+            Ok(Frame::Answers(vec![a]))
+        );
+    }
+
+    #[test]
+    fn an_untagged_frame_after_auth_fails_and_yields_nothing() {
+        let (mut s, _) = authenticated();
+        s.handle_input(&bytes(&Frame::Broadcast(broadcast(1))));
+        assert!(matches!(
+            s.poll_event(),
+            Err(SessionError::Integrity(IntegrityError::BadTag {
+                frame: 0,
+                ..
+            }))
+        ));
+        // A frame too short to hold a tag is refused as such.
+        let (mut s, _) = authenticated();
+        s.handle_input(&bytes(&Frame::Deliver(vec![])));
+        assert!(matches!(
+            s.poll_event(),
+            Err(SessionError::Integrity(IntegrityError::MissingTag {
+                frame: 0,
+                ..
+            }))
+        ));
+        assert_eq!(s.send_answers(&[]), Err(SessionError::NotOpen));
     }
 
     #[test]
@@ -232,7 +301,7 @@ mod tests {
             payload: vec![7; 2000],
         };
         let mut input = bytes(&auth);
-        input.extend(bytes(&Frame::Deliver(vec![big.clone()])));
+        input.extend(processor_sealer().sealed(&Frame::Deliver(vec![big.clone()])));
         s.handle_input(&input);
         assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Authenticated)));
         assert_eq!(s.poll_event(), Ok(Some(ServerEvent::Deliver(vec![big]))));
@@ -243,7 +312,8 @@ mod tests {
         let (mut s, auth, _) = challenged(SECRET);
         s.handle_input(&bytes(&auth));
         s.poll_event().unwrap();
-        s.handle_input(&bytes(&auth));
+        // Even correctly tagged, an Auth after the handshake is refused.
+        s.handle_input(&processor_sealer().sealed(&auth));
         assert_eq!(
             s.poll_event(),
             Err(SessionError::UnexpectedFrame(FrameType::Auth))
@@ -252,10 +322,10 @@ mod tests {
 
     #[test]
     fn answers_are_split_into_frames_of_max_batch() {
-        let (mut s, auth, _) = challenged(SECRET);
-        s.handle_input(&bytes(&auth));
-        s.poll_event().unwrap();
-        s.clear_transmit();
+        let (mut s, _) = authenticated();
+        let mut opener = SessionKeys::for_test(SECRET, &[1; 16], &[2; 16])
+            .for_processor()
+            .1;
         let answers: Vec<Answer> = (0..MAX_BATCH as u64 + 3)
             .map(|seq| Answer {
                 seq,
@@ -264,13 +334,16 @@ mod tests {
             })
             .collect();
         s.send_answers(&answers).unwrap();
-        let (Frame::Answers(first), n) = first_frame(s.transmit()) else {
-            panic!("answers")
-        };
-        let (Frame::Answers(second), m) = first_frame(&s.transmit()[n..]) else {
-            panic!("answers")
-        };
-        assert_eq!((first.len(), second.len()), (MAX_BATCH, 3));
-        assert_eq!(n + m, s.transmit().len());
+        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
+        reader.feed(s.transmit());
+        let mut sizes = Vec::new();
+        while let Some(frame) = reader.next_frame_bytes().unwrap() {
+            let (ty, body) = opener.open(frame).expect("sealed in order");
+            let Ok(Frame::Answers(a)) = crate::delivery::codec::decode_parts(ty, body) else {
+                panic!("answers")
+            };
+            sizes.push(a.len());
+        }
+        assert_eq!(sizes, [MAX_BATCH, 3]);
     }
 }
