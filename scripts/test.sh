@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# The TLS tests check the edge against OpenSSL's client (`openssl s_client`).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # librdkafka (built from source by rdkafka-sys) needs a C toolchain, make and zlib/cmake-free build.
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)

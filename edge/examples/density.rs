@@ -472,6 +472,8 @@ fn tls_client(addr: SocketAddr, kind: &str, count: usize, client_no: usize, exp:
         sock.connect(&addr.into()).unwrap();
         sock.set_linger(Some(Duration::ZERO)).unwrap();
         let tcp: TcpStream = sock.into();
+        // Without it Nagle holds the client's last handshake flight for a delayed ACK.
+        tcp.set_nodelay(true).unwrap();
         let conn = rustls::ClientConnection::new(
             config.clone(),
             ServerName::try_from("localhost").unwrap(),

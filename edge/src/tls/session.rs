@@ -169,7 +169,7 @@ impl TlsSession {
                 match start {
                     HandshakeProgress::Blocked(start) => (start, false),
                     HandshakeProgress::Done(start) => {
-                        self.to_traffic()?;
+                        self.enter_traffic()?;
                         (start, true)
                     }
                 }
@@ -196,7 +196,7 @@ impl TlsSession {
 
     /// Trades rustls' connection for the record layer: the handshake is over and its last
     /// flight is in `out`.
-    fn to_traffic(&mut self) -> Result<(), TlsError> {
+    fn enter_traffic(&mut self) -> Result<(), TlsError> {
         let Phase::Handshake(conn) = std::mem::replace(&mut self.phase, Phase::Broken) else {
             return Ok(());
         };

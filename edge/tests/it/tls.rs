@@ -180,12 +180,7 @@ fn wss_and_https_sse_clients_receive_pushes_at_tls12_and_tls13() {
 
         // The client's close handshake works over TLS too.
         ws.close(None).unwrap();
-        loop {
-            match ws.read() {
-                Ok(_) => continue,
-                Err(_) => break,
-            }
-        }
+        while ws.read().is_ok() {}
     }
     // The plaintext listener still serves plaintext beside it.
     let mut plain = ws_connect(&edge, "plain", None);
@@ -226,7 +221,7 @@ fn refused_alpn_plaintext_on_the_tls_port_tls_on_the_plaintext_port_and_garbage_
 
     // A client that only speaks h2: the handshake fails with an alert.
     let h2 = client_config(&[&cert], &[&rustls::version::TLS13], &[b"h2"]);
-    let err = tls_connect(addr, "localhost", h2).err().expect("refused");
+    let err = tls_connect(addr, "localhost", h2).expect_err("refused");
     assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
 
     // Plaintext HTTP on the TLS port: a plain 400 that says why, then the end.
