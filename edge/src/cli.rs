@@ -163,8 +163,12 @@ pub fn main() -> ExitCode {
         );
         println!("sample token for user dev-user (1 h): {token}");
     }
+    let tls = edge
+        .tls_addr
+        .map(|t| format!(" wss=wss://{t}/ws sse_tls=https://{t}/sse"))
+        .unwrap_or_default();
     println!(
-        "herald-edge ready: node={} ws=ws://{}/ws sse=http://{}/sse admin=http://{} delivery={}:{}-{} shards={}",
+        "herald-edge ready: node={} ws=ws://{}/ws sse=http://{}/sse admin=http://{} delivery={}:{}-{} shards={}{tls}",
         edge.node_id,
         edge.client_addr,
         edge.client_addr,

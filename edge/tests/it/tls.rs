@@ -371,6 +371,68 @@ fn openssl_s_client_receives_pushes_over_https_sse_at_every_version_and_cipher()
 }
 
 #[test]
+fn openssl_s_client_receives_a_push_over_wss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _cert) = tls_config(dir.path(), &[]);
+    let edge = start(cfg);
+    let addr = tls_addr(&edge);
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+            "-CAfile",
+            dir.path().join("default.crt").to_str().unwrap(),
+            "-verify_return_error",
+            "-quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client (scripts/test.sh installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    write!(
+        stdin,
+        "GET /ws?access_token={} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        token("openssl-ws", None)
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // The 101 head, then one unmasked text frame: 0x81, length, payload.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "openssl ended: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    let mut clients = delivery_clients(&edge);
+    let delivered = eventually(Duration::from_secs(60), || {
+        deliver_anywhere(&mut clients, msg(1, "openssl-ws", None, b"hello wss")).outcome
+            == Outcome::Delivered
+    });
+    assert!(delivered);
+    let frame = b"\x81\x09hello wss";
+    while !seen.windows(frame.len()).any(|w| w == frame) {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "openssl ended before the frame");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (mut cfg, old) = tls_config(dir.path(), &[]);
@@ -496,4 +558,90 @@ fn a_proxy_header_comes_before_the_tls_handshake_on_the_tls_listener() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     assert!(s.conn.complete_io(&mut s.sock).is_err() || s.conn.is_handshaking());
+}
+
+#[test]
+fn the_binary_reloads_its_certificate_on_sighup_and_refuses_a_bad_file_naming_the_key() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_herald-edge");
+    let dir = tempfile::tempdir().unwrap();
+    let old = DevCert::self_signed(&["localhost"]).unwrap();
+    let files = old.write(dir.path(), "edge").unwrap();
+    std::fs::write(dir.path().join("broken.pem"), "not PEM").unwrap();
+    let out = Command::new(bin)
+        .args([
+            "--jwt-secret",
+            JWT_SECRET,
+            "--check-config",
+            "--tls-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--tls-cert-file",
+            dir.path().join("broken.pem").to_str().unwrap(),
+        ])
+        .args(["--tls-key-file", files.key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`tls_cert_file`"), "{err}");
+
+    let mut child = Command::new(bin)
+        .args(["--jwt-secret", JWT_SECRET, "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--delivery-base-port", "0"])
+        .args(["--delivery-secret", DELIVERY_SECRET, "--shards", "1"])
+        .args(["--io-memory", "128KiB", "--ring-depth", "64"])
+        .args([
+            "--expected-connections",
+            "100",
+            "--tls-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--tls-cert-file", files.cert.to_str().unwrap()])
+        .args(["--tls-key-file", files.key.to_str().unwrap()])
+        .args(["--tls-reload-check", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn herald-edge");
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let wss = loop {
+        line.clear();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "herald-edge ended early"
+        );
+        if let Some(at) = line.find(" wss=wss://") {
+            let rest = &line[at + " wss=wss://".len()..];
+            break rest[..rest.find("/ws").unwrap()].to_string();
+        }
+    };
+    let addr: SocketAddr = wss.parse().unwrap();
+    let new = DevCert::self_signed(&["localhost"]).unwrap();
+    let both = client_config(&[&old, &new], &[&rustls::version::TLS13], &[b"http/1.1"]);
+    let der = |c: &DevCert| {
+        CertificateDer::from_pem_slice(c.cert_pem.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
+    let served = || {
+        let s = tls_connect(addr, "localhost", both.clone()).unwrap();
+        s.conn.peer_certificates().unwrap()[0].as_ref().to_vec()
+    };
+    assert_eq!(served(), der(&old));
+    // New files; with tls_reload_check = 0 only SIGHUP loads them.
+    new.write(dir.path(), "edge").unwrap();
+    assert_eq!(served(), der(&old), "no reload without SIGHUP");
+    let _ = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let switched = eventually(Duration::from_secs(60), || served() == der(&new));
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(switched, "SIGHUP did not load the new certificate");
 }
