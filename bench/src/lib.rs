@@ -35,6 +35,7 @@ pub mod publish;
 pub mod report;
 pub mod scenario;
 pub mod systems;
+pub mod tls;
 pub mod token;
 pub mod units;
 pub mod wire;
