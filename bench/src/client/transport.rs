@@ -145,3 +145,126 @@ impl Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    /// A one-connection rustls server on a thread: reads the request head, answers 101 and
+    /// `after`, then sends close_notify and closes.
+    fn serve_once(
+        cert: &crate::tls::RunCert,
+        version: &'static rustls::SupportedProtocolVersion,
+        after: &'static [u8],
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+        let certs = vec![CertificateDer::from_pem_file(&cert.cert).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(&cert.key).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+                .unwrap();
+            s.write_all(after).unwrap();
+            s.conn.send_close_notify();
+            s.flush().unwrap();
+            head
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn tls_round_trip_over_both_versions_ends_with_a_clean_eof() {
+        let cert = crate::tls::RunCert::generate().unwrap();
+        let config = crate::tls::client_config(&cert.cert).unwrap();
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (addr, server) = serve_once(&cert, version, b"frames");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (got, described) = rt.block_on(async {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let name = crate::tls::server_name("localhost").unwrap();
+                let mut t =
+                    Transport::Tls(Box::new(TlsStream::new(tcp, config.clone(), name).unwrap()));
+                t.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 7]; // smaller than what arrives: reads in pieces
+                loop {
+                    t.readable().await.unwrap();
+                    match t.try_read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                (got, t.tls_description().unwrap())
+            });
+            let head = server.join().unwrap();
+            assert_eq!(head, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(got, b"HTTP/1.1 101 Switching Protocols\r\n\r\nframes");
+            let want = if std::ptr::eq(version, &rustls::version::TLS13) {
+                "TLSv1_3 "
+            } else {
+                "TLSv1_2 "
+            };
+            assert!(described.starts_with(want), "{described}");
+            assert!(described.contains("X25519"), "{described}");
+            assert!(described.ends_with("alpn=http/1.1"), "{described}");
+        }
+    }
+
+    #[test]
+    fn an_untrusted_certificate_fails_the_handshake() {
+        let served = crate::tls::RunCert::generate().unwrap();
+        let other = crate::tls::RunCert::generate().unwrap();
+        let config = crate::tls::client_config(&other.cert).unwrap();
+        let (addr, server) = serve_once(&served, &rustls::version::TLS13, b"");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = crate::tls::server_name("localhost").unwrap();
+            let mut t = Transport::Tls(Box::new(TlsStream::new(tcp, config, name).unwrap()));
+            t.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 64];
+            loop {
+                t.readable().await?;
+                match t.try_read(&mut buf) {
+                    Ok(0) => return Err(io::Error::other("eof")),
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        let err = err.expect_err("a certificate the client does not trust");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(server.join().is_err(), "the server saw the handshake fail");
+    }
+}
