@@ -92,6 +92,7 @@ impl EdgeArgs {
             extra: self.edge_args.clone(),
             expected,
             kind,
+            tls: None,
         })
     }
 }
@@ -161,6 +162,10 @@ pub struct ConnsArgs {
     /// HS256 secret for `{token}`.
     #[arg(long)]
     pub jwt_secret: Option<String>,
+    /// Clients connect over TLS (a self-signed certificate generated for the run; Herald's
+    /// TLS listener, nchan `listen … ssl`; systems without TLS are skipped).
+    #[arg(long)]
+    pub tls: bool,
     /// ws or sse (Herald and nchan).
     #[arg(long, default_value = "ws", value_parser = Kind::parse)]
     pub kind: Kind,
@@ -217,6 +222,10 @@ pub struct FanoutArgs {
     /// Connections [default: 10000; --quick: 2000].
     #[arg(long)]
     pub conns: Option<usize>,
+    /// Clients connect over TLS (a self-signed certificate generated for the run; Herald's
+    /// TLS listener, nchan `listen … ssl`; systems without TLS are skipped).
+    #[arg(long)]
+    pub tls: bool,
     /// ws or sse (Herald and nchan).
     #[arg(long, default_value = "ws", value_parser = Kind::parse)]
     pub kind: Kind,
@@ -243,6 +252,10 @@ pub struct CompareArgs {
     /// Systems to compare, in order.
     #[arg(long, default_value = "herald,nchan,tokio-tungstenite")]
     pub systems: String,
+    /// Clients connect over TLS (a self-signed certificate generated for the run; Herald's
+    /// TLS listener, nchan `listen … ssl`; systems without TLS are skipped).
+    #[arg(long)]
+    pub tls: bool,
     /// nginx worker processes for nchan.
     #[arg(long, default_value_t = 1)]
     pub nchan_workers: usize,
@@ -388,6 +401,17 @@ mod tests {
         let p = a.steps.plan().unwrap();
         assert_eq!(p.sizes, vec![1000, 2000, 4000]);
         assert_eq!(a.fanout.plan(true).unwrap().messages, 10);
+        assert!(!a.tls);
+        for sub in ["conns", "fanout", "compare"] {
+            let cli = Cli::try_parse_from(["herald-bench", sub, "--tls"]).unwrap();
+            let tls = match cli.command {
+                Command::Conns(a) => a.tls,
+                Command::Fanout(a) => a.tls,
+                Command::Compare(a) => a.tls,
+                _ => false,
+            };
+            assert!(tls, "{sub} --tls");
+        }
         let cli = Cli::try_parse_from([
             "herald-bench",
             "conns",

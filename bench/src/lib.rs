@@ -14,6 +14,8 @@
 //! - [`client`] (hidden `client` subcommand) and [`pool`]: connections are held by client
 //!   processes the harness spawns (20000 open files per process), each from its own source
 //!   addresses; [`wire`] is their sans-io protocol code.
+//! - [`tls`]: `--tls` runs — the run's self-signed certificate and the clients' rustls
+//!   configuration (clients speak TLS through `client::transport`).
 //! - [`publish`]: broadcasts through Herald's delivery port, nchan's publisher, or the
 //!   baseline's publisher socket.
 //! - [`procfs`], [`fit`], [`latency`], [`machine`]: what is measured and how it is reduced;
@@ -35,6 +37,7 @@ pub mod publish;
 pub mod report;
 pub mod scenario;
 pub mod systems;
+pub mod tls;
 pub mod token;
 pub mod units;
 pub mod wire;

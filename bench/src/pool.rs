@@ -33,6 +33,9 @@ pub struct ClientTarget {
     pub jwt_secret: Option<String>,
     /// User names are this prefix + a global connection index.
     pub user_prefix: String,
+    /// Speak TLS (`--tls` runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// How client processes behave.
@@ -91,6 +94,7 @@ pub struct ClientPool {
     procs: Vec<ClientProc>,
     next_client_no: usize,
     next_index: usize,
+    tls_session: Option<String>,
 }
 
 impl ClientPool {
@@ -103,12 +107,19 @@ impl ClientPool {
             procs: Vec::new(),
             next_client_no: 0,
             next_index: 0,
+            tls_session: None,
         })
     }
 
     /// Connections held by all processes (as spawned, not as open right now).
     pub fn total(&self) -> usize {
         self.procs.iter().map(|p| p.count).sum()
+    }
+
+    /// What the clients' TLS handshakes negotiated (the first one reported), e.g.
+    /// `TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519 alpn=http/1.1`.
+    pub fn tls_session(&self) -> Option<&str> {
+        self.tls_session.as_deref()
     }
 
     /// PIDs of the client processes.
@@ -148,6 +159,9 @@ impl ClientPool {
             readies.push(r);
         }
         self.procs.extend(new);
+        if self.tls_session.is_none() {
+            self.tls_session = readies.iter().find_map(|r| r.tls.clone());
+        }
         let ok = readies.iter().map(|r| r.ok).sum();
         let failed = readies.iter().map(|r| r.failed).sum();
         let start = readies
@@ -195,6 +209,11 @@ impl ClientPool {
         }
         if spec.reconnect {
             cmd.arg("--reconnect");
+        }
+        if let Some(tls) = &t.tls {
+            cmd.arg("--tls-ca")
+                .arg(&tls.ca)
+                .args(["--tls-server-name", &tls.server_name]);
         }
         let sp = children::spawn("client", &mut cmd)
             .map_err(|e| format!("cannot start a client process: {e}"))?;

@@ -352,6 +352,95 @@ fn compare_smoke() {
     assert_all_gone(&r.stderr);
 }
 
+/// `compare --tls`: Herald (and nchan when installed) over TLS with the run's certificate,
+/// the plaintext-only baseline skipped as "no TLS" rather than measured in plaintext.
+#[test]
+fn compare_tls_smoke() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("compare.json");
+    let out = dir.path().join("report");
+    let edge = edge_bin();
+    let r = bench(
+        &[
+            "compare",
+            "--tls",
+            "--sizes",
+            "150,300",
+            "--settle",
+            "200ms",
+            "--messages",
+            "20",
+            "--rate",
+            "100",
+            "--edge-bin",
+            edge.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(150),
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let v = read_json(&json);
+    check_header(&v, "compare");
+    assert_eq!(v["tls"], true);
+    let systems = v["systems"].as_array().unwrap();
+    let names: Vec<&str> = systems
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["herald", "nchan", "tokio-tungstenite"]);
+    assert_eq!(systems[0]["status"], "ok", "herald must run: {}", r.stderr);
+    for s in systems {
+        match (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()) {
+            (_, "ok") => {
+                let rate = positive(s, "tls_handshakes_per_s");
+                assert_eq!(s["accept_rate"].as_f64(), Some(rate), "{s}");
+                positive(s, "user_bytes_per_conn");
+                positive(s, "conns_per_gb");
+                positive(s, "fanout_per_core");
+                assert_eq!(s["density"]["tls"], true, "{s}");
+                let steps = s["conns"]["steps"].as_array().unwrap();
+                assert_eq!(steps.last().unwrap()["conns"], 300, "{s}");
+                let session = s["conns"]["tls_session"].as_str().unwrap();
+                assert!(
+                    session.starts_with("TLSv1_") && session.ends_with("alpn=http/1.1"),
+                    "{session}"
+                );
+                assert_eq!(s["fanout"]["lost"], 0, "{s}");
+            }
+            ("nchan", "skipped") => assert!(
+                s["install"].as_str().unwrap().contains("apt-get install"),
+                "{s}"
+            ),
+            ("tokio-tungstenite", "skipped") => {
+                assert!(s["reason"].as_str().unwrap().starts_with("no TLS"), "{s}");
+                assert!(s["user_bytes_per_conn"].is_null(), "not measured: {s}");
+            }
+            (name, other) => panic!("{name} {other}: {s}"),
+        }
+    }
+    assert_eq!(
+        systems[2]["status"], "skipped",
+        "the baseline has no TLS: {}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("TLS handshakes/s"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("tokio-tungstenite: skipped — no TLS"),
+        "{}",
+        r.stdout
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| herald | ok |") && md.contains("TLS handshakes: **"),
+        "{md}"
+    );
+    assert_all_gone(&r.stderr);
+}
+
 #[test]
 fn push_smoke() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

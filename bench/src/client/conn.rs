@@ -2,8 +2,8 @@
 //! connection reading pushes (answering pings, honouring close requests), and — in
 //! reconnecting mode — come back after a jittered delay, honouring `Retry-After`.
 //!
-//! Reads go into the process's shared scratch buffer, so an idle connection holds no buffer
-//! of its own. Every loop is bounded: attempts per connection and the process deadline.
+//! Reads go into the process's shared scratch buffer, so an idle plaintext connection holds
+//! no buffer of its own (a TLS one holds its rustls session, see [`super::transport`]). Every loop is bounded: attempts per connection and the process deadline.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use herald_protocol::sse::SseParser;
 use herald_protocol::ws::client::{self as ws, ServerEvent, WsDecoder};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 
 use super::stats::{ClientStats, Event};
+use super::transport::{TlsStream, Transport};
 use crate::clock;
 use crate::wire::handshake::{self, Dechunker, Kind, ResponseHead};
 
@@ -52,6 +52,11 @@ pub struct Ctx {
     pub scratch: RefCell<Vec<u8>>,
     /// Initial attempts concluded: (ok, failed, first start µs, last done µs).
     pub initial: RefCell<Initial>,
+    /// Speak TLS with this configuration and server name (SNI).
+    pub tls: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 /// Progress of the first connect of every connection.
@@ -65,6 +70,8 @@ pub struct Initial {
     pub started_us: u64,
     /// When the last first handshake concluded, unix µs.
     pub done_us: u64,
+    /// What the first TLS handshake negotiated (TLS runs).
+    pub tls: Option<String>,
 }
 
 /// Why a held connection ended.
@@ -146,6 +153,12 @@ pub async fn run(ctx: Rc<Ctx>, idx: usize) {
         let delay = match result {
             Ok((stream, rest, head)) => {
                 attempt = 0;
+                if first && ctx.tls.is_some() {
+                    let mut init = ctx.initial.borrow_mut();
+                    if init.tls.is_none() {
+                        init.tls = stream.tls_description();
+                    }
+                }
                 ctx.stats
                     .borrow_mut()
                     .connected(idx, first, clock::unix_ms());
@@ -216,19 +229,29 @@ fn concluded(ctx: &Ctx, ok: bool) {
 }
 
 fn io_failure(stage: &str, e: std::io::Error) -> Failure {
-    Failure::Other(format!("{stage}: {}", e.kind()))
+    match e.kind() {
+        // TLS failures (bad certificate, alerts) say what went wrong.
+        std::io::ErrorKind::InvalidData => Failure::Other(format!("{stage}: {e}")),
+        kind => Failure::Other(format!("{stage}: {kind}")),
+    }
 }
 
-async fn open(ctx: &Ctx, idx: usize) -> Result<(TcpStream, Vec<u8>, ResponseHead), Failure> {
+async fn open(ctx: &Ctx, idx: usize) -> Result<(Transport, Vec<u8>, ResponseHead), Failure> {
     let sock = TcpSocket::new_v4().map_err(|e| io_failure("socket", e))?;
     sock.bind(SocketAddr::new(ctx.source(idx), 0))
         .map_err(|e| io_failure("bind", e))?;
-    let mut stream = sock
+    let tcp = sock
         .connect(ctx.addr)
         .await
         .map_err(|e| io_failure("connect", e))?;
     // RST on close: no TIME_WAIT piles up between steps.
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+    let mut stream = match &ctx.tls {
+        None => Transport::Plain(tcp),
+        Some((config, name)) => Transport::Tls(Box::new(
+            TlsStream::new(tcp, config.clone(), name.clone()).map_err(|e| io_failure("tls", e))?,
+        )),
+    };
     stream
         .write_all(ctx.requests[idx].as_bytes())
         .await
@@ -344,7 +367,7 @@ fn mask() -> [u8; 4] {
 async fn hold(
     ctx: &Ctx,
     idx: usize,
-    mut stream: TcpStream,
+    mut stream: Transport,
     rest: Vec<u8>,
     head: ResponseHead,
 ) -> End {

@@ -10,9 +10,13 @@
 //! exits on `QUIT` or when its
 //! stdin closes (the harness died) or its deadline passes. Sockets have `SO_LINGER 0`, so an
 //! exit resets every connection at once and leaves no TIME_WAIT behind.
+//!
+//! With `--tls-ca` every connection speaks TLS ([`transport`], configuration from
+//! [`crate::tls`]) and `READY` says what the first handshake negotiated.
 
 pub mod conn;
 pub mod stats;
+pub mod transport;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -72,6 +76,12 @@ pub struct ClientArgs {
     /// Exit after this many seconds whatever happens.
     #[arg(long, default_value_t = 7200)]
     pub deadline_s: u64,
+    /// Speak TLS, trusting only the PEM certificate(s) in this file.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// TLS server name (SNI, and the name the certificate must be valid for).
+    #[arg(long, default_value = crate::tls::SERVER_NAME)]
+    pub tls_server_name: String,
 }
 
 /// The answer to `RESET`, sent once the counters are zero.
@@ -92,6 +102,9 @@ pub struct ReadyReport {
     pub started_us: u64,
     /// Last first-handshake concluded, unix µs.
     pub done_us: u64,
+    /// What the first TLS handshake negotiated (absent without TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 pub(crate) fn print_ready(init: &Initial) {
@@ -100,6 +113,7 @@ pub(crate) fn print_ready(init: &Initial) {
         failed: init.failed,
         started_us: init.started_us,
         done_us: init.done_us,
+        tls: init.tls.clone(),
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -134,6 +148,18 @@ pub fn run(args: ClientArgs) -> u8 {
         );
         return 64;
     }
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => match crate::tls::client_config(ca)
+            .and_then(|c| Ok((c, crate::tls::server_name(&args.tls_server_name)?)))
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("client: {e}");
+                return 64;
+            }
+        },
+    };
     let exp = crate::clock::unix_us() / 1_000_000 + args.deadline_s + 3600;
     let requests: Vec<Box<str>> = (0..args.count)
         .map(|i| build_request(&args, i, exp))
@@ -150,6 +176,7 @@ pub fn run(args: ClientArgs) -> u8 {
         stats: RefCell::new(ClientStats::new(args.count)),
         scratch: RefCell::new(vec![0u8; 64 * 1024]),
         initial: RefCell::new(Initial::default()),
+        tls,
     });
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -3,6 +3,11 @@
 //! the harness, measured by the same method; prints the side-by-side table and Herald's
 //! ratios to each peer. A peer that is not installed is listed as skipped with its install
 //! command; one that fails is listed as failed with the reason.
+//!
+//! `--tls` generates one self-signed certificate for the run; Herald (its TLS listener) and
+//! nchan (`listen … ssl`) serve the clients over TLS with it, and a system without TLS (the
+//! tokio-tungstenite baseline) is listed as skipped, "no TLS" — never measured in plaintext
+//! beside TLS numbers. Each system's line then carries `tls_handshakes_per_s`.
 
 use serde::Serialize;
 
@@ -34,6 +39,10 @@ pub struct SystemResult {
     pub accept_rate: Option<f64>,
     /// Broadcast deliveries per server CPU-second.
     pub fanout_per_core: Option<f64>,
+    /// `--tls` runs: TLS handshakes per second (TCP connect + full TLS handshake + HTTP
+    /// upgrade; the same measure as `accept_rate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes_per_s: Option<f64>,
     /// Why it was skipped or failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -62,6 +71,7 @@ impl SystemResult {
             conns_per_gb: None,
             accept_rate: None,
             fanout_per_core: None,
+            tls_handshakes_per_s: None,
             reason: Some(reason),
             install,
             version: None,
@@ -87,6 +97,9 @@ pub struct CompareReport {
     pub fanout_plan: FanoutPlan,
     /// Clients' kernel share.
     pub calibration: Option<Calibration>,
+    /// The clients spoke TLS (`--tls`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 fn run_one(
@@ -95,9 +108,10 @@ fn run_one(
     plan: &ConnsPlan,
     fplan: &FanoutPlan,
     calibration: Option<&Calibration>,
+    cert: Option<&crate::tls::RunCert>,
 ) -> SystemResult {
     let last = *plan.sizes.last().unwrap_or(&0);
-    let sys = match super::start(id, Kind::Ws, &a.edge, a.nchan_workers, last) {
+    let sys = match super::start(id, Kind::Ws, &a.edge, a.nchan_workers, last, cert) {
         Ok(s) => s,
         Err(StartError::Skipped { reason, install }) => {
             progress::say(format!(
@@ -109,6 +123,10 @@ fn run_one(
         Err(StartError::Failed(e)) => {
             progress::say(format!("{}: failed to start: {e}", id.name()));
             return SystemResult::not_run(id, "failed", e, None);
+        }
+        Err(StartError::NoTls(reason)) => {
+            progress::say(format!("{}: skipped: {reason}", id.name()));
+            return SystemResult::not_run(id, "skipped", reason, None);
         }
     };
     progress::say(format!(
@@ -164,6 +182,7 @@ fn run_one(
                 conns_per_gb: d.conns_per_gb,
                 accept_rate: Some(d.accept_rate),
                 fanout_per_core: f.as_ref().and_then(|f| f.fanout_per_core),
+                tls_handshakes_per_s: d.tls_handshakes_per_s,
                 reason: failure,
                 install: None,
                 version: Some(version),
@@ -194,6 +213,17 @@ pub fn rows(systems: &[SystemResult]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Column titles of [`rows`] for a `--tls` run: the accept rate is the TLS handshake rate.
+pub const TLS_HEADERS: [&str; 7] = [
+    "system",
+    "status",
+    "user B/conn",
+    "kernel B/conn",
+    "conns/GiB",
+    "TLS handshakes/s",
+    "fan-out/core-s",
+];
+
 /// Column titles of [`rows`].
 pub const HEADERS: [&str; 7] = [
     "system",
@@ -214,6 +244,7 @@ fn ratio(num: Option<f64>, den: Option<f64>) -> Option<f64> {
 
 /// Herald's ratios to each peer that ran, one line each.
 pub fn ratios(systems: &[SystemResult]) -> Vec<String> {
+    let tls = systems.iter().any(|s| s.tls_handshakes_per_s.is_some());
     let Some(h) = systems
         .iter()
         .find(|s| s.name == "herald" && s.status == "ok")
@@ -226,11 +257,13 @@ pub fn ratios(systems: &[SystemResult]) -> Vec<String> {
         .filter(|s| s.name != "herald" && s.status == "ok")
         .map(|p| {
             format!(
-                "herald vs {}: {} less user memory per connection, {} the connections per GiB, {} the accept rate, {} the fan-out deliveries per core-second",
+                "herald vs {}: {} less user memory per {}connection, {} the connections per GiB, {} the {} rate, {} the fan-out deliveries per core-second",
                 p.name,
                 x(ratio(p.user_bytes_per_conn, h.user_bytes_per_conn)),
+                if tls { "TLS " } else { "" },
                 x(ratio(h.conns_per_gb, p.conns_per_gb)),
                 x(ratio(h.accept_rate, p.accept_rate)),
+                if tls { "TLS handshake" } else { "accept" },
                 x(ratio(h.fanout_per_core, p.fanout_per_core)),
             )
         })
@@ -251,6 +284,17 @@ pub fn run(a: &CompareArgs) -> Result<(), Failure> {
         crate::systems::herald::find_edge_bin(a.edge.edge_bin.as_deref())?;
     }
     let mut header = Header::new("compare");
+    let cert = if a.tls {
+        let c = crate::tls::RunCert::generate()?;
+        progress::say(format!(
+            "--tls: certificate for {} in {}",
+            crate::tls::CERT_NAMES.join(", "),
+            c.dir.path().display()
+        ));
+        Some(c)
+    } else {
+        None
+    };
     let calibration = if a.steps.no_calibrate {
         None
     } else {
@@ -258,13 +302,14 @@ pub fn run(a: &CompareArgs) -> Result<(), Failure> {
     };
     let mut systems = Vec::new();
     for id in ids {
-        let r = run_one(id, a, &plan, &fplan, calibration.as_ref());
+        let r = run_one(id, a, &plan, &fplan, calibration.as_ref(), cert.as_ref());
         if let Some(v) = &r.version {
             header.versions.insert(r.name.clone(), v.clone());
         }
         systems.push(r);
     }
-    println!("\n{}", report::text_table(&HEADERS, &rows(&systems)));
+    let headers = if a.tls { &TLS_HEADERS } else { &HEADERS };
+    println!("\n{}", report::text_table(headers, &rows(&systems)));
     for line in ratios(&systems) {
         println!("{line}");
     }
@@ -287,6 +332,7 @@ pub fn run(a: &CompareArgs) -> Result<(), Failure> {
         plan,
         fanout_plan: fplan,
         calibration,
+        tls: a.tls,
     };
     if let Some(path) = &a.output.json {
         report::write_json(path, &doc)?;
@@ -316,7 +362,8 @@ pub fn run(a: &CompareArgs) -> Result<(), Failure> {
 /// The Markdown report and its plot.
 pub fn markdown(doc: &CompareReport) -> (String, Vec<(String, String)>) {
     let mut md = doc.header.markdown("herald-bench compare");
-    md += &report::table(&HEADERS, &rows(&doc.systems));
+    let headers = if doc.tls { &TLS_HEADERS } else { &HEADERS };
+    md += &report::table(headers, &rows(&doc.systems));
     md += "\n";
     for line in ratios(&doc.systems) {
         md += &format!("- {line}\n");
@@ -333,6 +380,20 @@ pub fn markdown(doc: &CompareReport) -> (String, Vec<(String, String)>) {
         doc.fanout_plan.rate,
         doc.fanout_plan.payload_bytes
     );
+    if doc.tls {
+        let session = doc
+            .systems
+            .iter()
+            .filter_map(|s| {
+                let t = s.conns.as_ref()?.tls_session.as_ref()?;
+                Some(format!("{}: {t}", s.name))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        md += &format!(
+            "TLS: every client connection is TLS (rustls client, the run's self-signed ECDSA P-256 certificate, SNI localhost, ALPN http/1.1, full handshakes, no resumption); negotiated — {session}. Handshakes/s count TCP connect + TLS handshake + HTTP upgrade. Systems without TLS are skipped, not measured in plaintext.\n"
+        );
+    }
     if let Some(c) = &doc.calibration {
         md += &format!(
             "Kernel share: the clients' {} B per connection (calibrated against the sink, R² {:.4}) is subtracted from each system's socket-slab slope (both ends of every loopback connection).\n",
@@ -417,6 +478,34 @@ mod tests {
         let rows = rows(&systems);
         assert_eq!(rows[2][1], "skipped");
         assert_eq!(rows[2][2], "–");
+    }
+
+    #[test]
+    fn tls_runs_name_the_handshake_rate() {
+        let mut h = ok("herald", 1000.0, 4000.0, 3000.0, 200_000.0);
+        h.tls_handshakes_per_s = h.accept_rate;
+        let mut n = ok("nchan", 10_000.0, 4000.0, 1500.0, 100_000.0);
+        n.tls_handshakes_per_s = n.accept_rate;
+        let mut t = SystemResult::not_run(
+            SystemId::TokioWs,
+            "skipped",
+            "no TLS: plaintext only".into(),
+            None,
+        );
+        t.name = "tokio-tungstenite".into();
+        let systems = vec![h, n, t];
+        let r = ratios(&systems);
+        assert_eq!(r.len(), 1);
+        assert!(r[0].contains("per TLS connection"), "{}", r[0]);
+        assert!(r[0].contains("2.00× the TLS handshake rate"), "{}", r[0]);
+        let v = serde_json::to_value(&systems[0]).unwrap();
+        assert_eq!(v["tls_handshakes_per_s"], 3000.0);
+        assert_eq!(v["accept_rate"], 3000.0);
+        let skipped = serde_json::to_value(&systems[2]).unwrap();
+        assert!(skipped["reason"].as_str().unwrap().starts_with("no TLS"));
+        assert!(skipped.get("install").is_none());
+        let plain = serde_json::to_value(ok("herald", 1.0, 1.0, 1.0, 1.0)).unwrap();
+        assert!(plain.get("tls_handshakes_per_s").is_none());
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! /proc/net/sockstat) are fitted and reported on their own: an idle connection should hold
 //! none, and the machine-wide counter moves with any traffic on a shared machine.
 //! Connections per GiB = 2^30 / (user + kernel share).
+//!
+//! With `--tls` the same steps run over TLS (the clients speak rustls to the system's TLS
+//! listener): the RSS slope is then the bytes of an idle TLS connection, and the accept rate
+//! counts TCP connect + full TLS handshake + HTTP upgrade, reported as `tls_handshakes_per_s`
+//! besides the unchanged `accept_rate`. The kernel share is calibrated against the plaintext
+//! sink: the servers measured keep TLS in user space, so a socket costs the kernel the same.
 
 use std::time::Duration;
 
@@ -97,6 +103,12 @@ pub struct ConnsResult {
     pub sockets_settled: bool,
     /// Whether reclaimable slab was dropped before readings.
     pub dropped_caches: bool,
+    /// The connections spoke TLS.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// What the clients' TLS handshakes negotiated (version, suite, key exchange, ALPN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_session: Option<String>,
 }
 
 /// The clients' share of kernel memory per connection, measured against the sink.
@@ -135,6 +147,13 @@ pub struct Density {
     pub accept_rate: f64,
     /// Helper bytes per connection (Herald's Redis registry), by name.
     pub aux_bytes_per_conn: Vec<(String, f64)>,
+    /// The connections spoke TLS (then `user_bytes_per_conn` is per idle TLS connection).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// TLS runs: TCP connects + full TLS handshakes + HTTP upgrades per second (the same
+    /// measure as `accept_rate`, named for what it includes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes_per_s: Option<f64>,
 }
 
 fn read_aux(sys: &Running) -> Vec<u64> {
@@ -274,6 +293,8 @@ pub fn measure(
         failed,
         sockets_settled,
         dropped_caches,
+        tls: spec.target.tls.is_some(),
+        tls_session: pool.tls_session().map(str::to_string),
     })
 }
 
@@ -307,6 +328,8 @@ pub fn density(r: &ConnsResult, calibration: Option<&Calibration>) -> Density {
             .iter()
             .filter_map(|(n, f)| Some((n.clone(), f.as_ref()?.slope)))
             .collect(),
+        tls: r.tls,
+        tls_handshakes_per_s: r.tls.then_some(r.accept_rate),
     }
 }
 
@@ -417,7 +440,8 @@ pub struct SystemInfo {
 pub fn density_markdown(d: &Density, calibration: Option<&Calibration>) -> String {
     let mut s = String::new();
     s += &format!(
-        "- user-space bytes per idle connection (RSS slope): **{}** (R² {})\n",
+        "- user-space bytes per idle {}connection (RSS slope): **{}** (R² {})\n",
+        if d.tls { "TLS " } else { "" },
         units::opt(d.user_bytes_per_conn, units::int),
         d.user_r2.map_or("–".into(), |r| format!("{r:.5}"))
     );
@@ -442,10 +466,20 @@ pub fn density_markdown(d: &Density, calibration: Option<&Calibration>) -> Strin
         "- connections per GiB (user + kernel share): **{}**\n",
         units::opt(d.conns_per_gb, units::si)
     );
-    s += &format!(
-        "- accept rate: **{}** handshakes/s\n",
-        units::si(d.accept_rate)
-    );
+    match d.tls_handshakes_per_s {
+        Some(rate) => {
+            s += &format!(
+                "- TLS handshakes: **{}**/s (TCP connect, full TLS handshake and HTTP upgrade)\n",
+                units::si(rate)
+            )
+        }
+        None => {
+            s += &format!(
+                "- accept rate: **{}** handshakes/s\n",
+                units::si(d.accept_rate)
+            )
+        }
+    }
     for (n, b) in &d.aux_bytes_per_conn {
         s += &format!(
             "- {n}: {} bytes per connection (not counted above)\n",
@@ -458,6 +492,12 @@ pub fn density_markdown(d: &Density, calibration: Option<&Calibration>) -> Strin
 /// Runs `herald-bench conns`.
 pub fn run(a: &crate::cli::ConnsArgs) -> Result<(), Failure> {
     let plan = a.steps.plan().map_err(Failure::Usage)?;
+    if a.tls && a.url.is_some() {
+        return Err(Failure::Usage(
+            "--tls starts the system with the run's certificate; it does not combine with --url"
+                .into(),
+        ));
+    }
     let mut header = Header::new("conns");
     let external = a.url.is_some();
     let id = if external {
@@ -473,6 +513,11 @@ pub fn run(a: &crate::cli::ConnsArgs) -> Result<(), Failure> {
     } else {
         Some(calibrate(&plan)?)
     };
+    let cert = if a.tls {
+        Some(crate::tls::RunCert::generate()?)
+    } else {
+        None
+    };
     let sys = match &a.url {
         Some(url) => super::external(url, a.pid, a.jwt_secret.clone())?,
         None => super::start(
@@ -481,6 +526,7 @@ pub fn run(a: &crate::cli::ConnsArgs) -> Result<(), Failure> {
             &a.edge,
             a.nchan_workers,
             *plan.sizes.last().unwrap_or(&0),
+            cert.as_ref(),
         )?,
     };
     header
@@ -507,7 +553,11 @@ pub fn run(a: &crate::cli::ConnsArgs) -> Result<(), Failure> {
                 "user B/conn",
                 "kernel B/conn",
                 "conns/GiB",
-                "accept/s"
+                if d.tls {
+                    "TLS handshakes/s"
+                } else {
+                    "accept/s"
+                },
             ],
             &[vec![
                 info.name.clone(),
@@ -534,6 +584,9 @@ pub fn run(a: &crate::cli::ConnsArgs) -> Result<(), Failure> {
     if let Some(dir) = &a.output.out {
         let mut md = header.markdown(&format!("herald-bench conns: {}", info.name));
         md += &format!("System: {} — {}\n\n", info.version, info.notes.join("; "));
+        if let Some(t) = &result.tls_session {
+            md += &format!("Clients over TLS: {t} (rustls, full handshakes, no resumption).\n\n");
+        }
         md += &density_markdown(&d, calibration.as_ref());
         md += "\n";
         md += &steps_markdown(&result);
@@ -593,6 +646,8 @@ mod tests {
             failed: 0,
             sockets_settled: true,
             dropped_caches: false,
+            tls: false,
+            tls_session: None,
         }
     }
 
@@ -613,6 +668,21 @@ mod tests {
         let c = density(&r, Some(&cal));
         assert!((c.kernel_bytes_per_conn.unwrap() - 4500.0).abs() < 1e-6);
         assert_eq!(c.kernel_method, "calibrated");
+        assert!(half.tls_handshakes_per_s.is_none());
+        let plain = serde_json::to_value(&half).unwrap();
+        assert!(plain.get("tls").is_none() && plain.get("tls_handshakes_per_s").is_none());
+        assert!(density_markdown(&half, None).contains("- accept rate: **5.0k** handshakes/s"));
+        let mut tls = r.clone();
+        tls.tls = true;
+        let t = density(&tls, Some(&cal));
+        assert_eq!(t.tls_handshakes_per_s, Some(5000.0));
+        assert_eq!(t.accept_rate, 5000.0, "accept_rate stays, unchanged");
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["tls"], true);
+        assert_eq!(v["tls_handshakes_per_s"], 5000.0);
+        let md = density_markdown(&t, Some(&cal));
+        assert!(md.contains("per idle TLS connection"), "{md}");
+        assert!(md.contains("TLS handshakes: **5.0k**/s"), "{md}");
         let md = steps_markdown(&r);
         assert_eq!(md.lines().count(), 4);
         assert_eq!(rss_series("x", &r).points.len(), 3);

@@ -5,6 +5,10 @@
 //! a shared machine. The wall-clock delivery rate and the broadcast latency are reported too;
 //! on 2 cores with the clients on the same cores both are lower bounds. A phase that lost
 //! deliveries says where they went ([`super::loss`]).
+//!
+//! With `--tls` the connections are TLS connections (the server encrypts every delivery, and
+//! that CPU is in the per-core figure); broadcasts still go in over the system's plaintext
+//! publishing path (Herald's delivery port, nchan's plaintext publisher listener).
 
 use std::time::{Duration, Instant};
 
@@ -258,6 +262,15 @@ struct FanoutReport<'a> {
     status: &'static str,
     fanout_per_core: Option<f64>,
     result: &'a FanoutResult,
+    /// The connections spoke TLS.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls: bool,
+    /// TLS runs: the connect phase's TLS handshakes per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_handshakes_per_s: Option<f64>,
+    /// What the clients' TLS handshakes negotiated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_session: Option<String>,
 }
 
 /// Runs `herald-bench fanout`.
@@ -269,7 +282,12 @@ pub fn run(a: &crate::cli::FanoutArgs) -> Result<(), Failure> {
     }
     let id = SystemId::parse(&a.system).map_err(Failure::Usage)?;
     let mut header = Header::new("fanout");
-    let sys = super::start(id, a.kind, &a.edge, a.nchan_workers, conns)?;
+    let cert = if a.tls {
+        Some(crate::tls::RunCert::generate()?)
+    } else {
+        None
+    };
+    let sys = super::start(id, a.kind, &a.edge, a.nchan_workers, conns, cert.as_ref())?;
     header
         .versions
         .insert(sys.id.name().to_string(), sys.version.clone());
@@ -289,6 +307,7 @@ pub fn run(a: &crate::cli::FanoutArgs) -> Result<(), Failure> {
         let r = measure(&sys, &mut pool, opened.ok, &plan)?;
         Ok((opened, r))
     })();
+    let tls_session = pool.tls_session().map(str::to_string);
     pool.quit();
     sys.stop();
     let (opened, r) = outcome?;
@@ -311,12 +330,21 @@ pub fn run(a: &crate::cli::FanoutArgs) -> Result<(), Failure> {
                 },
                 fanout_per_core: r.fanout_per_core,
                 result: &r,
+                tls: a.tls,
+                tls_handshakes_per_s: a.tls.then_some(opened.rate),
+                tls_session: tls_session.clone(),
             },
         )?;
     }
     if let Some(dir) = &a.output.out {
         let mut md = header.markdown(&format!("herald-bench fanout: {}", info.name));
         md += &format!("System: {} — {}\n\n", info.version, info.notes.join("; "));
+        if let Some(t) = &tls_session {
+            md += &format!(
+                "Clients over TLS: {t}; {} TLS handshakes/s while connecting.\n\n",
+                units::si(opened.rate)
+            );
+        }
         md += &format!(
             "{} broadcasts at {}/s, {} B payload, to {} connections.\n\n",
             plan.messages, plan.rate, plan.payload_bytes, r.conns

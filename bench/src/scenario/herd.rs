@@ -246,6 +246,7 @@ fn run_one(a: &HerdArgs, mode: Mode, admission: bool, k: usize) -> Result<HerdRu
         path: path.into(),
         jwt_secret: Some(secrets.jwt.clone()),
         user_prefix: "b".into(),
+        tls: None,
     });
     spec.reconnect = true;
     spec.backoff_ms = (

@@ -39,22 +39,31 @@ impl From<StartError> for Failure {
 }
 
 /// Starts system `id` for connections of `kind`, sized for `expected` connections. Herald
-/// runs with admission control off: these scenarios measure raw capacity.
+/// runs with admission control off: these scenarios measure raw capacity. With `tls` the
+/// clients connect over TLS to a listener using that certificate; a system that cannot
+/// serve TLS is refused with [`StartError::NoTls`], never measured in plaintext instead.
 pub fn start(
     id: SystemId,
     kind: Kind,
     edge: &EdgeArgs,
     nchan_workers: usize,
     expected: usize,
+    tls: Option<&crate::tls::RunCert>,
 ) -> Result<Running, StartError> {
     match id {
         SystemId::Herald => {
-            let opts = edge
+            let mut opts = edge
                 .options(kind, expected, true)
                 .map_err(StartError::Failed)?;
+            opts.tls = tls.map(|t| t.files());
             herald::start(&opts, &Secrets::generate())
         }
-        SystemId::Nchan => nchan::start(kind, nchan_workers),
+        SystemId::Nchan => nchan::start(kind, nchan_workers, tls.map(|t| t.files()).as_ref()),
+        SystemId::TokioWs if tls.is_some() => Err(StartError::NoTls(
+            "no TLS: the tokio-tungstenite baseline serves plaintext WebSocket only, and a \
+             --tls run does not measure it in plaintext"
+                .into(),
+        )),
         SystemId::TokioWs if kind == Kind::Sse => Err(StartError::Failed(
             "the tokio-tungstenite baseline speaks WebSocket only".into(),
         )),
@@ -109,6 +118,7 @@ pub fn external(
             path: path.to_string(),
             jwt_secret,
             user_prefix: "b".into(),
+            tls: None,
         },
         tree: ProcTree::new(pid),
         publish: None,

@@ -324,6 +324,7 @@ fn measure(
         path: path.into(),
         jwt_secret: Some(secret.to_string()),
         user_prefix: "p".into(),
+        tls: None,
     });
     let mut pool = ClientPool::new()?;
     let opened = pool.add(&spec, conns, a.per_client)?;

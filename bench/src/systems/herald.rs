@@ -2,6 +2,9 @@
 //! started on free loopback ports with generated JWT and delivery secrets, and — as in
 //! production — its registry in a separate `redis-server` when one is installed (so the
 //! edge's RSS is the edge's; Redis's growth is reported on its own line).
+//!
+//! In a `--tls` run the edge also gets its TLS listener (`--tls-listen` on a free port, the
+//! run's certificate) and the clients connect there: `wss://…/ws` or `https://…/sse`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +62,8 @@ pub struct EdgeOptions {
     pub expected: usize,
     /// Client protocol to measure.
     pub kind: Kind,
+    /// Run the TLS listener with these files (clients then connect to it).
+    pub tls: Option<crate::tls::ServerFiles>,
 }
 
 /// What the edge printed once ready.
@@ -81,6 +86,8 @@ pub struct EdgeProc {
     pub pid: u32,
     /// Its addresses.
     pub ready: EdgeReady,
+    /// Its TLS listener, when it has one (the ready line does not say; the harness picks it).
+    pub tls: Option<SocketAddr>,
 }
 
 /// Secrets shared by the harness and the edges it starts.
@@ -195,6 +202,18 @@ pub fn spawn_edge(
     if let Some(url) = redis {
         cmd.args(["--redis", url]);
     }
+    let tls = match &opts.tls {
+        None => None,
+        Some(files) => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()?));
+            cmd.args(["--tls-listen", &addr.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&files.cert)
+                .arg("--tls-key-file")
+                .arg(&files.key);
+            Some(addr)
+        }
+    };
     if opts.admission_off && supports(&opts.bin, "--handshake-rate") {
         cmd.args(["--handshake-rate", "0", "--max-connections-per-shard", "0"]);
     }
@@ -222,7 +241,11 @@ pub fn spawn_edge(
         children::kill(sp.pid);
         format!("unreadable ready line from herald-edge: {line}")
     })?;
-    Ok(EdgeProc { pid: sp.pid, ready })
+    Ok(EdgeProc {
+        pid: sp.pid,
+        ready,
+        tls,
+    })
 }
 
 /// Starts `redis-server` on a free port; returns (pid, url).
@@ -303,14 +326,30 @@ pub fn start(opts: &EdgeOptions, secrets: &Secrets) -> Result<Running, StartErro
         Kind::Ws => "/ws?access_token={token}",
         Kind::Sse => "/sse?access_token={token}",
     };
+    let (addr, tls) = match (edge.tls, &opts.tls) {
+        (Some(addr), Some(files)) => {
+            notes.push(format!(
+                "clients on the TLS listener {addr} (rustls, the run's self-signed certificate)"
+            ));
+            (
+                addr,
+                Some(crate::tls::ClientTls {
+                    ca: files.cert.clone(),
+                    server_name: crate::tls::SERVER_NAME.into(),
+                }),
+            )
+        }
+        _ => (edge.ready.client, None),
+    };
     Ok(Running {
         id: SystemId::Herald,
         target: ClientTarget {
-            addr: edge.ready.client,
+            addr,
             kind: opts.kind,
             path: path.into(),
             jwt_secret: Some(secrets.jwt.clone()),
             user_prefix: "b".into(),
+            tls,
         },
         tree: ProcTree::new(edge.pid),
         publish: Some(PublishVia::Delivery {

@@ -76,6 +76,8 @@ pub enum StartError {
     },
     /// Installed but failed.
     Failed(String),
+    /// Cannot serve TLS (a `--tls` run): reported as skipped, never measured in plaintext.
+    NoTls(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -84,7 +86,7 @@ impl std::fmt::Display for StartError {
             StartError::Skipped { reason, install } => {
                 write!(f, "{reason}; install with: {install}")
             }
-            StartError::Failed(e) => f.write_str(e),
+            StartError::Failed(e) | StartError::NoTls(e) => f.write_str(e),
         }
     }
 }

@@ -128,6 +128,7 @@ pub fn start() -> Result<Running, StartError> {
             path: "/".into(),
             jwt_secret: None,
             user_prefix: "b".into(),
+            tls: None,
         },
         tree: ProcTree::new(sp.pid),
         publish: None,

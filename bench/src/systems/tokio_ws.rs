@@ -35,6 +35,7 @@ pub fn start() -> Result<Running, StartError> {
             path: "/".into(),
             jwt_secret: None,
             user_prefix: "b".into(),
+            tls: None,
         },
         tree: ProcTree::new(sp.pid),
         publish: Some(PublishVia::WsText {
