@@ -46,6 +46,10 @@ use crate::priority::ByPriority;
 /// The processor's consumer.
 pub type ProcessorConsumer = StreamConsumer<ProcessorContext>;
 
+/// librdkafka `fetch.queue.backoff.ms`: how long a partition whose prefetch is full waits
+/// before it is fetched again (librdkafka's default is 1000).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// A record a pump took from its partition queue.
 #[derive(Debug)]
 pub struct Polled {
@@ -485,6 +489,11 @@ pub fn create(
             )
             // Prefetch per partition: about one buffer's worth waits in librdkafka.
             .set("queued.min.messages", buffer.max(1).to_string())
+            // Once that prefetch is full librdkafka postpones the partition's next fetch by
+            // fetch.queue.backoff.ms — 1 s by default, a second of latency for a partition
+            // that was only briefly behind; librdkafka's advice for low thresholds like ours
+            // is to lower it.
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
             // Incremental rebalancing: a joining or leaving member moves only the partitions
             // that change owner; everyone else keeps forwarding (and keeps its windows).
             .set("partition.assignment.strategy", "cooperative-sticky");
