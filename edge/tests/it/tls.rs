@@ -114,6 +114,44 @@ fn next_event(s: &mut impl Read, parser: &mut SseParser) -> herald_protocol::sse
     }
 }
 
+/// The bytes a child process writes to stdout, read on a thread so a test can wait for them
+/// with a bound instead of blocking forever if they never come.
+struct ChildOutput {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl ChildOutput {
+    fn new(mut out: impl Read + Send + 'static) -> ChildOutput {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildOutput {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `bound`) until the output so far contains `needle`.
+    fn wait_for(&mut self, needle: &[u8], bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        while !self.seen.windows(needle.len()).any(|w| w == needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(bytes) => self.seen.extend_from_slice(&bytes),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
 /// Whether the peer ends the connection (EOF, reset, or an alert) within `limit`.
 fn ends_within(s: &mut TcpStream, limit: Duration) -> bool {
     s.set_read_timeout(Some(Duration::from_millis(500)))
@@ -342,10 +380,12 @@ fn openssl_s_client_receives_pushes_over_https_sse_at_every_version_and_cipher()
         )
         .unwrap();
         stdin.flush().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{variant:?}: {line}");
+        let mut out = ChildOutput::new(child.stdout.take().unwrap());
+        assert!(
+            out.wait_for(b"HTTP/1.1 200", Duration::from_secs(60)),
+            "{variant:?}: {}",
+            String::from_utf8_lossy(&out.seen)
+        );
         // Deliver once the subscription is registered, then read the event's data lines.
         for k in 0..3u64 {
             let payload = format!("push {k} to {user}");
@@ -358,12 +398,11 @@ fn openssl_s_client_receives_pushes_over_https_sse_at_every_version_and_cipher()
                     == Outcome::Delivered
             });
             assert!(delivered, "{variant:?}");
-            let want = format!("data: {payload}");
-            let found = (0..200).any(|_| {
-                line.clear();
-                out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim() == want
-            });
-            assert!(found, "{variant:?}: openssl s_client did not print {want}");
+            let want = format!("data: {payload}\n");
+            assert!(
+                out.wait_for(want.as_bytes(), Duration::from_secs(60)),
+                "{variant:?}: openssl s_client did not print {want}"
+            );
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -402,19 +441,13 @@ fn openssl_s_client_receives_a_push_over_wss() {
     )
     .unwrap();
     stdin.flush().unwrap();
-    let mut out = child.stdout.take().unwrap();
+    let mut out = ChildOutput::new(child.stdout.take().unwrap());
     // The 101 head, then one unmasked text frame: 0x81, length, payload.
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0, "openssl ended: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    assert!(out.wait_for(b"\r\n\r\n", Duration::from_secs(60)));
     assert!(
-        seen.starts_with(b"HTTP/1.1 101"),
+        out.seen.starts_with(b"HTTP/1.1 101"),
         "{}",
-        String::from_utf8_lossy(&seen)
+        String::from_utf8_lossy(&out.seen)
     );
     let mut clients = delivery_clients(&edge);
     let delivered = eventually(Duration::from_secs(60), || {
@@ -422,12 +455,10 @@ fn openssl_s_client_receives_a_push_over_wss() {
             == Outcome::Delivered
     });
     assert!(delivered);
-    let frame = b"\x81\x09hello wss";
-    while !seen.windows(frame.len()).any(|w| w == frame) {
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0, "openssl ended before the frame");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    assert!(
+        out.wait_for(b"\x81\x09hello wss", Duration::from_secs(60)),
+        "openssl s_client did not print the frame"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
