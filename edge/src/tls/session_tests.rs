@@ -90,6 +90,18 @@ fn pump(
     Ok(())
 }
 
+/// A TLS 1.3 client and a server session with the handshake done.
+fn established(f: &Fixture, max_client_record: usize) -> (ClientConnection, TlsSession) {
+    let mut c = client(client_config(
+        &f.cert,
+        &[&rustls::version::TLS13],
+        &[b"http/1.1"],
+    ));
+    let mut s = TlsSession::new(f.tls.config.clone(), max_client_record).unwrap();
+    handshake(&mut c, &mut s, usize::MAX);
+    (c, s)
+}
+
 fn handshake(c: &mut ClientConnection, s: &mut TlsSession, piece: usize) {
     let mut got = Vec::new();
     for _ in 0..8 {
@@ -274,13 +286,7 @@ fn plaintext_http_and_garbage_are_refused() {
 #[test]
 fn a_truncated_record_waits_for_the_rest_and_a_tampered_one_is_refused() {
     let f = fixture(TlsVersion::V1_2);
-    let mut c = client(client_config(
-        &f.cert,
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-    ));
-    let mut s = TlsSession::new(f.tls.config.clone(), 8192).unwrap();
-    handshake(&mut c, &mut s, usize::MAX);
+    let (mut c, mut s) = established(&f, 8192);
     c.writer().write_all(b"ping").unwrap();
     let mut wire = Vec::new();
     c.write_tls(&mut wire).unwrap();
@@ -334,13 +340,7 @@ fn after_the_handshake_a_record_larger_than_a_client_sends_is_refused() {
 #[test]
 fn close_notify_from_the_client_ends_the_session() {
     let f = fixture(TlsVersion::V1_2);
-    let mut c = client(client_config(
-        &f.cert,
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-    ));
-    let mut s = TlsSession::new(f.tls.config.clone(), 8192).unwrap();
-    handshake(&mut c, &mut s, usize::MAX);
+    let (mut c, mut s) = established(&f, 8192);
     c.send_close_notify();
     let mut got = Vec::new();
     assert_eq!(
@@ -352,13 +352,7 @@ fn close_notify_from_the_client_ends_the_session() {
 #[test]
 fn the_server_can_close_with_close_notify() {
     let f = fixture(TlsVersion::V1_2);
-    let mut c = client(client_config(
-        &f.cert,
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-    ));
-    let mut s = TlsSession::new(f.tls.config.clone(), 8192).unwrap();
-    handshake(&mut c, &mut s, usize::MAX);
+    let (mut c, mut s) = established(&f, 8192);
     s.close_notify();
     let out = s.pending().to_vec();
     assert!(!out.is_empty());

@@ -64,6 +64,26 @@ fn client_config(
     Arc::new(c)
 }
 
+/// A certificate's DER bytes (to compare with what a server presented).
+fn cert_der(c: &DevCert) -> Vec<u8> {
+    CertificateDer::from_pem_slice(c.cert_pem.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+/// A TLS 1.3 ClientHello for `localhost`, as bytes for a raw socket.
+fn client_hello(cert: &DevCert) -> Vec<u8> {
+    let mut hello = Vec::new();
+    let mut c = ClientConnection::new(
+        client_config(&[cert], &[&rustls::version::TLS13], &[b"http/1.1"]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    c.write_tls(&mut hello).unwrap();
+    hello
+}
+
 fn tls_addr(edge: &EdgeHandle) -> SocketAddr {
     edge.tls_addr.expect("a TLS listener")
 }
@@ -235,16 +255,10 @@ fn sni_picks_the_certificate_for_the_name() {
     let edge = start(cfg);
     let both = client_config(&[&cert, &other], &[&rustls::version::TLS13], &[b"http/1.1"]);
     let leaf = |s: &Tls| s.conn.peer_certificates().unwrap()[0].as_ref().to_vec();
-    let der = |c: &DevCert| {
-        CertificateDer::from_pem_slice(c.cert_pem.as_bytes())
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    };
     let s = tls_connect(tls_addr(&edge), "push.example.com", both.clone()).unwrap();
-    assert_eq!(leaf(&s), der(&other));
+    assert_eq!(leaf(&s), cert_der(&other));
     let s = tls_connect(tls_addr(&edge), "localhost", both.clone()).unwrap();
-    assert_eq!(leaf(&s), der(&cert));
+    assert_eq!(leaf(&s), cert_der(&cert));
     // A client that trusts only the default certificate cannot be fooled into the other name.
     let only_default = client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]);
     assert!(tls_connect(tls_addr(&edge), "push.example.com", only_default).is_err());
@@ -267,13 +281,7 @@ fn refused_alpn_plaintext_on_the_tls_port_tls_on_the_plaintext_port_and_garbage_
     assert_eq!(status, 400);
 
     // A TLS ClientHello on the plaintext port: an HTTP error, then the end.
-    let mut hello = Vec::new();
-    let mut c = ClientConnection::new(
-        client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    c.write_tls(&mut hello).unwrap();
+    let hello = client_hello(&cert);
     let mut s = TcpStream::connect(edge.client_addr).unwrap();
     s.write_all(&hello).unwrap();
     assert!(ends_within(&mut s, Duration::from_secs(30)));
@@ -301,13 +309,7 @@ fn a_client_that_stalls_mid_handshake_is_closed_at_the_deadline() {
     cfg.handshake_timeout = Duration::from_secs(1);
     let edge = start(cfg);
     // Half a ClientHello, then nothing.
-    let mut hello = Vec::new();
-    let mut c = ClientConnection::new(
-        client_config(&[&cert], &[&rustls::version::TLS13], &[b"http/1.1"]),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    c.write_tls(&mut hello).unwrap();
+    let hello = client_hello(&cert);
     let mut s = TcpStream::connect(tls_addr(&edge)).unwrap();
     s.write_all(&hello[..hello.len() / 2]).unwrap();
     // A full handshake but no HTTP request: the same deadline.
@@ -472,12 +474,6 @@ fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_ce
     let addr = tls_addr(&edge);
     let new = DevCert::self_signed(&["localhost", "127.0.0.1"]).unwrap();
     let trusts_both = client_config(&[&old, &new], &[&rustls::version::TLS13], &[b"http/1.1"]);
-    let der = |c: &DevCert| {
-        CertificateDer::from_pem_slice(c.cert_pem.as_bytes())
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    };
     let served = || {
         let s = tls_connect(addr, "localhost", trusts_both.clone()).unwrap();
         s.conn.peer_certificates().unwrap()[0].as_ref().to_vec()
@@ -489,7 +485,7 @@ fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_ce
             (s, SseParser::new())
         })
         .collect();
-    assert_eq!(served(), der(&old));
+    assert_eq!(served(), cert_der(&old));
 
     // A broken file: the reload fails and the old certificate stays.
     std::fs::write(dir.path().join("default.crt"), "not a certificate").unwrap();
@@ -502,14 +498,14 @@ fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_ce
     assert!(failed, "the failed reload was not counted");
     assert_eq!(
         served(),
-        der(&old),
+        cert_der(&old),
         "a failed reload keeps the old certificate"
     );
 
     // The new files, noticed by the change check (no signal).
     let files: CertFiles = new.write(dir.path(), "default").unwrap();
     assert!(files.cert.exists());
-    let switched = eventually(Duration::from_secs(60), || served() == der(&new));
+    let switched = eventually(Duration::from_secs(60), || served() == cert_der(&new));
     assert!(switched, "new handshakes never saw the new certificate");
 
     // Every connection opened before the reload is still there and receives a broadcast.
@@ -652,24 +648,18 @@ fn the_binary_reloads_its_certificate_on_sighup_and_refuses_a_bad_file_naming_th
     let addr: SocketAddr = wss.parse().unwrap();
     let new = DevCert::self_signed(&["localhost"]).unwrap();
     let both = client_config(&[&old, &new], &[&rustls::version::TLS13], &[b"http/1.1"]);
-    let der = |c: &DevCert| {
-        CertificateDer::from_pem_slice(c.cert_pem.as_bytes())
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    };
     let served = || {
         let s = tls_connect(addr, "localhost", both.clone()).unwrap();
         s.conn.peer_certificates().unwrap()[0].as_ref().to_vec()
     };
-    assert_eq!(served(), der(&old));
+    assert_eq!(served(), cert_der(&old));
     // New files; with tls_reload_check = 0 only SIGHUP loads them.
     new.write(dir.path(), "edge").unwrap();
-    assert_eq!(served(), der(&old), "no reload without SIGHUP");
+    assert_eq!(served(), cert_der(&old), "no reload without SIGHUP");
     let _ = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status();
-    let switched = eventually(Duration::from_secs(60), || served() == der(&new));
+    let switched = eventually(Duration::from_secs(60), || served() == cert_der(&new));
     let _ = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status();
