@@ -167,8 +167,7 @@ pub enum Opened {
         /// Its length.
         len: usize,
     },
-    /// A record with nothing for the application (TLS 1.3 padding-only data, a warning
-    /// alert other than close_notify is an error, so this is only empty data).
+    /// An application-data record with no data in it.
     Nothing,
 }
 
@@ -251,16 +250,6 @@ impl Traffic {
             .map_err(|_| RecordError::Unsupported)?;
         out.extend_from_slice(tag.as_ref());
         self.tx.next()
-    }
-
-    /// Length of the complete record at the start of `buf`, if it is all there (the header
-    /// says how long it is).
-    pub fn record_len(buf: &[u8]) -> Option<usize> {
-        if buf.len() < 5 {
-            return None;
-        }
-        let len = 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]));
-        (buf.len() >= len).then_some(len)
     }
 
     /// Opens the complete record `rec` in place.

@@ -108,13 +108,6 @@ impl std::fmt::Debug for TlsSession {
     }
 }
 
-/// What [`TlsSession::receive`] saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Received {
-    /// The handshake completed during this call.
-    pub established_now: bool,
-}
-
 impl TlsSession {
     /// A server session; `max_client_record` caps the plaintext of one client record after the
     /// handshake (clients send a request head and small control frames). The configuration
@@ -155,43 +148,42 @@ impl TlsSession {
     pub fn receive(
         &mut self,
         input: &mut [u8],
-        on_plain: impl FnMut(&[u8]),
-    ) -> Result<Received, TlsError> {
+        mut on_plain: impl FnMut(&[u8]),
+    ) -> Result<(), TlsError> {
         if !self.started && !input.is_empty() {
             self.started = true;
             if input[0].is_ascii_uppercase() {
                 return Err(TlsError::PlaintextHttp);
             }
         }
-        let (start, established_now) = match &mut self.phase {
-            Phase::Handshake(conn) => {
-                let start = handshake_input(conn, &mut self.out, input, on_plain)?;
-                match start {
-                    HandshakeProgress::Blocked(start) => (start, false),
-                    HandshakeProgress::Done(start) => {
-                        self.enter_traffic()?;
-                        (start, true)
-                    }
+        let mut start = 0;
+        if let Phase::Handshake(conn) = &mut self.phase {
+            match handshake_input(conn, &mut self.out, input, &mut on_plain)? {
+                HandshakeProgress::Blocked(at) => {
+                    self.keep_partial(&input[at..]);
+                    return Ok(());
+                }
+                HandshakeProgress::Done(at) => {
+                    start = at;
+                    self.enter_traffic()?;
                 }
             }
-            Phase::Traffic(traffic) => {
-                let limit = self.max_client_record as usize + 256 + 5;
-                (records_input(traffic, input, limit, on_plain)?, false)
-            }
-            Phase::Broken => return Err(TlsError::Record(RecordError::Malformed)),
+        }
+        let Phase::Traffic(traffic) = &mut self.phase else {
+            return Err(TlsError::Record(RecordError::Malformed));
         };
-        let tail = &input[start..];
+        // The ciphertext of a record may exceed its plaintext by at most 256 bytes (TLS 1.3).
+        let max_ciphertext = self.max_client_record as usize + 256;
+        start += records_input(traffic, &mut input[start..], max_ciphertext, &mut on_plain)?;
+        self.keep_partial(&input[start..]);
+        Ok(())
+    }
+
+    /// Keeps an incomplete record for the next read (nothing is allocated when there is none).
+    fn keep_partial(&mut self, tail: &[u8]) {
         if !tail.is_empty() {
-            if self.is_established() && tail.len() >= 5 {
-                let declared = usize::from(u16::from_be_bytes([tail[3], tail[4]]));
-                // The record's ciphertext may exceed its plaintext by at most 256 bytes (TLS 1.3).
-                if declared > self.max_client_record as usize + 256 {
-                    return Err(TlsError::RecordTooLarge(declared));
-                }
-            }
             self.partial = tail.to_vec();
         }
-        Ok(Received { established_now })
     }
 
     /// Trades rustls' connection for the record layer: the handshake is over and its last
@@ -256,7 +248,7 @@ fn handshake_input(
     conn: &mut UnbufferedServerConnection,
     out: &mut Vec<u8>,
     input: &mut [u8],
-    mut on_plain: impl FnMut(&[u8]),
+    on_plain: &mut impl FnMut(&[u8]),
 ) -> Result<HandshakeProgress, TlsError> {
     let mut start = 0usize;
     loop {
@@ -301,17 +293,24 @@ fn handshake_input(
     }
 }
 
-/// Opens every complete record in `input`; returns where the incomplete rest starts.
+/// Opens every complete record in `input`; returns where the incomplete rest starts. A record
+/// whose header declares more than `max_ciphertext` bytes is refused as soon as its header is
+/// in, complete or not: a client cannot make the edge hold a large partial record.
 fn records_input(
     traffic: &mut Traffic,
     input: &mut [u8],
-    limit: usize,
-    mut on_plain: impl FnMut(&[u8]),
+    max_ciphertext: usize,
+    on_plain: &mut impl FnMut(&[u8]),
 ) -> Result<usize, TlsError> {
     let mut start = 0usize;
-    while let Some(len) = Traffic::record_len(&input[start..]) {
-        if len > limit {
-            return Err(TlsError::RecordTooLarge(len - 5));
+    while input.len() - start >= 5 {
+        let declared = usize::from(u16::from_be_bytes([input[start + 3], input[start + 4]]));
+        if declared > max_ciphertext {
+            return Err(TlsError::RecordTooLarge(declared));
+        }
+        let len = 5 + declared;
+        if input.len() - start < len {
+            break;
         }
         let record = &mut input[start..start + len];
         match traffic.open(record) {
