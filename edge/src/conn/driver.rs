@@ -140,22 +140,21 @@ impl Future for ConnDriver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         for _ in 0..POLL_BUDGET {
-            let step = match this.tls.as_deref_mut() {
-                None => step(
+            let tls = this.tls.as_deref_mut();
+            let step = if this.preface.is_some() {
+                step_preface(
                     &this.shard,
                     this.id,
                     &mut this.stream,
                     &mut this.preface,
-                    cx,
-                ),
-                Some(tls) => step_tls(
-                    &this.shard,
-                    this.id,
-                    &mut this.stream,
                     tls,
-                    &mut this.preface,
                     cx,
-                ),
+                )
+            } else {
+                match tls {
+                    None => step(&this.shard, this.id, &mut this.stream, cx),
+                    Some(tls) => step_tls(&this.shard, this.id, &mut this.stream, tls, cx),
+                }
             };
             match step {
                 Step::Again => continue,
@@ -179,13 +178,7 @@ impl Drop for ConnDriver {
 }
 
 /// One round: write what is queued, then read what arrived.
-fn step(
-    shard: &Shard,
-    id: ConnId,
-    stream: &mut TcpStream,
-    preface: &mut Option<Box<ProxyPreface>>,
-    cx: &mut Context<'_>,
-) -> Step {
+fn step(shard: &Shard, id: ConnId, stream: &mut TcpStream, cx: &mut Context<'_>) -> Step {
     loop {
         match shard.with(|st, _| st.next_io(id)) {
             Next::Close | Next::Finish => return Step::Done,
@@ -202,29 +195,11 @@ fn step(
     }
     let mut scratch = shard.scratch.borrow_mut();
     match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
-        Poll::Ready(Ok(0)) => {
-            shard.with(|st, _| st.on_socket_end(id, CloseReason::ClientClosed));
-            Step::Done
-        }
-        Poll::Ready(Ok(n)) if preface.is_some() => {
-            preface_bytes(shard, id, preface, &scratch[..n], |rest| {
-                shard.with(|st, now| st.on_client_bytes(id, rest, now));
-                Step::Again
-            })
-        }
-        Poll::Ready(Ok(n)) => {
+        Poll::Ready(Ok(n)) if n > 0 => {
             shard.with(|st, now| st.on_client_bytes(id, &scratch[..n], now));
             Step::Again
         }
-        Poll::Ready(Err(e)) => {
-            let reason = if e.kind() == ErrorKind::TimedOut {
-                CloseReason::TcpUserTimeout
-            } else {
-                CloseReason::ReadError
-            };
-            shard.with(|st, _| st.on_socket_end(id, reason));
-            Step::Done
-        }
+        Poll::Ready(result) => socket_end(shard, id, result.err()),
         Poll::Pending => Step::Wait,
     }
 }
@@ -236,7 +211,6 @@ fn step_tls(
     id: ConnId,
     stream: &mut TcpStream,
     tls: &mut TlsSession,
-    preface: &mut Option<Box<ProxyPreface>>,
     cx: &mut Context<'_>,
 ) -> Step {
     loop {
@@ -280,19 +254,6 @@ fn step_tls(
                 shard.with(|st, _| st.on_written(id, end - off));
             }
         }
-    }
-    if preface.is_some() {
-        // The PROXY header comes before TLS: read it plainly, then TLS gets what follows.
-        let mut scratch = shard.scratch.borrow_mut();
-        return match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
-            Poll::Ready(Ok(n)) if n > 0 => {
-                preface_bytes(shard, id, preface, &scratch[..n], |rest| {
-                    tls_input(shard, id, stream, tls, &mut rest.to_vec(), cx)
-                })
-            }
-            Poll::Ready(result) => socket_end(shard, id, result.err()),
-            Poll::Pending => Step::Wait,
-        };
     }
     let mut buf = shard.tls_scratch.borrow_mut();
     let kept = tls.partial_len();
@@ -363,6 +324,39 @@ fn proxy_preface(
         return Ok(None);
     }
     Ok(proxy.preface(stream.peer_addr()?))
+}
+
+/// One round while the PROXY preface is pending: nothing is written yet (the state has had no
+/// bytes), a decided close still ends the connection, and what follows the header goes to
+/// the state — or to TLS, whose ClientHello comes after the header.
+fn step_preface(
+    shard: &Shard,
+    id: ConnId,
+    stream: &mut TcpStream,
+    preface: &mut Option<Box<ProxyPreface>>,
+    tls: Option<&mut TlsSession>,
+    cx: &mut Context<'_>,
+) -> Step {
+    if matches!(
+        shard.with(|st, _| st.next_io(id)),
+        Next::Close | Next::Finish
+    ) {
+        return Step::Done;
+    }
+    let mut scratch = shard.scratch.borrow_mut();
+    match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+        Poll::Ready(Ok(n)) if n > 0 => {
+            preface_bytes(shard, id, preface, &scratch[..n], |rest| match tls {
+                None => {
+                    shard.with(|st, now| st.on_client_bytes(id, rest, now));
+                    Step::Again
+                }
+                Some(tls) => tls_input(shard, id, stream, tls, &mut rest.to_vec(), cx),
+            })
+        }
+        Poll::Ready(result) => socket_end(shard, id, result.err()),
+        Poll::Pending => Step::Wait,
+    }
 }
 
 /// Bytes read while the preface is pending: the header's bytes stay with the preface, what
