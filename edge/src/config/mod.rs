@@ -12,7 +12,7 @@ pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Setting
 
 use crate::auth::jwt::JwtAlgorithm;
 use crate::conn::proxy_header::{ProxyMode, ProxyPolicy};
-use crate::tls::certs::PairError;
+use crate::tls::certs::CertError;
 use crate::tls::{CertFiles, TlsFiles, TlsSettings, TlsVersion};
 
 /// Prefix of the environment variables that override settings.
@@ -505,12 +505,11 @@ impl EdgeConfig {
         };
         // Load everything now, so a bad file stops the start naming its setting.
         let provider = crate::tls::provider();
-        crate::tls::certs::load_pair(&settings.files.default, &provider).map_err(|e| match e {
-            PairError::Cert(m) => s.error("tls_cert_file", &m),
-            PairError::Key(m) => s.error("tls_key_file", &m),
+        crate::tls::certs::CertStore::load(&settings.files, &provider).map_err(|e| match e {
+            CertError::Cert(m) => s.error("tls_cert_file", m),
+            CertError::Key(m) => s.error("tls_key_file", m),
+            CertError::Sni(m) => s.error("tls_sni_certs", m),
         })?;
-        crate::tls::certs::CertStore::load(&settings.files, &provider)
-            .map_err(|m| s.error("tls_sni_certs", &m))?;
         Ok(Some(settings))
     }
 

@@ -53,18 +53,18 @@ pub struct CertStore {
 }
 
 impl CertStore {
-    /// Loads every file; the error names the file and what is wrong with it.
-    pub fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertStore, String> {
-        let default = Arc::new(load_pair(&files.default, provider).map_err(|e| e.to_string())?);
+    /// Loads every file; the error names the setting, the file and what is wrong with it.
+    pub fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertStore, CertError> {
+        let default = Arc::new(load_pair(&files.default, provider)?);
         let mut by_name = HashMap::new();
         let mut check = ResolvesServerCertUsingSni::new();
         for (name, pair) in &files.sni {
-            let ck = load_pair(pair, provider).map_err(|e| e.to_string())?;
+            let ck = load_pair(pair, provider).map_err(|e| CertError::Sni(e.to_string()))?;
             check.add(name, ck.clone()).map_err(|e| {
-                format!(
+                CertError::Sni(format!(
                     "{} is not a certificate for `{name}`: {e}",
                     pair.cert.display()
-                )
+                ))
             })?;
             by_name.insert(name.to_ascii_lowercase(), Arc::new(ck));
         }
@@ -79,48 +79,50 @@ impl CertStore {
     }
 }
 
-/// Why a certificate/key pair did not load, by the file at fault.
+/// Why the certificates did not load, by the setting at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PairError {
-    /// The certificate chain file.
+pub enum CertError {
+    /// The default certificate chain file.
     Cert(String),
-    /// The key file (unreadable, not a key, or not the certificate's key).
+    /// The default key file (unreadable, not a key, or not the certificate's key).
     Key(String),
+    /// An extra certificate chosen by SNI (any of its files, or not valid for its name).
+    Sni(String),
 }
 
-impl std::fmt::Display for PairError {
+impl std::fmt::Display for CertError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PairError::Cert(e) | PairError::Key(e) => f.write_str(e),
+            CertError::Cert(e) | CertError::Key(e) | CertError::Sni(e) => f.write_str(e),
         }
     }
 }
 
 /// Loads one certificate chain and its key.
-pub fn load_pair(files: &CertFiles, provider: &CryptoProvider) -> Result<CertifiedKey, PairError> {
+fn load_pair(files: &CertFiles, provider: &CryptoProvider) -> Result<CertifiedKey, CertError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| PairError::Cert(format!("cannot read {}: {e}", files.cert.display())))?
+        .map_err(|e| CertError::Cert(format!("cannot read {}: {e}", files.cert.display())))?
         .collect::<Result<_, _>>()
         .map_err(|e| {
-            PairError::Cert(format!(
+            CertError::Cert(format!(
                 "{}: not a PEM certificate chain: {e}",
                 files.cert.display()
             ))
         })?;
     if chain.is_empty() {
-        return Err(PairError::Cert(format!(
+        return Err(CertError::Cert(format!(
             "{}: no certificate in it",
             files.cert.display()
         )));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
-        PairError::Key(format!(
+        CertError::Key(format!(
             "{}: no usable PEM private key: {e}",
             files.key.display()
         ))
     })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        PairError::Key(format!(
+        CertError::Key(format!(
             "{} is not the key of {}: {e}",
             files.key.display(),
             files.cert.display()
@@ -144,7 +146,7 @@ impl CertResolver {
     /// Loads the certificates (the error names the file).
     pub fn load(files: TlsFiles, provider: Arc<CryptoProvider>) -> Result<CertResolver, String> {
         let stamps = stamps(&files);
-        let store = CertStore::load(&files, &provider)?;
+        let store = CertStore::load(&files, &provider).map_err(|e| e.to_string())?;
         Ok(CertResolver {
             files,
             provider,
@@ -167,7 +169,7 @@ impl CertResolver {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                Err(e)
+                Err(e.to_string())
             }
         }
     }
