@@ -365,18 +365,7 @@ fn client() {
         let batch = (count - n).min(256);
         let mut socks = Vec::with_capacity(batch);
         for k in n..n + batch {
-            let src = IpAddr::V4(Ipv4Addr::new(
-                127,
-                0,
-                (client_no % 200) as u8 + 1,
-                2 + (k % 250) as u8,
-            ));
-            let sock =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
-            sock.connect(&addr.into()).unwrap();
-            sock.set_linger(Some(Duration::ZERO)).unwrap();
-            let mut s: TcpStream = sock.into();
+            let mut s = connect(addr, client_no, k);
             s.write_all(request(&kind, client_no, k, exp).as_bytes())
                 .unwrap();
             socks.push(s);
@@ -397,6 +386,22 @@ fn client() {
     // Hold until the parent kills us (or closes our stdin).
     let mut sink = String::new();
     let _ = std::io::stdin().read_line(&mut sink);
+}
+
+/// Connection `k` of client process `client_no`, from its own source address 127.0.x.y (so
+/// ephemeral ports never run out), closed with a reset when dropped.
+fn connect(addr: SocketAddr, client_no: usize, k: usize) -> TcpStream {
+    let src = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        (client_no % 200) as u8 + 1,
+        2 + (k % 250) as u8,
+    ));
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    sock.set_linger(Some(Duration::ZERO)).unwrap();
+    sock.into()
 }
 
 /// The upgrade (WebSocket) or subscription (SSE) request of client `k`.
@@ -460,18 +465,7 @@ fn tls_client(addr: SocketAddr, kind: &str, count: usize, client_no: usize, exp:
     let config = Arc::new(config);
     let mut held = Vec::with_capacity(count);
     for k in 0..count {
-        let src = IpAddr::V4(Ipv4Addr::new(
-            127,
-            0,
-            (client_no % 200) as u8 + 1,
-            2 + (k % 250) as u8,
-        ));
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
-        sock.connect(&addr.into()).unwrap();
-        sock.set_linger(Some(Duration::ZERO)).unwrap();
-        let tcp: TcpStream = sock.into();
+        let tcp = connect(addr, client_no, k);
         // Without it Nagle holds the client's last handshake flight for a delayed ACK.
         tcp.set_nodelay(true).unwrap();
         let conn = rustls::ClientConnection::new(
