@@ -12,18 +12,6 @@ use herald_protocol::sse::SseParser;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-fn next_sse_event(s: &mut TcpStream, parser: &mut SseParser) -> herald_protocol::sse::SseEvent {
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(ev) = parser.next_event() {
-            return ev;
-        }
-        let n = s.read(&mut buf).expect("sse read");
-        assert!(n > 0, "SSE stream closed");
-        parser.feed(&buf[..n]);
-    }
-}
-
 fn close_code(ws: &mut Ws) -> Option<u16> {
     loop {
         match ws.read() {

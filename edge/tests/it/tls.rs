@@ -111,27 +111,8 @@ fn tls_sse(addr: SocketAddr, cfg: Arc<ClientConfig>, user: &str) -> (Tls, String
     )
     .unwrap();
     s.flush().unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => break,
-        }
-    }
-    (s, String::from_utf8_lossy(&head).into_owned())
-}
-
-fn next_event(s: &mut impl Read, parser: &mut SseParser) -> herald_protocol::sse::SseEvent {
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(ev) = parser.next_event() {
-            return ev;
-        }
-        let n = s.read(&mut buf).expect("SSE read");
-        assert!(n > 0, "SSE stream closed");
-        parser.feed(&buf[..n]);
-    }
+    let head = read_head(&mut s);
+    (s, head)
 }
 
 /// The bytes a child process writes to stdout, read on a thread so a test can wait for them
@@ -234,7 +215,10 @@ fn wss_and_https_sse_clients_receive_pushes_at_tls12_and_tls13() {
         );
         assert_eq!(a.outcome, Outcome::Delivered);
         let mut parser = SseParser::new();
-        assert_eq!(next_event(&mut sse, &mut parser).data, "hello over https");
+        assert_eq!(
+            next_sse_event(&mut sse, &mut parser).data,
+            "hello over https"
+        );
 
         // The client's close handshake works over TLS too.
         ws.close(None).unwrap();
@@ -516,7 +500,7 @@ fn a_certificate_reload_keeps_1000_connections_and_new_handshakes_see_the_new_ce
         .sum();
     assert_eq!(total, 1000);
     for (s, parser) in &mut open {
-        assert_eq!(next_event(s, parser).data, "after reload");
+        assert_eq!(next_sse_event(s, parser).data, "after reload");
     }
     let m = http_get(edge.admin_addr, "/metrics").1;
     assert!(

@@ -83,7 +83,7 @@ pub(crate) fn sse_connect(
 }
 
 /// Reads an HTTP response head byte by byte.
-pub(crate) fn read_head(s: &mut TcpStream) -> String {
+pub(crate) fn read_head(s: &mut impl Read) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -93,6 +93,22 @@ pub(crate) fn read_head(s: &mut TcpStream) -> String {
         }
     }
     String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The next event of an SSE stream (plain or TLS), reading as much as it takes.
+pub(crate) fn next_sse_event(
+    s: &mut impl Read,
+    parser: &mut herald_protocol::sse::SseParser,
+) -> herald_protocol::sse::SseEvent {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(ev) = parser.next_event() {
+            return ev;
+        }
+        let n = s.read(&mut buf).expect("SSE read");
+        assert!(n > 0, "SSE stream closed");
+        parser.feed(&buf[..n]);
+    }
 }
 
 /// Sends a raw request and returns the status code of the response (0 if none).
