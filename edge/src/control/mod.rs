@@ -165,10 +165,14 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
 
     let ttl_ms = cfg.registry_ttl.as_millis() as u64;
     let mut status_tick = tokio::time::interval(Duration::from_millis(200));
-    // Certificate files are checked for changes this often (a year: only on SIGHUP).
-    let check = cfg.tls.as_ref().and_then(|t| t.reload_check);
-    let mut tls_check = tokio::time::interval(check.unwrap_or(Duration::from_secs(365 * 86_400)));
-    tls_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Certificate files are checked for changes every `tls_reload_check` (unset: SIGHUP only).
+    let tls_watch = match (&tls, cfg.tls.as_ref().and_then(|t| t.reload_check)) {
+        (Some(certs), Some(every)) => Some(tokio::task::spawn_local(watch_certificates(
+            certs.clone(),
+            every,
+        ))),
+        _ => None,
+    };
     // While draining: when it started, and the schedule (only its deadline is used here).
     let mut drain: Option<(tokio::time::Instant, DrainPlan)> = None;
     let grace = cfg.conn.close_grace + Duration::from_secs(2);
@@ -211,13 +215,6 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
                 },
                 Some(ControlRequest::Stop) | None => break,
             },
-            _ = tls_check.tick(), if check.is_some() => {
-                if let Some(certs) = &tls {
-                    if let Some(result) = certs.reload_if_changed() {
-                        reload_tls(certs, "the files changed", result);
-                    }
-                }
-            }
             _ = status_tick.tick() => {
                 if let Ok(mut s) = status.lock() {
                     s.queue_depth = writer.queue_depth();
@@ -252,6 +249,21 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         log::warn!("could not remove edge from membership: {e}");
     }
     admin_task.abort();
+    if let Some(t) = tls_watch {
+        t.abort();
+    }
+}
+
+/// Reloads the certificates whenever their files change, checking every `every`.
+async fn watch_certificates(certs: Arc<CertResolver>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(result) = certs.reload_if_changed() {
+            reload_tls(&certs, "the files changed", result);
+        }
+    }
 }
 
 /// Logs and counts a certificate reload. A failed one keeps the old certificates.
