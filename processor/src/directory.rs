@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use herald_registry::{EdgeInfo, LookupCache, Registry, RegistryError};
+use herald_registry::{DeviceLocation, EdgeInfo, LookupCache, Registry, RegistryError};
 use tokio::time::Instant;
 
 use crate::clock::now_unix_us;
@@ -206,6 +206,18 @@ impl Directory {
             .into_iter()
             .next()
             .unwrap_or_else(|| Arc::from(Vec::new()));
+        Ok(self.routes_to(&locations, device, now).await)
+    }
+
+    /// Routes reaching the given live devices of a user (all of them, or one `device`),
+    /// resolved against the membership snapshot — the second half of [`Directory::user_routes`],
+    /// for look-ups that came with a history append.
+    pub async fn routes_to(
+        &self,
+        locations: &[DeviceLocation],
+        device: Option<&str>,
+        now: u64,
+    ) -> Vec<Resolved> {
         let mut routes: Vec<Route> = Vec::new();
         let snap = self.snapshot();
         let mut unknown_node = false;
@@ -239,13 +251,18 @@ impl Directory {
         }
         // Addresses from the snapshot as it is now (after that refresh, if any).
         let snap = self.snapshot();
-        Ok(routes
+        routes
             .into_iter()
             .map(|route| Resolved {
                 addr: snap.address(&route),
                 route,
             })
-            .collect())
+            .collect()
+    }
+
+    /// The registry (history appends).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Forgets the cached look-up of `user` (an edge said the user is not there).

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_protocol::delivery::{BroadcastMsg, DeliverMsg, NEVER_EXPIRES};
+use herald_protocol::history::Position;
 use herald_protocol::kafka::{Priority, PushHeaders, Target};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::task::JoinSet;
@@ -77,6 +78,8 @@ pub(crate) struct Driver {
     headers: PushHeaders,
     /// The id sent to edges (`herald-id`, or `topic:partition:offset` when the record had none).
     message_id: String,
+    /// Where the push sits in its user's history (history on, user-targeted pushes).
+    position: Option<Position>,
     /// Forwarding state.
     flow: PushFlow,
     /// Delivery-port address of every live route the look-ups returned.
@@ -94,6 +97,15 @@ impl std::fmt::Debug for Driver {
     }
 }
 
+/// The id a push carries to the edges: its `herald-id`, or `topic:partition:offset` when the
+/// record had none.
+pub(crate) fn message_id(headers: &PushHeaders, msg: &OwnedMessage) -> String {
+    headers
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}:{}", msg.topic(), msg.partition(), msg.offset()))
+}
+
 pub(crate) fn now_ms() -> u64 {
     now_unix_us() / 1000
 }
@@ -106,11 +118,9 @@ impl Driver {
         msg: OwnedMessage,
         headers: PushHeaders,
         routes: Vec<Resolved>,
+        position: Option<Position>,
     ) -> Driver {
-        let message_id = headers
-            .id
-            .clone()
-            .unwrap_or_else(|| format!("{}:{}:{}", msg.topic(), msg.partition(), msg.offset()));
+        let message_id = message_id(&headers, &msg);
         let flow = PushFlow::new(
             shared.flow,
             matches!(headers.target, Target::Broadcast),
@@ -123,6 +133,7 @@ impl Driver {
             msg,
             headers,
             message_id,
+            position,
             flow,
             addrs: HashMap::new(),
             tasks: JoinSet::new(),
@@ -164,6 +175,7 @@ impl Driver {
                 message_id: self.message_id.clone(),
                 expires_at_ms,
                 payload,
+                position: self.position,
             }),
         }
     }

@@ -16,6 +16,13 @@
 //!    behind it: nothing is dropped while the registry is down, the window pauses the
 //!    partition.
 //!
+//! With history on, a user-targeted record's look-up is its history append: the lane's
+//! appender task sends the appends in partition order, batched into one pipeline per round
+//! trip, and each answer carries the push's position and, read in the same atomic step, the
+//! user's devices (see `herald_registry::Registry::append_history`). In order matters: the
+//! history's order is the order clients resume in, and it must be the order they were
+//! delivered live. A failed append is retried like a failed look-up.
+//!
 //! A lane belongs to one assignment generation; when that generation ends (revoke) it drops
 //! its queued records instead of forwarding them. Dropping the lane aborts its drivers.
 
@@ -24,15 +31,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_protocol::delivery::NEVER_EXPIRES;
+use herald_protocol::history::Position;
 use herald_protocol::kafka::{Priority, PushHeaders, Target};
-use herald_registry::RegistryError;
+use herald_registry::{Append, Appended, RegistryError};
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::directory::Resolved;
-use crate::driver::{now_ms, Driver, Origin};
+use crate::driver::{message_id, now_ms, Driver, Origin};
 use crate::metrics as m;
 use crate::outcome::{DeadReason, PushOutcome};
 use crate::processor::Shared;
@@ -40,10 +49,11 @@ use crate::processor::Shared;
 /// Where a queued record's routes stand.
 #[derive(Debug)]
 enum Routes {
-    /// Known (broadcast fan-out, or a finished look-up), addresses resolved.
-    Ready(Vec<Resolved>),
-    /// Look-up in flight.
-    Lookup(AbortOnDrop<Result<Vec<Resolved>, LookupError>>),
+    /// Known (broadcast fan-out, or a finished look-up), addresses resolved; with the push's
+    /// history position when it was appended.
+    Ready(Vec<Resolved>, Option<Position>),
+    /// Look-up (or history append) in flight.
+    Lookup(AbortOnDrop<Result<(Vec<Resolved>, Option<Position>), LookupError>>),
     /// The last look-up failed; try again at this instant.
     RetryAt(Instant),
 }
@@ -57,6 +67,65 @@ enum LookupError {
     /// The look-up task died.
     #[error("look-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The lane's appender is gone (the lane is ending).
+    #[error("history appender stopped")]
+    AppenderGone,
+}
+
+/// One history append waiting for the lane's appender.
+#[derive(Debug)]
+struct AppendRequest {
+    /// Target user.
+    user: String,
+    /// Target device.
+    device: Option<String>,
+    /// The push's id.
+    message_id: String,
+    /// Its expiry.
+    expires_at_ms: u64,
+    /// Its payload.
+    payload: Vec<u8>,
+    /// Where the answer goes.
+    reply: oneshot::Sender<Result<Appended, RegistryError>>,
+}
+
+/// Most appends in one pipeline.
+const APPEND_BATCH: usize = 256;
+
+/// The lane's appender: sends the appends in the order received, one pipeline at a time
+/// (everything queued when the previous one returned), so a user's pushes enter its history
+/// in partition order. Ends when the lane drops its sender.
+async fn appender(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AppendRequest>) {
+    let mut batch: Vec<AppendRequest> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < APPEND_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let appends: Vec<Append<'_>> = batch
+            .iter()
+            .map(|r| Append {
+                user: &r.user,
+                device: r.device.as_deref(),
+                message_id: &r.message_id,
+                expires_at_ms: r.expires_at_ms,
+                payload: &r.payload,
+            })
+            .collect();
+        let results = shared
+            .directory
+            .registry()
+            .append_history(&appends, &shared.history, now_ms())
+            .await;
+        drop(appends);
+        metrics::histogram!(m::HISTORY_APPEND_BATCH).record(batch.len() as f64);
+        for (req, result) in batch.drain(..).zip(results) {
+            let _ = req.reply.send(result);
+        }
+    }
 }
 
 /// A task handle that aborts the task when dropped.
@@ -104,31 +173,63 @@ pub(crate) fn spawn(
     tx
 }
 
-fn start_lookup(shared: &Arc<Shared>, headers: &PushHeaders) -> Routes {
+/// Starts a record's look-up: through the appender when history is on (`appender`), else
+/// through the look-up cache.
+fn start_lookup(
+    shared: &Arc<Shared>,
+    appender: Option<&mpsc::UnboundedSender<AppendRequest>>,
+    msg: &OwnedMessage,
+    headers: &PushHeaders,
+) -> Routes {
     let shared = shared.clone();
     let user = headers.target.user().unwrap_or_default().to_string();
     let device = headers.target.device().map(str::to_string);
+    let Some(appender) = appender else {
+        return Routes::Lookup(AbortOnDrop(tokio::spawn(async move {
+            let routes = shared
+                .directory
+                .user_routes(&user, device.as_deref())
+                .await?;
+            Ok((routes, None))
+        })));
+    };
+    // Queued now, synchronously, so the appends keep the partition's order.
+    let (reply, answer) = oneshot::channel();
+    let queued = appender.send(AppendRequest {
+        user,
+        device: device.clone(),
+        message_id: message_id(headers, msg),
+        expires_at_ms: headers.expires_at_ms.unwrap_or(NEVER_EXPIRES),
+        payload: msg.payload().unwrap_or_default().to_vec(),
+        reply,
+    });
     Routes::Lookup(AbortOnDrop(tokio::spawn(async move {
-        shared
+        queued.map_err(|_| LookupError::AppenderGone)?;
+        let appended = answer.await.map_err(|_| LookupError::AppenderGone)??;
+        let routes = shared
             .directory
-            .user_routes(&user, device.as_deref())
-            .await
-            .map_err(LookupError::from)
+            .routes_to(&appended.locations, device.as_deref(), now_ms())
+            .await;
+        Ok((routes, Some(appended.position)))
     })))
 }
 
 /// Waits until the front record's routes are known (retrying failed look-ups). Cancel-safe:
 /// progress is kept in `queued`.
-async fn front_ready(shared: &Arc<Shared>, queued: &mut Queued) {
+async fn front_ready(
+    shared: &Arc<Shared>,
+    appender: Option<&mpsc::UnboundedSender<AppendRequest>>,
+    queued: &mut Queued,
+) {
     loop {
         match &mut queued.routes {
-            Routes::Ready(_) => return,
+            Routes::Ready(..) => return,
             Routes::Lookup(handle) => {
                 let result = (&mut handle.0)
                     .await
                     .unwrap_or_else(|e| Err(LookupError::from(e)));
                 queued.routes = match result {
-                    Ok(routes) => Routes::Ready(routes),
+                    Ok((routes, position)) => Routes::Ready(routes, position),
                     Err(e) => {
                         metrics::counter!(m::LOOKUP_ERRORS).increment(1);
                         let wait = queued.backoff;
@@ -140,7 +241,7 @@ async fn front_ready(shared: &Arc<Shared>, queued: &mut Queued) {
             }
             Routes::RetryAt(at) => {
                 tokio::time::sleep_until(*at).await;
-                queued.routes = start_lookup(shared, &queued.headers);
+                queued.routes = start_lookup(shared, appender, &queued.msg, &queued.headers);
             }
         }
     }
@@ -149,6 +250,7 @@ async fn front_ready(shared: &Arc<Shared>, queued: &mut Queued) {
 /// Parses a record; dead-letters, drops or queues it.
 fn intake(
     shared: &Arc<Shared>,
+    appender: Option<&mpsc::UnboundedSender<AppendRequest>>,
     id: LaneId,
     msg: OwnedMessage,
     drivers: &mut JoinSet<()>,
@@ -213,8 +315,8 @@ fn intake(
         return;
     }
     let routes = match headers.target {
-        Target::Broadcast => Routes::Ready(shared.directory.broadcast_routes()),
-        _ => start_lookup(shared, &headers),
+        Target::Broadcast => Routes::Ready(shared.directory.broadcast_routes(), None),
+        _ => start_lookup(shared, appender, &msg, &headers),
     };
     queue.push_back(Queued {
         msg,
@@ -226,6 +328,11 @@ fn intake(
 
 async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
     let topic = shared.topics[id.priority].clone();
+    let appender = shared.history.enabled().then(|| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, AbortOnDrop(tokio::spawn(appender(shared.clone(), rx))))
+    });
+    let appender_tx = appender.as_ref().map(|(tx, _)| tx);
     let mut drivers: JoinSet<()> = JoinSet::new();
     let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut closed = false;
@@ -245,27 +352,28 @@ async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Ow
             Some(_) = drivers.join_next(), if !drivers.is_empty() => {}
             _ = async {
                 let front = queue.front_mut().expect("queue is not empty");
-                front_ready(&shared, front).await;
+                front_ready(&shared, appender_tx, front).await;
             }, if !queue.is_empty() => {
                 let Some(q) = queue.pop_front() else { continue };
                 if !topic.is_current(id.partition, id.generation) {
                     continue; // revoked while looking up: the new owner forwards it
                 }
-                let Routes::Ready(routes) = q.routes else { continue };
+                let Routes::Ready(routes, position) = q.routes else { continue };
                 let origin = Origin {
                     priority: id.priority,
                     partition: id.partition,
                     generation: id.generation,
                     offset: q.msg.offset(),
                 };
-                let driver = Driver::start(shared.clone(), origin, q.msg, q.headers, routes);
+                let driver =
+                    Driver::start(shared.clone(), origin, q.msg, q.headers, routes, position);
                 drivers.spawn(driver.run());
             }
             msg = rx.recv(), if !closed
                 && queue.len() < shared.lookup_concurrency
                 && topic.has_room(id.partition, id.generation) => {
                 match msg {
-                    Some(msg) => intake(&shared, id, msg, &mut drivers, &mut queue),
+                    Some(msg) => intake(&shared, appender_tx, id, msg, &mut drivers, &mut queue),
                     None => closed = true,
                 }
             }

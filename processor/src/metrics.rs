@@ -56,8 +56,11 @@ pub const DELIVERY_STALLED: &str = "herald_processor_delivery_stalled_total";
 pub const DELIVERY_FRAMES: &str = "herald_processor_delivery_frames_total";
 /// Messages per `Deliver` frame.
 pub const BATCH_SIZE: &str = "herald_processor_batch_size";
-/// Registry look-up failures (the record is retried after a backoff).
+/// Registry look-up failures, history appends included (the record is retried after a
+/// backoff).
 pub const LOOKUP_ERRORS: &str = "herald_processor_lookup_errors_total";
+/// History appends per pipeline (history on).
+pub const HISTORY_APPEND_BATCH: &str = "herald_processor_history_append_batch";
 
 /// Installs (once per process) the Prometheus recorder and returns its handle.
 ///

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use futures_lite::Stream;
 use herald_protocol::kafka::Priority;
-use herald_registry::{Registry, RegistryError};
+use herald_registry::{HistorySettings, Registry, RegistryError};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) max_payload_bytes: usize,
     /// Look-ups in flight per partition.
     pub(crate) lookup_concurrency: usize,
+    /// Per-user push history (appended before forwarding).
+    pub(crate) history: HistorySettings,
     /// Set at shutdown: lanes start nothing new.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// The topics by priority.
@@ -251,6 +253,7 @@ impl Processor {
             request_timeout: d.request_timeout,
             max_payload_bytes: config.max_payload_bytes,
             lookup_concurrency: config.lookup_concurrency,
+            history: config.history,
             stopping: std::sync::atomic::AtomicBool::new(false),
             settled_counters: ByPriority::from_fn(
                 |p| metrics::counter!(m::SETTLED, "topic" => topics[p].topic.clone()),

@@ -29,7 +29,11 @@ pub use reader::FrameReader;
 /// Version carried in the edge's [`Frame::Challenge`]; a processor speaking another version
 /// refuses the connection instead of guessing at the layout. Version 2 added the tag on every
 /// frame after the handshake: a version-1 peer fails the handshake with a version mismatch.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// Version 3 added the optional history position of a `Deliver` message.
+pub const PROTOCOL_VERSION: u8 = 3;
+
+/// Encoded size of a [`crate::history::Position`] in a `Deliver` message: epoch, ms, seq.
+pub const POSITION_LEN: usize = 24;
 
 /// Default limit on a frame's declared length: one 1 MiB payload plus room for its header
 /// fields, so a single maximal push always fits in a frame of its own.
@@ -68,6 +72,10 @@ const ANSWER_LEN: usize = 8 + 1 + 4;
 
 /// `flags` bit of a [`DeliverMsg`] saying a device string follows the user.
 const FLAG_HAS_DEVICE: u8 = 0x01;
+
+/// `flags` bit of a [`DeliverMsg`] saying a history position ([`POSITION_LEN`] bytes) follows
+/// the message id.
+const FLAG_HAS_POSITION: u8 = 0x02;
 
 /// The type byte of a frame.
 #[repr(u8)]
@@ -182,6 +190,9 @@ pub struct DeliverMsg {
     pub expires_at_ms: u64,
     /// The bytes to hand to the client, verbatim.
     pub payload: Vec<u8>,
+    /// Where the push sits in the user's history (missed-push recovery), `None` when history
+    /// is off or the push has no history entry.
+    pub position: Option<crate::history::Position>,
 }
 
 /// `expires_at_ms` value meaning "never expires".
@@ -205,6 +216,7 @@ impl DeliverMsg {
             + 8
             + 4
             + self.payload.len()
+            + self.position.map_or(0, |_| POSITION_LEN)
     }
 
     /// Whether the message must no longer be delivered at `now_ms` (see [`is_expired`]).
@@ -458,6 +470,7 @@ mod tests {
             message_id: format!("m-{seq}"),
             expires_at_ms: 1_700_000_000_000 + seq,
             payload: payload.to_vec(),
+            position: None,
         }
     }
 
@@ -487,6 +500,7 @@ mod tests {
             message_id: "m".into(),
             expires_at_ms: 5,
             payload: b"hi".to_vec(),
+            position: None,
         }]));
         let expected: Vec<u8> = [
             &[0, 0, 0, 35, 0x10][..],

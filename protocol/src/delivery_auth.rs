@@ -317,13 +317,16 @@ mod tests {
             client.respond(&Frame::Answers(vec![])),
             Err(AuthError::UnexpectedFrame { .. })
         ));
-        // A version-1 edge (frames without tags) is refused at its challenge.
+        // An older edge (version 1: frames without tags) is refused at its challenge.
         assert_eq!(
             client.respond(&Frame::Challenge {
                 version: 1,
                 nonce: [1; 16]
             }),
-            Err(AuthError::VersionMismatch { ours: 2, theirs: 1 })
+            Err(AuthError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: 1
+            })
         );
     }
 

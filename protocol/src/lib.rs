@@ -7,6 +7,7 @@
 //!   (handshake, then frames in, events and bytes out).
 //! - [`delivery_auth`]: the HMAC challenge–response that opens every delivery connection.
 //! - [`sse`]: Server-Sent Events encoding that payload bytes can never break out of.
+//! - [`history`]: per-user push history positions (missed-push recovery).
 //! - [`registry_record`]: the value stored per device in the push registry.
 //! - [`kafka`]: the sender contract (topic names, header names, targets).
 //! - [`ws`]: WebSocket framing, both halves: what the edge writes and its reader of client
@@ -15,6 +16,7 @@
 pub mod clock;
 pub mod delivery;
 pub mod delivery_auth;
+pub mod history;
 pub mod kafka;
 pub mod registry_record;
 pub mod sse;

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use herald_protocol::registry_record::RegistryRecord;
 
+use herald_protocol::history::{NotRecovered, Position};
+
 use crate::edge_record::EDGE_PRUNE_AFTER_MS;
+use crate::history::{Append, Appended, HistorySettings, Recovery, UserHistory};
 use crate::model::OpRef;
 use crate::{DeviceLocation, EdgeInfo, OpOutcome, Registration, Unregistration};
 
@@ -36,6 +39,8 @@ struct State {
     expiries: BinaryHeap<Reverse<(u64, String)>>,
     /// `herald:edges`.
     edges: HashMap<String, EdgeInfo>,
+    /// Per user: the history stream and epoch (`herald:h:{user}`, `herald:he:{user}`).
+    histories: HashMap<String, UserHistory>,
     /// Latest `now_ms` seen, so calls without a `now` (unregister) still see expired keys
     /// as gone, like Redis would.
     last_now_ms: u64,
@@ -80,23 +85,49 @@ impl InProcessRegistry {
         state.advance(now_ms);
         users
             .iter()
-            .map(|user| {
-                let Some(key) = state.users.get(*user) else {
-                    return Vec::new();
+            .map(|user| state.locations(user, now_ms))
+            .collect()
+    }
+
+    /// Appends each push to its user's history and looks the user up under the same lock
+    /// (the append script's rules, see `history.rs`).
+    pub(crate) fn append_history(
+        &self,
+        appends: &[Append<'_>],
+        settings: &HistorySettings,
+        now_ms: u64,
+    ) -> Vec<Appended> {
+        let mut state = self.lock();
+        state.advance(now_ms);
+        appends
+            .iter()
+            .map(|a| {
+                let history = match state.histories.get_mut(a.user) {
+                    Some(h) if h.expires_at_ms > now_ms => h,
+                    _ => {
+                        state
+                            .histories
+                            .insert(a.user.to_string(), UserHistory::new(fastrand::u64(..)));
+                        state.histories.get_mut(a.user).expect("just inserted")
+                    }
                 };
-                let mut live: Vec<DeviceLocation> = key
-                    .devices
-                    .iter()
-                    .filter(|(_, record)| record.is_live(now_ms))
-                    .map(|(device, record)| DeviceLocation {
-                        device: device.clone(),
-                        record: record.clone(),
-                    })
-                    .collect();
-                live.sort_by(|a, b| a.device.cmp(&b.device));
-                live
+                let position = history.append(a, settings, now_ms);
+                Appended {
+                    position,
+                    locations: state.locations(a.user, now_ms),
+                }
             })
             .collect()
+    }
+
+    /// What came after `from` in `user`'s history.
+    pub(crate) fn read_history(&self, user: &str, from: &Position, now_ms: u64) -> Recovery {
+        let mut state = self.lock();
+        state.advance(now_ms);
+        match state.histories.get(user) {
+            Some(h) if h.expires_at_ms > now_ms => h.read(from),
+            _ => Recovery::NotRecovered(NotRecovered::EpochChanged),
+        }
     }
 
     /// Writes an edge entry and prunes entries older than [`EDGE_PRUNE_AFTER_MS`].
@@ -149,6 +180,12 @@ impl InProcessRegistry {
         self.lock().users.get(user).and_then(|k| k.expires_at_ms)
     }
 
+    /// Forgets `user`'s history, as if its keys were lost (a flush, a failover without
+    /// them). For tests and diagnostics.
+    pub fn drop_history(&self, user: &str) {
+        self.lock().histories.remove(user);
+    }
+
     /// Number of users with a key (expired keys are removed as time advances).
     pub fn user_count(&self) -> usize {
         self.lock().users.len()
@@ -156,6 +193,24 @@ impl InProcessRegistry {
 }
 
 impl State {
+    /// `user`'s live devices at `now_ms`, sorted by device.
+    fn locations(&self, user: &str, now_ms: u64) -> Vec<DeviceLocation> {
+        let Some(key) = self.users.get(user) else {
+            return Vec::new();
+        };
+        let mut live: Vec<DeviceLocation> = key
+            .devices
+            .iter()
+            .filter(|(_, record)| record.is_live(now_ms))
+            .map(|(device, record)| DeviceLocation {
+                device: device.clone(),
+                record: record.clone(),
+            })
+            .collect();
+        live.sort_by(|a, b| a.device.cmp(&b.device));
+        live
+    }
+
     /// Moves the clock forward (never back) and removes keys whose expiry has passed.
     fn advance(&mut self, now_ms: u64) {
         self.last_now_ms = self.last_now_ms.max(now_ms);

@@ -14,6 +14,9 @@
 //! - [`RegistryWriter`] (`writer.rs`, queue in `queue.rs`): the edge control thread's batching,
 //!   retrying, re-asserting writer.
 //! - [`LookupCache`] (`cache.rs`): the processor's short-TTL look-up cache.
+//! - `history.rs` (Redis side in `redis/history.rs`): the per-user push history —
+//!   [`Registry::append_history`] (append + look-up, atomically) and
+//!   [`Registry::read_history`] (missed-push recovery).
 //! - `model.rs`: the operations and results; `edge_record.rs`: the `herald:edges` value;
 //!   [`probe`]: the metrics; `clock.rs`: unix milliseconds.
 //!
@@ -24,6 +27,7 @@ mod cache;
 mod clock;
 mod edge_record;
 mod error;
+mod history;
 mod in_process;
 mod model;
 pub mod probe;
@@ -38,6 +42,7 @@ pub use clock::unix_now_ms;
 pub use edge_record::{decode_edge, encode_edge, EDGE_PRUNE_AFTER_MS};
 pub use error::RegistryError;
 pub use herald_protocol::registry_record::{RegistryRecord, EDGES_KEY};
+pub use history::{Append, Appended, HistorySettings, Recovery, MAX_HISTORY_SIZE};
 pub use in_process::InProcessRegistry;
 pub use model::{
     BatchOutcome, DeviceLocation, EdgeInfo, OpOutcome, Registration, RegistryOp, Unregistration,

@@ -30,6 +30,8 @@ use crate::edge_record::{decode_edge, encode_edge, EDGE_PRUNE_AFTER_MS};
 use crate::model::OpRef;
 use crate::{probe, scripts, DeviceLocation, EdgeInfo, OpOutcome, RegistryError};
 
+mod history;
+
 /// How the Redis client behaves under failure. The defaults suit an edge's control thread
 /// and a processor: nothing waits longer than a couple of seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +79,21 @@ pub struct RedisRegistry {
 struct Inner {
     /// The fred client (multiplexed, internally shared).
     client: Client,
-    /// The three scripts with their SHA1s.
+    /// The scripts with their SHA1s.
     scripts: Scripts,
     /// The URL, password removed, for diagnostics.
     display_url: String,
+}
+
+/// One script call of a pipeline.
+#[derive(Clone)]
+struct ScriptCall<'s> {
+    /// The script.
+    script: &'s Script,
+    /// Its keys (one slot).
+    keys: Vec<String>,
+    /// Its arguments.
+    args: Vec<Value>,
 }
 
 /// The loaded scripts.
@@ -92,21 +105,33 @@ struct Scripts {
     unregister: Script,
     /// [`scripts::EDGE_HEARTBEAT`].
     edge_heartbeat: Script,
+    /// [`scripts::HISTORY_APPEND`].
+    history_append: Script,
+    /// [`scripts::HISTORY_READ`].
+    history_read: Script,
 }
 
 impl Scripts {
-    /// Hashes the three scripts.
+    /// Hashes the scripts.
     fn new() -> Scripts {
         Scripts {
             register: Script::from_lua(scripts::REGISTER),
             unregister: Script::from_lua(scripts::UNREGISTER),
             edge_heartbeat: Script::from_lua(scripts::EDGE_HEARTBEAT),
+            history_append: Script::from_lua(scripts::HISTORY_APPEND),
+            history_read: Script::from_lua(scripts::HISTORY_READ),
         }
     }
 
     /// All of them, for loading.
-    fn all(&self) -> [&Script; 3] {
-        [&self.register, &self.unregister, &self.edge_heartbeat]
+    fn all(&self) -> [&Script; 5] {
+        [
+            &self.register,
+            &self.unregister,
+            &self.edge_heartbeat,
+            &self.history_append,
+            &self.history_read,
+        ]
     }
 }
 
@@ -280,32 +305,36 @@ impl RedisRegistry {
         }
     }
 
-    /// Applies already-validated operations in one pipeline; `NOSCRIPT` answers are retried
-    /// once as `EVAL` after reloading the scripts.
+    /// Applies already-validated operations in one pipeline (see [`RedisRegistry::scripts`]).
     pub(crate) async fn apply(
         &self,
         ops: &[OpRef<'_>],
         now_ms: u64,
     ) -> Vec<Result<OpOutcome, RegistryError>> {
-        let mut raw = self.run_scripts(ops, now_ms, false).await;
-        let missing: Vec<usize> = (0..raw.len())
-            .filter(|&i| matches!(&raw[i], Err(e) if is_noscript(e)))
+        let calls: Vec<ScriptCall<'_>> = ops
+            .iter()
+            .map(|op| match op {
+                OpRef::Register(r) => ScriptCall {
+                    script: &self.inner.scripts.register,
+                    keys: vec![user_key(&r.user)],
+                    args: vec![
+                        now_ms.to_string().into(),
+                        r.device.as_str().into(),
+                        r.record.encode().into(),
+                        nonce_hex(r.record.conn_nonce).into(),
+                        r.record.expires_at_ms.to_string().into(),
+                    ],
+                },
+                OpRef::Unregister(u) => ScriptCall {
+                    script: &self.inner.scripts.unregister,
+                    keys: vec![user_key(&u.user)],
+                    args: vec![u.device.as_str().into(), nonce_hex(u.conn_nonce).into()],
+                },
+            })
             .collect();
-        if !missing.is_empty() {
-            log::info!(
-                "registry: {} calls hit NOSCRIPT (new or restarted primary); reloading scripts",
-                missing.len()
-            );
-            if let Err(e) = self.load_scripts().await {
-                log::warn!("registry: reloading scripts failed: {e}");
-            }
-            let again: Vec<OpRef<'_>> = missing.iter().map(|&i| ops[i]).collect();
-            let retried = self.run_scripts(&again, now_ms, true).await;
-            for (i, r) in missing.into_iter().zip(retried) {
-                raw[i] = r;
-            }
-        }
-        raw.into_iter()
+        self.scripts(&calls)
+            .await
+            .into_iter()
             .zip(ops)
             .map(|(r, op)| {
                 let code = r?.as_i64().ok_or_else(|| {
@@ -326,56 +355,62 @@ impl RedisRegistry {
             .collect()
     }
 
+    /// Runs script calls in one pipeline and returns one raw result per call; `NOSCRIPT`
+    /// answers are retried once as `EVAL` after reloading the scripts.
+    async fn scripts(&self, calls: &[ScriptCall<'_>]) -> Vec<Result<Value, fred::error::Error>> {
+        let mut raw = self.send_scripts(calls, false).await;
+        let missing: Vec<usize> = (0..raw.len())
+            .filter(|&i| matches!(&raw[i], Err(e) if is_noscript(e)))
+            .collect();
+        if !missing.is_empty() {
+            log::info!(
+                "registry: {} calls hit NOSCRIPT (new or restarted primary); reloading scripts",
+                missing.len()
+            );
+            if let Err(e) = self.load_scripts().await {
+                log::warn!("registry: reloading scripts failed: {e}");
+            }
+            let again: Vec<ScriptCall<'_>> = missing.iter().map(|&i| calls[i].clone()).collect();
+            let retried = self.send_scripts(&again, true).await;
+            for (i, r) in missing.into_iter().zip(retried) {
+                raw[i] = r;
+            }
+        }
+        raw
+    }
+
     /// Sends one pipeline of script calls (`EVALSHA`, or `EVAL` with the source when `eval`)
-    /// and returns one raw result per operation. fred's pipelines have no typed `evalsha`, so
-    /// the calls are custom commands routed explicitly to the slot of their key.
-    async fn run_scripts(
+    /// and returns one raw result per call. fred's pipelines have no typed `evalsha`, so
+    /// the calls are custom commands routed explicitly to the slot of their first key (every
+    /// script's keys share one slot).
+    async fn send_scripts(
         &self,
-        ops: &[OpRef<'_>],
-        now_ms: u64,
+        calls: &[ScriptCall<'_>],
         eval: bool,
     ) -> Vec<Result<Value, fred::error::Error>> {
         let pipeline = self.inner.client.pipeline();
-        for op in ops {
-            let (script, key, mut script_args) = match op {
-                OpRef::Register(r) => (
-                    &self.inner.scripts.register,
-                    user_key(&r.user),
-                    vec![
-                        now_ms.to_string(),
-                        r.device.clone(),
-                        r.record.encode(),
-                        nonce_hex(r.record.conn_nonce),
-                        r.record.expires_at_ms.to_string(),
-                    ],
-                ),
-                OpRef::Unregister(u) => (
-                    &self.inner.scripts.unregister,
-                    user_key(&u.user),
-                    vec![u.device.clone(), nonce_hex(u.conn_nonce)],
-                ),
-            };
-            let slot = redis_keyslot(key.as_bytes());
+        for call in calls {
+            let slot = redis_keyslot(call.keys[0].as_bytes());
             let (name, body) = if eval {
                 (
                     "EVAL",
-                    script.lua().map(|l| l.to_string()).unwrap_or_default(),
+                    call.script.lua().map(|l| l.to_string()).unwrap_or_default(),
                 )
             } else {
-                ("EVALSHA", script.sha1().to_string())
+                ("EVALSHA", call.script.sha1().to_string())
             };
-            let mut args = Vec::with_capacity(3 + script_args.len());
-            args.push(body);
-            args.push("1".to_owned());
-            args.push(key);
-            args.append(&mut script_args);
+            let mut args: Vec<Value> = Vec::with_capacity(2 + call.keys.len() + call.args.len());
+            args.push(body.into());
+            args.push((call.keys.len() as i64).into());
+            args.extend(call.keys.iter().map(|k| Value::from(k.as_str())));
+            args.extend(call.args.iter().cloned());
             let command = CustomCommand::new_static(name, ClusterHash::Custom(slot), false);
             let queued: Result<(), fred::error::Error> = pipeline.custom(command, args).await;
             if let Err(e) = queued {
-                return vec![Err(e); ops.len()];
+                return vec![Err(e); calls.len()];
             }
         }
-        spread(pipeline.try_all::<Value>().await, ops.len())
+        spread(pipeline.try_all::<Value>().await, calls.len())
     }
 
     /// `HGETALL` of every user's key in one pipeline; expired and undecodable fields are

@@ -7,6 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use herald_protocol::history::Position;
+
+use crate::history::{Append, Appended, HistorySettings, Recovery};
 use crate::model::{validate, validate_edge, OpRef};
 use crate::redis::{RedisOptions, RedisRegistry, RegistryEvents};
 use crate::{
@@ -101,6 +104,49 @@ impl Registry {
         probe::round_trip("lookup", started.elapsed());
         let n = users.len() as u64;
         probe::ops("lookup", if result.is_ok() { "ok" } else { "error" }, n);
+        result
+    }
+
+    /// Appends each push to its user's history and, in the same atomic step, looks the user
+    /// up (see `history.rs` for why the two go together); one pipeline. Pushes of one user
+    /// are appended in the order given. With history off, nothing is called.
+    pub async fn append_history(
+        &self,
+        appends: &[Append<'_>],
+        settings: &HistorySettings,
+        now_ms: u64,
+    ) -> Vec<Result<Appended, RegistryError>> {
+        let started = Instant::now();
+        let results = match self {
+            Registry::InProcess(r) => r
+                .append_history(appends, settings, now_ms)
+                .into_iter()
+                .map(Ok)
+                .collect(),
+            Registry::Redis(r) => r.append_history(appends, settings, now_ms).await,
+        };
+        probe::round_trip("history_append", started.elapsed());
+        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        probe::ops("history_append", "ok", ok);
+        probe::ops("history_append", "error", results.len() as u64 - ok);
+        results
+    }
+
+    /// What came after `from` in `user`'s history (missed-push recovery). The caller
+    /// registers the connection first (and waits for it), so every push appended later is
+    /// routed to it live.
+    pub async fn read_history(
+        &self,
+        user: &str,
+        from: &Position,
+        now_ms: u64,
+    ) -> Result<Recovery, RegistryError> {
+        let started = Instant::now();
+        let result = match self {
+            Registry::InProcess(r) => Ok(r.read_history(user, from, now_ms)),
+            Registry::Redis(r) => r.read_history(user, from).await,
+        };
+        finish("history_read", started, &result);
         result
     }
 

@@ -111,3 +111,56 @@ for i = 1, #all, 2 do
 end
 return pruned
 "#;
+
+/// Append one push to its user's history and look the user up, atomically.
+///
+/// `KEYS` = history stream, epoch key, user (registry) key — all in the user's slot. `ARGV` =
+/// history size, ttl ms, candidate epoch (16 hex digits), herald-id, expires-at ms (text,
+/// not parsed), device (`''` for all devices), payload. A missing stream or epoch key starts
+/// a new history under the candidate epoch. The entry is `XADD`ed with an exact `MAXLEN`,
+/// entries older than the ttl (by their id's ms, the server's clock) are trimmed with
+/// `XTRIM MINID`, and both keys expire ttl from now. Returns `{epoch, entry id, HGETALL of
+/// the user key}`: the look-up is part of the same atomic step, so an edge that registered a
+/// connection before reading the history can never miss this push (see `history.rs`).
+pub(crate) const HISTORY_APPEND: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[3]
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], epoch)
+end
+local id
+if ARGV[6] == '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[1], '*', 'i', ARGV[4], 'x', ARGV[5], 'p', ARGV[7])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[1], '*', 'i', ARGV[4], 'x', ARGV[5], 'p', ARGV[7], 'd', ARGV[6])
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local min_ms = now - tonumber(ARGV[2])
+if min_ms > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', min_ms)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {epoch, id, redis.call('HGETALL', KEYS[3])}
+"#;
+
+/// Read a user's history after a position.
+///
+/// `KEYS` = history stream, epoch key; `ARGV` = the position's epoch (16 hex digits), its
+/// entry id, most entries to return. Returns `{'epoch'}` when the history has another epoch
+/// or none, `{'gone'}` when the position's own entry is no longer in the stream (trimmed,
+/// expired, lost), else `{'ok', entries}` where `entries` starts with the position's own
+/// entry (`XRANGE` from it, inclusive).
+pub(crate) const HISTORY_READ: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if (not epoch) or epoch ~= ARGV[1] then
+  return {'epoch'}
+end
+local r = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', ARGV[3])
+if #r == 0 or r[1][1] ~= ARGV[2] then
+  return {'gone'}
+end
+return {'ok', r}
+"#;

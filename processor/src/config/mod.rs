@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use herald_settings::{parse_bytes, parse_duration, ConfigError, Key, Settings, Source};
 
 use crate::autoscale::AutoscaleParams;
+use herald_registry::{HistorySettings, MAX_HISTORY_SIZE};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "HERALD_PROCESSOR_";
@@ -40,6 +41,8 @@ keys! {
     "redis" = "" : "Registry URL: redis://host:port or redis-cluster://host:port[?node=host:port…]. Required by the herald-processor binary.";
     "lookup_cache_ttl" = "1s" : "How long a registry look-up is reused; an edge answering not_here invalidates it at once.";
     "lookup_cache_max" = "100000" : "Most users held in the look-up cache.";
+    "history_size" = "100" : "Pushes kept per user for missed-push recovery (a Redis stream in the user's slot; 0 = history off, at most 10000). Must match what clients expect to recover; the edges read it.";
+    "history_ttl" = "5m" : "How long a user's history is kept after its last push; older entries are trimmed on the next append (0 = history off).";
     "lookup_concurrency" = "64" : "Look-ups in flight per partition (results are still forwarded in partition order).";
     "delivery_secret" = "" : "Shared secret of the edges' delivery-port handshake (at least 16 bytes). Required.";
     "connections_per_shard" = "2" : "Authenticated connections kept per edge shard; a user always uses the same one (per-user order).";
@@ -165,6 +168,8 @@ pub struct ProcessorConfig {
     pub lookup_cache_max: usize,
     /// Look-ups in flight per partition.
     pub lookup_concurrency: usize,
+    /// Per-user push history (missed-push recovery); [`HistorySettings::OFF`] when off.
+    pub history: HistorySettings,
     /// Forwarding.
     pub delivery: DeliveryConfig,
     /// In-flight window per partition (bounds duplicates after a crash).
@@ -395,6 +400,10 @@ impl ProcessorConfig {
             lookup_cache_ttl: s.get("lookup_cache_ttl", parse_duration)?,
             lookup_cache_max: s.get("lookup_cache_max", parse_num)?,
             lookup_concurrency: s.get("lookup_concurrency", parse_num)?,
+            history: HistorySettings {
+                size: s.get("history_size", parse_num)?,
+                ttl: s.get("history_ttl", parse_duration)?,
+            },
             delivery,
             inflight_per_partition: s.get("inflight_per_partition", parse_num)?,
             buffer_per_partition: s.get("buffer_per_partition", parse_num)?,
@@ -405,6 +414,9 @@ impl ProcessorConfig {
             shutdown_grace: s.get("shutdown_grace", parse_duration)?,
             worker_threads,
         };
+        if config.history.size > MAX_HISTORY_SIZE {
+            return Err(s.error("history_size", format!("at most {MAX_HISTORY_SIZE}")));
+        }
         if config.starvation_guard == 0 {
             return Err(s.error("starvation_guard", "must be at least 1"));
         }

@@ -2,6 +2,7 @@
 //! ("Delivery port"), with every length checked before anything is written or allocated.
 
 use super::*;
+use crate::history::{EntryId, Position};
 
 fn check_str(field: &'static str, s: &str) -> Result<usize, EncodeError> {
     if s.len() > MAX_STR_LEN {
@@ -82,20 +83,33 @@ pub fn encode_deliver_batch(msgs: &[DeliverMsg], out: &mut Vec<u8>) -> Result<()
             body_len += check_str("device", device)?;
         }
         body_len += check_str("message_id", &m.message_id)? + 8 + check_payload(&m.payload)?;
+        if m.position.is_some() {
+            body_len += POSITION_LEN;
+        }
     }
     put_header(out, frame_len(body_len)?, FrameType::Deliver);
     out.extend_from_slice(&count.to_be_bytes());
     for m in msgs {
         out.extend_from_slice(&m.seq.to_be_bytes());
         put_str(out, &m.user);
+        let position_flag = if m.position.is_some() {
+            FLAG_HAS_POSITION
+        } else {
+            0
+        };
         match &m.device {
             Some(device) => {
-                out.push(FLAG_HAS_DEVICE);
+                out.push(FLAG_HAS_DEVICE | position_flag);
                 put_str(out, device);
             }
-            None => out.push(0),
+            None => out.push(position_flag),
         }
         put_str(out, &m.message_id);
+        if let Some(p) = &m.position {
+            out.extend_from_slice(&p.epoch.to_be_bytes());
+            out.extend_from_slice(&p.id.ms.to_be_bytes());
+            out.extend_from_slice(&p.id.seq.to_be_bytes());
+        }
         out.extend_from_slice(&m.expires_at_ms.to_be_bytes());
         put_payload(out, &m.payload);
     }
@@ -312,7 +326,7 @@ fn decode_body(frame_type: FrameType, body: &[u8]) -> Result<Frame, DecodeError>
                 let seq = c.u64("seq")?;
                 let user = c.string("user")?;
                 let flags = c.u8("flags")?;
-                if flags & !FLAG_HAS_DEVICE != 0 {
+                if flags & !(FLAG_HAS_DEVICE | FLAG_HAS_POSITION) != 0 {
                     return Err(DecodeError::UnknownFlags(flags));
                 }
                 let device = if flags & FLAG_HAS_DEVICE != 0 {
@@ -320,13 +334,26 @@ fn decode_body(frame_type: FrameType, body: &[u8]) -> Result<Frame, DecodeError>
                 } else {
                     None
                 };
+                let message_id = c.string("message_id")?;
+                let position = if flags & FLAG_HAS_POSITION != 0 {
+                    Some(Position {
+                        epoch: c.u64("position epoch")?,
+                        id: EntryId {
+                            ms: c.u64("position ms")?,
+                            seq: c.u64("position seq")?,
+                        },
+                    })
+                } else {
+                    None
+                };
                 msgs.push(DeliverMsg {
                     seq,
                     user,
                     device,
-                    message_id: c.string("message_id")?,
+                    message_id,
                     expires_at_ms: c.u64("expires_at_ms")?,
                     payload: c.payload()?,
+                    position,
                 });
             }
             Frame::Deliver(msgs)

@@ -487,6 +487,7 @@ mod cost {
                     message_id: format!("01J{seq:023}"),
                     expires_at_ms: NEVER_EXPIRES,
                     payload: vec![b'x'; payload],
+                    position: None,
                 })
                 .collect();
             let keys = SessionKeys::for_test(b"0123456789abcdef-shared", &[1; 16], &[2; 16]);

@@ -37,15 +37,20 @@ fn deliver_msg() -> impl Strategy<Value = DeliverMsg> {
         text(),
         expiry(),
         vec(any::<u8>(), 0..64),
+        proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
     )
         .prop_map(
-            |(seq, user, device, message_id, expires_at_ms, payload)| DeliverMsg {
+            |(seq, user, device, message_id, expires_at_ms, payload, position)| DeliverMsg {
                 seq,
                 user,
                 device,
                 message_id,
                 expires_at_ms,
                 payload,
+                position: position.map(|(epoch, ms, seq)| crate::history::Position {
+                    epoch,
+                    id: crate::history::EntryId { ms, seq },
+                }),
             },
         )
 }

@@ -18,6 +18,7 @@ fn deliver(seq: u64, device: Option<&str>, payload: &[u8]) -> DeliverMsg {
         message_id: format!("msg-{seq}-é"),
         expires_at_ms: 1_700_000_000_000 + seq,
         payload: payload.to_vec(),
+        position: None,
     }
 }
 

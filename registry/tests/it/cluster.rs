@@ -64,3 +64,10 @@ fn connect_refuses_bad_urls_and_unreachable_servers() {
         assert!(matches!(err, RegistryError::Redis(_)), "{err}");
     });
 }
+
+#[test]
+fn cluster_history_append_and_read() {
+    with_cluster("hist", |h| async move {
+        crate::support::history_append_and_read(&h).await
+    });
+}

@@ -50,3 +50,10 @@ fn in_process_invalid_input_is_refused() {
         &Harness::in_process("ip"),
     ));
 }
+
+#[test]
+fn in_process_history_append_and_read() {
+    runtime().block_on(crate::support::history_append_and_read(
+        &Harness::in_process("ip"),
+    ));
+}

@@ -15,6 +15,7 @@ fn single_node_redis_smoke() {
         let h = Harness::redis(&server.url(), "single").await;
         crate::support::all_basic(&h).await;
         crate::support::race_interleavings(&h, 1_000).await;
+        crate::support::history_append_and_read(&h).await;
 
         let writer =
             RegistryWriter::spawn(h.registry.clone(), WriterConfig::default(), Box::new(|| {}));

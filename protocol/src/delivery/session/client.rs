@@ -233,6 +233,7 @@ mod tests {
             message_id: "m".into(),
             expires_at_ms: NEVER_EXPIRES,
             payload: b"p".to_vec(),
+            position: None,
         };
         c.send_deliver(std::slice::from_ref(&msg)).unwrap();
         assert_eq!(
@@ -330,6 +331,7 @@ mod tests {
             message_id: "m".into(),
             expires_at_ms: NEVER_EXPIRES,
             payload: vec![],
+            position: None,
         };
         let err = c.send_deliver(&[bad]).unwrap_err();
         assert!(matches!(err, SessionError::Encode(_)) && !err.is_fatal());

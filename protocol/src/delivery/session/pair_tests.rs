@@ -101,6 +101,7 @@ fn msg(seq: u64, len: usize) -> DeliverMsg {
         message_id: format!("m{seq}"),
         expires_at_ms: NEVER_EXPIRES,
         payload: vec![seq as u8; len],
+        position: None,
     }
 }
 

@@ -299,6 +299,7 @@ mod tests {
             message_id: "m".into(),
             expires_at_ms: 5,
             payload: vec![7; 2000],
+            position: None,
         };
         let mut input = bytes(&auth);
         input.extend(processor_sealer().sealed(&Frame::Deliver(vec![big.clone()])));

@@ -129,6 +129,175 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Deletes `user`'s history keys, as a flush or a failover without them would.
+    pub(crate) async fn drop_history(&self, user: &str) {
+        match &self.raw {
+            Raw::InProcess(r) => r.drop_history(user),
+            Raw::Redis(c) => {
+                let _: i64 = c
+                    .del(vec![
+                        herald_protocol::history::history_key(user),
+                        herald_protocol::history::epoch_key(user),
+                    ])
+                    .await
+                    .expect("del");
+            }
+        }
+    }
+}
+
+/// The history: appends give increasing positions and route like a look-up; reads give what
+/// came after a position, in order and intact, or say why not (trimmed, lost).
+pub(crate) async fn history_append_and_read(h: &Harness) {
+    use herald_protocol::history::{NotRecovered, Position};
+    use herald_registry::{Append, HistorySettings, Recovery};
+    let settings = HistorySettings {
+        size: 5,
+        ttl: Duration::from_secs(60),
+    };
+    let user = h.user("hist");
+    let now = unix_now_ms();
+    h.registry
+        .register(
+            &[registration(&user, "phone", "edge-a", 1, 7, now + 60_000)],
+            now,
+        )
+        .await
+        .expect("register");
+    let push = |id: &'static str,
+                device: Option<&'static str>,
+                expires: u64,
+                payload: &'static [u8]| Append {
+        user: &user,
+        device,
+        message_id: id,
+        expires_at_ms: expires,
+        payload,
+    };
+    let batch = [
+        push("m1", None, u64::MAX, b"one"),
+        push("m2", Some("laptop"), now + 1, &[0, 159, 255]),
+        push("m3", None, u64::MAX, b"three\nlines"),
+    ];
+    let appended: Vec<_> = h
+        .registry
+        .append_history(&batch, &settings, now)
+        .await
+        .into_iter()
+        .map(|r| r.expect("append"))
+        .collect();
+    for a in &appended {
+        assert_eq!(a.locations.len(), 1, "the look-up rides with the append");
+        assert_eq!(a.locations[0].device, "phone");
+        assert_eq!(a.position.epoch, appended[0].position.epoch);
+    }
+    assert!(appended[0].position.id < appended[1].position.id);
+    assert!(appended[1].position.id < appended[2].position.id);
+    let (p1, p3) = (appended[0].position, appended[2].position);
+    match h
+        .registry
+        .read_history(&user, &p1, now)
+        .await
+        .expect("read")
+    {
+        Recovery::Recovered {
+            epoch,
+            entries,
+            last,
+        } => {
+            assert_eq!(epoch, p1.epoch);
+            assert_eq!(last, p3.id);
+            let got: Vec<_> = entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.message_id.as_str(),
+                        e.device.as_deref(),
+                        e.expires_at_ms,
+                        e.payload.as_slice(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("m2", Some("laptop"), now + 1, &[0u8, 159, 255][..]),
+                    ("m3", None, u64::MAX, &b"three\nlines"[..]),
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match h
+        .registry
+        .read_history(&user, &p3, now)
+        .await
+        .expect("read")
+    {
+        Recovery::Recovered { entries, last, .. } => {
+            assert!(entries.is_empty());
+            assert_eq!(last, p3.id);
+        }
+        other => panic!("{other:?}"),
+    }
+    let foreign = Position {
+        epoch: p1.epoch ^ 1,
+        ..p1
+    };
+    assert_eq!(
+        h.registry
+            .read_history(&user, &foreign, now)
+            .await
+            .expect("read"),
+        Recovery::NotRecovered(NotRecovered::EpochChanged)
+    );
+    // Three more: p1 is trimmed (size 5), p3 is still there.
+    let more: Vec<Append<'_>> = (0..3).map(|_| push("mx", None, u64::MAX, b"x")).collect();
+    for r in h.registry.append_history(&more, &settings, now).await {
+        r.expect("append");
+    }
+    assert_eq!(
+        h.registry
+            .read_history(&user, &p1, now)
+            .await
+            .expect("read"),
+        Recovery::NotRecovered(NotRecovered::TooOld)
+    );
+    assert!(matches!(
+        h.registry.read_history(&user, &p3, now).await.expect("read"),
+        Recovery::Recovered { ref entries, .. } if entries.len() == 3
+    ));
+    // The history is lost: the next append starts a new epoch, old positions say so.
+    h.drop_history(&user).await;
+    let fresh = h
+        .registry
+        .append_history(&[push("m9", None, u64::MAX, b"nine")], &settings, now)
+        .await
+        .pop()
+        .expect("one result")
+        .expect("append");
+    assert_ne!(
+        fresh.position.epoch, p3.epoch,
+        "a lost history gets a new epoch"
+    );
+    assert_eq!(
+        h.registry
+            .read_history(&user, &p3, now)
+            .await
+            .expect("read"),
+        Recovery::NotRecovered(NotRecovered::EpochChanged)
+    );
+    // A user nobody pushed to has no history at all.
+    assert_eq!(
+        h.registry
+            .read_history(&h.user("nobody"), &p3, now)
+            .await
+            .expect("read"),
+        Recovery::NotRecovered(NotRecovered::EpochChanged)
+    );
+}
+
 /// A registration of `user`/`device` by connection `nonce` on `node`.
 pub(crate) fn registration(
     user: &str,
