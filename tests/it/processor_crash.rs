@@ -19,7 +19,7 @@ const MESSAGES: usize = 10_000;
 const PARTITIONS: i32 = 4;
 const WINDOW: usize = 64;
 
-fn processor_binary() -> PathBuf {
+pub(crate) fn processor_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -36,6 +36,11 @@ fn processor_binary() -> PathBuf {
 }
 
 fn spawn_processor(kafka: &MockKafka, redis: &str) -> Child {
+    spawn_processor_in(kafka, redis, "crash")
+}
+
+/// A `herald-processor` child in consumer group `group`.
+pub(crate) fn spawn_processor_in(kafka: &MockKafka, redis: &str, group: &str) -> Child {
     Command::new(processor_binary())
         .args([
             "--kafka-bootstrap",
@@ -45,7 +50,7 @@ fn spawn_processor(kafka: &MockKafka, redis: &str) -> Child {
             "--delivery-secret",
             DELIVERY_SECRET,
             "--group-id",
-            "crash",
+            group,
             "--commit-interval",
             "100ms",
             "--session-timeout",

@@ -530,3 +530,121 @@ fn a_failover_during_recovery_never_duplicates_and_never_hides_a_gap() {
     }
     eprintln!("failover during recovery: {full} recovered fully, {told} told recovered=false");
 }
+
+const CRASH_USERS: usize = 200;
+const CRASH_PUSHES: usize = 20;
+
+/// A `herald-processor` is killed (SIGKILL) mid-stream while clients drop and resume: no push
+/// is lost (a crash re-delivers what was in flight, appended again under a new position, so
+/// duplicates are allowed here; the first arrivals stay in order).
+#[test]
+fn a_killed_processor_and_resuming_clients_lose_nothing() {
+    use crate::processor_crash::spawn_processor_in;
+    let _one_at_a_time = serial();
+    let redis = RedisCluster::start();
+    let kafka = MockKafka::start(1, 4);
+    let edge = edge("edge-k", Some(redis.url()), None);
+    let rt = runtime();
+    let _guard = rt.enter();
+    let addr = edge.client_addr;
+    let seens: Seens = Arc::default();
+    let connected = Arc::new(AtomicUsize::new(0));
+    let complete = Arc::new(AtomicUsize::new(0));
+    let expected: Vec<String> = (0..CRASH_PUSHES).map(|i| i.to_string()).collect();
+    for u in 0..CRASH_USERS {
+        let user = format!("k{u}");
+        seens.lock().unwrap().insert(user.clone(), Seen::default());
+        let (seens, connected, complete) = (seens.clone(), connected.clone(), complete.clone());
+        let expected = expected.clone();
+        let cut_after = 1 + fastrand::usize(0..CRASH_PUSHES - 1);
+        sys_spawn_resuming(
+            &rt, addr, u, user, seens, connected, complete, cut_after, expected,
+        );
+    }
+    assert!(rt.block_on(wait_until(SOON, || connected.load(Ordering::SeqCst) == CRASH_USERS)));
+    let users: Vec<String> = (0..CRASH_USERS).map(|u| format!("k{u}")).collect();
+    let registry = rt.block_on(redis_registry(&redis.url()));
+    assert!(rt.block_on(wait_registered(&registry, &users, |_| 1, SOON)));
+    let mut first = spawn_processor_in(&kafka, &redis.url(), "crash-recovery");
+    let sender = Arc::new(Sender::new(&SenderConfig::new(kafka.bootstrap.clone())).unwrap());
+    let producing = {
+        let (sender, users) = (sender.clone(), users.clone());
+        rt.spawn(async move {
+            for i in 0..CRASH_PUSHES {
+                futures_join_all(users.iter().map(|u| send(&sender, u, None, i.to_string()))).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let received = || -> usize { seens.lock().unwrap().values().map(|s| s.pushes.len()).sum() };
+    assert!(
+        rt.block_on(wait_until(SOON, || received() >= CRASH_USERS * CRASH_PUSHES / 3)),
+        "the first processor did not deliver"
+    );
+    first.kill().unwrap();
+    let _ = first.wait();
+    let mut second = spawn_processor_in(&kafka, &redis.url(), "crash-recovery");
+    rt.block_on(producing).unwrap();
+    let done = rt.block_on(wait_until(SOON, || {
+        complete.load(Ordering::SeqCst) == CRASH_USERS
+    }));
+    let _ = second.kill();
+    let _ = second.wait();
+    let all = seens.lock().unwrap();
+    let mut duplicates = 0;
+    for (user, seen) in all.iter() {
+        let mut firsts: Vec<&String> = Vec::new();
+        for p in &seen.pushes {
+            if firsts.contains(&p) {
+                duplicates += 1;
+            } else {
+                firsts.push(p);
+            }
+        }
+        let firsts: Vec<String> = firsts.into_iter().cloned().collect();
+        assert_eq!(
+            firsts, expected,
+            "{user}: nothing lost, first arrivals in order"
+        );
+        assert_eq!(seen.recoveries.len(), 1, "{user}");
+    }
+    assert!(done, "every client completed");
+    eprintln!(
+        "processor killed mid-stream, {CRASH_USERS} clients resumed: nothing lost, {duplicates} re-deliveries (at-least-once)"
+    );
+}
+
+/// A client that reads until `cut_after` pushes, drops its connection, resumes from its last
+/// position and reads until it has every expected push at least once.
+#[allow(clippy::too_many_arguments)]
+fn sys_spawn_resuming(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    n: usize,
+    user: String,
+    seens: Seens,
+    connected: Arc<AtomicUsize>,
+    complete: Arc<AtomicUsize>,
+    cut_after: usize,
+    expected: Vec<String>,
+) {
+    rt.spawn(async move {
+        let token = token(&user, "tab");
+        let src = source_ip(n);
+        let mut s = sse_open(addr, src, &token).await.expect("sse 200");
+        connected.fetch_add(1, Ordering::SeqCst);
+        if !read_until(&mut s, &user, &seens, |seen| seen.pushes.len() >= cut_after).await {
+            return;
+        }
+        drop(s);
+        let last = seens.lock().unwrap()[&user]
+            .last
+            .clone()
+            .expect("a position");
+        let mut s = sse_resume(addr, src, &token, &last).await.expect("sse 200");
+        let has_all = |seen: &Seen| expected.iter().all(|e| seen.pushes.contains(e));
+        if read_until(&mut s, &user, &seens, has_all).await {
+            complete.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+}

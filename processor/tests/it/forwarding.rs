@@ -83,6 +83,10 @@ async fn every_edge_answer_is_handled() {
     register(&registry, "unreach", "d", "dead-edge", 0).await;
 
     let mut config = processor_config(&kafka, "forwarding");
+    // This test drives the look-up cache (a stale entry, not_here, invalidate, re-look-up).
+    // With history on, a user push's look-up rides on its history append and never reads the
+    // cache, so history is off here; `history.rs` beside this covers the append path.
+    config.history = herald_registry::HistorySettings::OFF;
     config.lookup_cache_ttl = Duration::from_secs(60);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     config.autoscale.interval = Duration::from_millis(200);

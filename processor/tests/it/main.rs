@@ -8,6 +8,7 @@ mod support;
 mod at_least_once;
 mod cli;
 mod forwarding;
+mod history;
 mod malformed;
 mod priority;
 mod rebalance;

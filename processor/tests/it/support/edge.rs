@@ -33,6 +33,8 @@ pub(crate) struct Received {
     pub expires_at_ms: u64,
     /// Payload.
     pub payload: Vec<u8>,
+    /// History position (user-targeted pushes with history on).
+    pub position: Option<herald_protocol::history::Position>,
 }
 
 /// What to do with a message.
@@ -298,6 +300,7 @@ fn on_event(
                         message_id: m.message_id,
                         expires_at_ms: m.expires_at_ms,
                         payload: m.payload,
+                        position: m.position,
                     },
                     m.seq,
                 );
@@ -313,6 +316,7 @@ fn on_event(
                 message_id: b.message_id,
                 expires_at_ms: b.expires_at_ms,
                 payload: b.payload,
+                position: None,
             },
             b.seq,
         ),
