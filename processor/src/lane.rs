@@ -53,10 +53,13 @@ enum Routes {
     /// history position when it was appended.
     Ready(Vec<Resolved>, Option<Position>),
     /// Look-up (or history append) in flight.
-    Lookup(AbortOnDrop<Result<(Vec<Resolved>, Option<Position>), LookupError>>),
+    Lookup(AbortOnDrop<Result<Looked, LookupError>>),
     /// The last look-up failed; try again at this instant.
     RetryAt(Instant),
 }
+
+/// A finished look-up: the routes, and the push's history position when it was appended.
+type Looked = (Vec<Resolved>, Option<Position>);
 
 /// Why a look-up gave no routes (the record is retried after a backoff).
 #[derive(Debug, thiserror::Error)]
