@@ -211,10 +211,18 @@ export interface RecoveryEvent {
   count?: number;
   /**
    * With `recovered: false`: `too_old` (the position left the history), `epoch_changed` (the
-   * history was lost or never existed), `malformed_position`, `unavailable` (the registry did
-   * not answer in time), `disabled` (the edge keeps no history).
+   * history was lost or never existed), `malformed_position`, `too_large` (the missed pushes
+   * exceed the connection's outbound queue), `unavailable` (the registry did not answer in
+   * time), `disabled` (the edge does no recovery).
    */
-  reason?: 'too_old' | 'epoch_changed' | 'malformed_position' | 'unavailable' | 'disabled' | (string & {});
+  reason?:
+    | 'too_old'
+    | 'epoch_changed'
+    | 'malformed_position'
+    | 'too_large'
+    | 'unavailable'
+    | 'disabled'
+    | (string & {});
   transport: Transport;
 }
 

@@ -102,7 +102,7 @@ test('recovery: true with a count, false with a reason', () => {
     recovered: true,
     count: 3,
   });
-  for (const reason of ['too_old', 'epoch_changed', 'malformed_position', 'unavailable', 'disabled']) {
+  for (const reason of ['too_old', 'epoch_changed', 'malformed_position', 'too_large', 'unavailable', 'disabled']) {
     assert.deepEqual(parse({ type: 'recovery', recovered: false, reason }), {
       type: 'recovery',
       recovered: false,
