@@ -201,6 +201,12 @@ impl ShardState {
                 tally.leaving += 1;
                 continue;
             }
+            if self.before_seam(id, meta.position) {
+                // Its recovery already gave it this push (a late re-route, see `recovery`).
+                metrics::counter!("herald_edge_recovery_seam_duplicates_total").increment(1);
+                tally.written.push(id);
+                continue;
+            }
             let Some(frame) = encoded.get(conn.wire, meta, payload) else {
                 tally.unencodable += 1;
                 continue;

@@ -7,7 +7,12 @@
 //! Why that is enough: the control thread registers the connection (and waits for it) before
 //! it reads, and the processor appends each push and looks its user up in one atomic step.
 //! A push appended before the read is in the read; one appended after it was routed to this
-//! connection live, and its position is after the read's last. Held pushes count against the
+//! connection live, and its position is after the read's last. A push routed to the client's
+//! *old* connection before the new one registered, and re-routed by the processor once the
+//! old one answered `not_here`, reaches the new connection late, after the recovery gave it
+//! back: for `dedupe_window` after a recovery the connection keeps its **seam** (epoch, last
+//! id read) and such a push is answered `delivered` without being written again. Held pushes
+//! count against the
 //! connection's `outbound_queue_bytes` like queued ones; so do the missed pushes, and a gap
 //! bigger than that bound is answered `recovered: false` (`too_large`) instead of queued.
 
@@ -29,6 +34,20 @@ pub(crate) struct Recovering {
     /// Their bytes.
     held_bytes: usize,
 }
+
+/// The last position a recovery gave a connection, kept for a while (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seam {
+    /// The history's epoch.
+    epoch: u64,
+    /// The last id given back.
+    last: EntryId,
+    /// Forgotten at this tick.
+    until: u32,
+}
+
+/// Seams are pruned every this many ticks.
+const SEAM_PRUNE_TICKS: u32 = 128;
 
 /// What the control thread read for a resuming connection.
 #[derive(Debug)]
@@ -83,6 +102,24 @@ impl ShardState {
     /// Whether `id` waits for its history read (its pushes are held).
     pub(crate) fn is_recovering(&self, id: ConnId) -> bool {
         !self.recovering.is_empty() && self.recovering.contains_key(&id)
+    }
+
+    /// Whether a push at `position` was already given to `id` by its recovery.
+    pub(crate) fn before_seam(&self, id: ConnId, position: Option<&Position>) -> bool {
+        if self.seams.is_empty() {
+            return false;
+        }
+        match (self.seams.get(&id), position) {
+            (Some(s), Some(p)) => p.epoch == s.epoch && p.id <= s.last,
+            _ => false,
+        }
+    }
+
+    /// Forgets seams older than `dedupe_window` (every [`SEAM_PRUNE_TICKS`] ticks).
+    pub(crate) fn expire_seams(&mut self, tick: u32) {
+        if !self.seams.is_empty() && tick.is_multiple_of(SEAM_PRUNE_TICKS) {
+            self.seams.retain(|_, s| s.until > tick);
+        }
     }
 
     /// Holds a live push for a recovering connection; false when the connection's bound would
@@ -142,6 +179,8 @@ impl ShardState {
                     for f in frames {
                         self.enqueue_within(id, f, usize::MAX);
                     }
+                    let until = self.now.tick.saturating_add(self.seam_window);
+                    self.seams.insert(id, Seam { epoch, last, until });
                     (Ok(()), Some((epoch, last)))
                 }
             }

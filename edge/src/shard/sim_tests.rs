@@ -555,6 +555,11 @@ mod recovery {
                 (None, Some(pos(13).to_string()), "thirteen".into()),
             ]
         );
+        // A push re-routed late from the client's old connection (already given back by the
+        // recovery) is answered delivered and not written again.
+        let late = s.deliver_at("m11", "ann", None, b"eleven", Some(pos(11)));
+        assert_eq!(late.outcome, herald_protocol::delivery::Outcome::Delivered);
+        assert_eq!(s.sse_events(c).len(), 4, "not written twice");
         // Afterwards pushes go straight through.
         s.deliver_at("m14", "ann", None, b"fourteen", Some(pos(14)));
         assert_eq!(

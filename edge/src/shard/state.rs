@@ -21,7 +21,7 @@ use super::drain::ShardDrain;
 use super::frames::{self, Canned, ReconnectReason};
 use super::probe::{ShardProbe, ShardSnapshot};
 use super::recent::RecentDeliveries;
-use super::recovery::Recovering;
+use super::recovery::{Recovering, Seam};
 use super::timer_wheel::{Entry, TimerWheel};
 use super::Now;
 use crate::auth::Authenticator;
@@ -111,6 +111,10 @@ pub struct ShardState {
     /// Connections waiting for their history read (missed-push recovery), with the live
     /// pushes held meanwhile.
     pub(crate) recovering: HashMap<ConnId, Recovering>,
+    /// Connections that recovered within `dedupe_window`, with the last position given.
+    pub(crate) seams: HashMap<ConnId, Seam>,
+    /// `dedupe_window` in ticks.
+    pub(crate) seam_window: u32,
 }
 
 impl std::fmt::Debug for ShardState {
@@ -165,6 +169,8 @@ impl ShardState {
             outbox: Vec::new(),
             attention: Vec::new(),
             recovering: HashMap::new(),
+            seams: HashMap::new(),
+            seam_window: ticks(c.dedupe_window, tick),
             cfg,
         }
     }
@@ -400,6 +406,7 @@ impl ShardState {
             return;
         };
         self.recovering.remove(&id);
+        self.seams.remove(&id);
         let reason = conn.close_reason.unwrap_or(CloseReason::ClientClosed);
         self.probe.closed(reason);
         if let Some(user) = &conn.user {
@@ -416,6 +423,7 @@ impl ShardState {
     pub fn on_tick(&mut self, now: Now) {
         self.at(now);
         self.recent.expire(now.tick);
+        self.expire_seams(now.tick);
         let mut due = Vec::new();
         self.wheel.advance(now.tick, |e, t| due.push((e, t)));
         for (e, t) in due {
