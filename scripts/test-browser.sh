@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Herald in a real browser and from outside Rust: headless Chromium against `herald dev`
 # (cross-origin WebSocket and EventSource, an origin outside the allow-list, the JavaScript
-# client with a bad token, the demo page) and a push published with kcat.
+# client with a bad token, the demo page, the client following a drain of edge 1 of
+# `herald dev --edges 2` onto edge 2 and reconnect asks without losing a push) and a push
+# published with kcat.
 #
 #   ./scripts/test-browser.sh
 #

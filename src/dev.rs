@@ -8,6 +8,11 @@
 //! see `demo.rs`) and whatever `--allowed-origins` adds, so a page on one of those origins
 //! can open WebSockets and EventSources (SSE answers them with `Access-Control-Allow-Origin`);
 //! pages on any other origin are refused with 403, as in production.
+//!
+//! `--edges N` runs N edges in the process, sharing the registry and the processor, edge `i`
+//! on the `--listen`/`--admin` (and `--tls-listen`) ports + `i − 1`: drain one
+//! (`POST <admin>/admin/drain`) and its clients move to another edge — a client given all the
+//! edges (`urls` in the JavaScript client) resumes there from its last position.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -56,6 +61,38 @@ pub(crate) struct DevArgs {
     /// TLS client address of the edge (with `--tls`).
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub tls_listen: SocketAddr,
+    /// Edges to run (1–8), sharing the registry and the processor. Edge `i` listens on the
+    /// `--listen`, `--admin` and `--tls-listen` ports + `i − 1` (8081, 9091, … by default);
+    /// `HERALD_READY` names edge 1 as `ws=`, `sse=`, `admin=`, … and edge `i` as `ws<i>=`,
+    /// `sse<i>=`, `admin<i>=`, `demo<i>=` (and `wss<i>=`, `sse_tls<i>=` with `--tls`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub edges: u16,
+    /// Longest life of a connection (e.g. `10s`), after which the edge asks the client to
+    /// reconnect — without jitter, to watch reconnect asks happen; default the edge's 30 min
+    /// minus up to 3 min.
+    #[arg(long)]
+    pub max_lifetime: Option<String>,
+}
+
+/// `addr` with its port moved up by `by` (port 0, "any", stays 0).
+fn port_plus(addr: SocketAddr, by: u16) -> Result<SocketAddr, String> {
+    if addr.port() == 0 {
+        return Ok(addr);
+    }
+    let port = addr
+        .port()
+        .checked_add(by)
+        .ok_or_else(|| format!("no port {by} above {addr} for edge {}", by + 1))?;
+    Ok(SocketAddr::new(addr.ip(), port))
+}
+
+/// Suffix of edge `i`'s `HERALD_READY` field names: none for edge 1, `i` for the others.
+fn field_suffix(i: u16) -> String {
+    if i == 0 {
+        String::new()
+    } else {
+        (i + 1).to_string()
+    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -111,34 +148,30 @@ async fn dev(a: &DevArgs) -> ExitCode {
 
     let jwt_secret = a.jwt_secret.clone().unwrap_or_else(|| random_hex(16));
     let delivery_secret = random_hex(24);
-    // The demo page is served from the admin address: its origin is always allowed.
-    let demo_origin = format!("http://{}", a.admin);
-    let mut origins = vec![demo_origin];
+    // Each edge's client, admin and TLS addresses: edge i on the given ports + i.
+    let mut addrs = Vec::new();
+    for i in 0..a.edges {
+        let shifted = port_plus(a.listen, i)
+            .and_then(|listen| Ok((listen, port_plus(a.admin, i)?, port_plus(a.tls_listen, i)?)));
+        match shifted {
+            Ok(t) => addrs.push(t),
+            Err(e) => return fail(64, &e),
+        }
+    }
+    // The demo pages are served from the admin addresses: their origins are always allowed.
+    let mut origins: Vec<String> = addrs
+        .iter()
+        .map(|(_, admin, _)| format!("http://{admin}"))
+        .collect();
     origins.extend(
         a.allowed_origins
             .iter()
             .map(|o| o.trim().trim_end_matches('/').to_string())
             .filter(|o| !o.is_empty()),
     );
-    let mut s = Settings::defaults(KEYS);
-    let mut set = |k: &str, v: String| s.set(k, v, Source::Flag(k.replace('_', "-")));
-    let settings = [
-        ("listen", a.listen.to_string()),
-        ("admin_listen", a.admin.to_string()),
-        ("jwt_secret", jwt_secret.clone()),
-        ("delivery_secret", delivery_secret.clone()),
-        ("delivery_base_port", "0".into()),
-        ("node_id", "dev-edge".into()),
-        ("drain_window", "2s".into()),
-        ("close_grace", "1s".into()),
-        ("shards", a.shards.unwrap_or(0).to_string()),
-        ("expected_connections", "10000".into()),
-        ("allowed_origins", origins.join(",")),
-    ];
-    // With --tls: a fresh self-signed certificate in a directory of this run.
+    // With --tls: a fresh self-signed certificate in a directory of this run, for every edge.
     let tls_dir = std::env::temp_dir().join(format!("herald-dev-tls-{}", std::process::id()));
-    let mut settings = settings.to_vec();
-    if a.tls {
+    let tls_files = if a.tls {
         let cert = match herald_edge::tls::dev_cert::DevCert::self_signed(&[
             "localhost",
             "127.0.0.1",
@@ -147,45 +180,81 @@ async fn dev(a: &DevArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(1, &e),
         };
-        let files = match cert.write(&tls_dir, "herald-dev") {
-            Ok(f) => f,
+        match cert.write(&tls_dir, "herald-dev") {
+            Ok(f) => Some(f),
             Err(e) => return fail(1, &format!("writing the dev certificate: {e}")),
+        }
+    } else {
+        None
+    };
+    let mut edge_cfgs = Vec::new();
+    for (i, (listen, admin, tls_listen)) in addrs.iter().enumerate() {
+        let node_id = if i == 0 {
+            "dev-edge".to_string()
+        } else {
+            format!("dev-edge-{}", i + 1)
         };
-        settings.push(("tls_listen", a.tls_listen.to_string()));
-        settings.push(("tls_cert_file", files.cert.display().to_string()));
-        settings.push(("tls_key_file", files.key.display().to_string()));
-    }
-    for (k, v) in settings {
-        if let Err(e) = set(k, v) {
-            return fail(64, &e.to_string());
+        let mut settings = vec![
+            ("listen", listen.to_string()),
+            ("admin_listen", admin.to_string()),
+            ("jwt_secret", jwt_secret.clone()),
+            ("delivery_secret", delivery_secret.clone()),
+            ("delivery_base_port", "0".into()),
+            ("node_id", node_id),
+            ("drain_window", "2s".into()),
+            ("close_grace", "1s".into()),
+            ("shards", a.shards.unwrap_or(0).to_string()),
+            ("expected_connections", "10000".into()),
+            ("allowed_origins", origins.join(",")),
+        ];
+        if let Some(lifetime) = &a.max_lifetime {
+            settings.push(("max_lifetime", lifetime.clone()));
+            settings.push(("lifetime_jitter", "0s".into()));
+        }
+        if let Some(files) = &tls_files {
+            settings.push(("tls_listen", tls_listen.to_string()));
+            settings.push(("tls_cert_file", files.cert.display().to_string()));
+            settings.push(("tls_key_file", files.key.display().to_string()));
+        }
+        let mut s = Settings::defaults(KEYS);
+        for (k, v) in settings {
+            if let Err(e) = s.set(k, v, Source::Flag(k.replace('_', "-"))) {
+                return fail(64, &e.to_string());
+            }
+        }
+        match EdgeConfig::from_settings(&s) {
+            Ok(c) => edge_cfgs.push(c),
+            Err(e) => return fail(64, &e.to_string()),
         }
     }
-    let edge_cfg = match EdgeConfig::from_settings(&s) {
-        Ok(c) => c,
-        Err(e) => return fail(64, &e.to_string()),
-    };
-    let demo = match crate::demo::extension(
-        format!("http://{}", edge_cfg.listen),
-        jwt_secret.clone(),
-        &bootstrap,
-    ) {
-        Ok(d) => d,
-        Err(e) => return fail(1, &e),
-    };
-    let edge = match tokio::task::block_in_place(|| {
-        herald_edge::start_with(
-            edge_cfg,
-            EdgeOptions {
-                registry: Some(registry.clone()),
-                admin_extension: Some(demo),
-                ..Default::default()
-            },
-        )
-    }) {
-        Ok(e) => e,
-        Err(e) => return fail(1, &format!("edge: {e}")),
-    };
-
+    let edge_urls: Vec<String> = edge_cfgs
+        .iter()
+        .map(|c| format!("http://{}", c.listen))
+        .collect();
+    // Dropping a started edge shuts it down: an edge that fails to start stops the others.
+    let mut edges = Vec::new();
+    for (i, edge_cfg) in edge_cfgs.into_iter().enumerate() {
+        // The demo page on edge i's admin address connects to edge i first, then the others.
+        let mut urls = edge_urls.clone();
+        urls.rotate_left(i);
+        let demo = match crate::demo::extension(urls, jwt_secret.clone(), &bootstrap) {
+            Ok(d) => d,
+            Err(e) => return fail(1, &e),
+        };
+        match tokio::task::block_in_place(|| {
+            herald_edge::start_with(
+                edge_cfg,
+                EdgeOptions {
+                    registry: Some(registry.clone()),
+                    admin_extension: Some(demo),
+                    ..Default::default()
+                },
+            )
+        }) {
+            Ok(e) => edges.push(e),
+            Err(e) => return fail(1, &format!("edge {}: {e}", i + 1)),
+        }
+    }
     let mut pcfg = ProcessorConfig::defaults();
     pcfg.kafka.bootstrap = bootstrap.clone();
     pcfg.kafka.group_id = "herald-dev".into();
@@ -220,27 +289,53 @@ async fn dev(a: &DevArgs) -> ExitCode {
             aud: None,
         },
     );
-    let ws = format!("ws://{}/ws", edge.client_addr);
-    let sse = format!("http://{}/sse", edge.client_addr);
-    let tls_urls = edge.tls_addr.map(|t| {
+    let mut ready_extra = String::new();
+    let mut admins = Vec::new();
+    println!("Herald dev is running (Ctrl-C stops it).");
+    for (i, edge) in edges.iter().enumerate() {
+        let ws = format!("ws://{}/ws", edge.client_addr);
+        let sse = format!("http://{}/sse", edge.client_addr);
+        let admin = format!("http://{}", edge.admin_addr);
+        let demo = format!("{admin}/demo");
+        let name = if edges.len() == 1 {
+            String::new()
+        } else {
+            format!(" {}", i + 1)
+        };
+        println!("  demo{name:<8}{demo}  (open it in a browser)");
+        println!("  edge{name:<8}{ws}  {sse}  ({} shards)", edge.shards);
+        if let Some(t) = edge.tls_addr {
+            println!(
+                "  {:<12}wss://{t}/ws  https://{t}/sse  (self-signed certificate {})",
+                format!("edge{name} (TLS)"),
+                tls_dir.join("herald-dev.crt").display()
+            );
+        }
+        println!(
+            "  admin{name:<7}{admin}/stats  {admin}/metrics (edge, registry and processor metrics)"
+        );
+        if edges.len() > 1 {
+            println!("              POST {admin}/admin/drain moves its clients to the other edges");
+        }
+        let n = field_suffix(i as u16);
+        if i > 0 {
+            ready_extra.push_str(&format!(
+                " ws{n}={ws} sse{n}={sse} admin{n}={admin} demo{n}={demo}"
+            ));
+            if let Some(t) = edge.tls_addr {
+                ready_extra.push_str(&format!(" wss{n}=wss://{t}/ws sse_tls{n}=https://{t}/sse"));
+            }
+        }
+        admins.push((ws, sse, admin, demo));
+    }
+    let (ws, sse, admin, demo) = admins.swap_remove(0);
+    let tls_urls = edges[0].tls_addr.map(|t| {
         (
             format!("wss://{t}/ws"),
             format!("https://{t}/sse"),
             tls_dir.join("herald-dev.crt"),
         )
     });
-    let admin = format!("http://{}", edge.admin_addr);
-    let demo = format!("{admin}/demo");
-    println!("Herald dev is running (Ctrl-C stops it).");
-    println!("  demo        {demo}  (open it in a browser)");
-    println!("  edge        {ws}  {sse}  ({} shards)", edge.shards);
-    if let Some((wss, sse_tls, cert)) = &tls_urls {
-        println!(
-            "  edge (TLS)  {wss}  {sse_tls}  (self-signed certificate {})",
-            cert.display()
-        );
-    }
-    println!("  admin       {admin}/stats  {admin}/metrics (edge, registry and processor metrics)");
     println!("  kafka       {bootstrap} (embedded mock cluster; topics herald.push.{{high,normal,low}}, herald.push.dead)");
     println!(
         "  registry    {}",
@@ -270,7 +365,7 @@ async fn dev(a: &DevArgs) -> ExitCode {
         })
         .unwrap_or_default();
     println!(
-        "HERALD_READY ws={ws} sse={sse} kafka={bootstrap} admin={admin} jwt_secret={jwt_secret} demo={demo}{tls_fields}"
+        "HERALD_READY ws={ws} sse={sse} kafka={bootstrap} admin={admin} jwt_secret={jwt_secret} demo={demo}{tls_fields}{ready_extra}"
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -283,7 +378,11 @@ async fn dev(a: &DevArgs) -> ExitCode {
         Ok(Err(e)) => log::warn!("processor stopped with an error: {e}"),
         Err(e) => log::warn!("processor task: {e}"),
     }
-    tokio::task::block_in_place(|| edge.shutdown());
+    tokio::task::block_in_place(|| {
+        for edge in edges {
+            edge.shutdown();
+        }
+    });
     drop(cluster);
     if a.tls {
         let _ = std::fs::remove_dir_all(&tls_dir);
@@ -297,5 +396,28 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_i_uses_the_ports_plus_i_and_any_port_stays_any() {
+        let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(port_plus(a, 0).unwrap(), a);
+        assert_eq!(port_plus(a, 1).unwrap().to_string(), "127.0.0.1:8081");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(port_plus(any, 3).unwrap(), any);
+        let top: SocketAddr = "127.0.0.1:65535".parse().unwrap();
+        assert!(port_plus(top, 1).is_err());
+    }
+
+    #[test]
+    fn ready_fields_of_edge_1_keep_their_names() {
+        assert_eq!(field_suffix(0), "");
+        assert_eq!(field_suffix(1), "2");
+        assert_eq!(field_suffix(7), "8");
     }
 }

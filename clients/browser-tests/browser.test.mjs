@@ -9,6 +9,9 @@
 //   OUT_DIR          where screenshots go
 //
 // Every wait has a generous stated bound; nothing asserts an absolute time.
+//
+// The drain and reconnect-ask scenarios run their own `herald dev` (`--edges 2`, or a short
+// `--max-lifetime`), so the shared one keeps its single edge for the other tests.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,6 +46,46 @@ function freePort() {
     });
     s.on('error', reject);
   });
+}
+
+/** A port p with p + 1 also free (for `herald dev --edges 2`, which uses the next ports). */
+async function freePortPair() {
+  for (;;) {
+    const p = await freePort();
+    const ok = await new Promise((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(p + 1, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (ok && p + 1 < 65536) return p;
+  }
+}
+
+/** Starts `herald dev` with `args` and resolves to { child, ready } at its HERALD_READY line. */
+async function startDev(args) {
+  const child = spawn(process.env.HERALD_BIN, ['dev', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-20_000); });
+  const fields = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`herald dev printed no HERALD_READY in 120 s:\n${out}\n${stderr}`)), 120_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const line = out.split('\n').find((l) => l.startsWith('HERALD_READY '));
+      if (line) {
+        clearTimeout(timer);
+        resolve(Object.fromEntries(line.split(' ').slice(1).map((kv) => kv.split(/=(.*)/s).slice(0, 2))));
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`herald dev exited ${code}:\n${stderr}`)));
+  });
+  return { child, ready: fields, stderr: () => stderr };
+}
+
+async function stopDev(d) {
+  if (!d || d.child.exitCode !== null) return;
+  d.child.kill('SIGTERM');
+  await new Promise((r) => { d.child.on('exit', r); setTimeout(r, 15_000); });
 }
 
 /** A static server for the test page and the client's modules, on another origin than the edge. */
@@ -112,11 +155,11 @@ function rejects(s, status) {
 
 /** Sends numbered warm-up pushes to `user` until `received()` sees one: the connection is then
  * registered and routed (a push to a user not yet in the registry is settled offline). */
-async function warmUp(user, received) {
+async function warmUp(user, received, admin = ready.admin) {
   let n = 0;
   await until(`a warm-up push to reach ${user}`, async () => {
     if (await received()) return true;
-    await send(user, `warmup-${n++}`);
+    await sendVia(admin, user, `warmup-${n++}`);
     await new Promise((r) => setTimeout(r, 300));
     return received();
   });
@@ -286,8 +329,163 @@ test('a push published with kcat (outside Rust) reaches an SSE client', async ()
     return stream.includes('data: from kcat');
   });
   const event = stream.split('\n\n').find((e) => e.includes('data: from kcat'));
-  assert.match(event, /^id: kcat-\d+$/m, 'the herald-id header is the SSE id');
+  // herald dev keeps history: the SSE id is the push's position (without history it would be
+  // the herald-id header).
+  assert.match(event, /^id: [0-9a-f]{16}:\d+-\d+$/m, 'the SSE id is a resumable position');
   assert.match(event, /^data: from kcat \d+ ✓$/m);
   ctl.abort();
   await pump;
+});
+
+// ---- moving between edges: a drain, a reconnect ask -------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function sendVia(admin, user, payload) {
+  const r = await fetch(`${admin}/demo/send`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user, payload }),
+  });
+  const body = await r.json();
+  assert.equal(r.status, 200, JSON.stringify(body));
+  return body.id;
+}
+
+/** `ws://host:port/ws` → `http://host:port` (the client's base URL). */
+const baseOf = (ws) => ws.replace(/^ws/, 'http').replace(/\/ws$/, '');
+
+/**
+ * A page on the allowed origin holds a push stream with the client (`urls`, one transport);
+ * pushes numbered seq-0, seq-1, … are sent one after another the whole time through `admin`;
+ * `leave()` makes the edge ask the client to go (a drain, or nothing: the lifetime runs out);
+ * after `moves` reconnections the sending stops. Every numbered push must arrive exactly once
+ * and in order. Returns what the page saw, for the scenario's own assertions.
+ */
+async function moveScenario({ name, user, transport, urls, admin, leave, moves }) {
+  const page = await browser.newPage();
+  await page.goto(pageOrigin);
+  const r = await fetch(`${admin}/demo/token?user=${encodeURIComponent(user)}`);
+  assert.equal(r.status, 200);
+  const jwt = await r.text();
+  await page.evaluate(async ([urls, jwt, transport, title]) => {
+    const { HeraldClient } = await import('/client/index.js');
+    document.body.innerHTML = `<h3>${title}</h3><pre id="events"></pre>`;
+    window.got = [];
+    window.events = [];
+    window.recoveries = [];
+    const note = (line) => {
+      window.events.push(line);
+      document.querySelector('#events').textContent += `${new Date().toISOString().slice(11, 23)} ${line}\n`;
+    };
+    const c = new HeraldClient({ urls, transports: [transport], getToken: () => jwt });
+    c.on('connecting', ({ url }) => note(`connecting ${url}`));
+    c.on('connected', ({ transport }) => note(`connected ${transport}`));
+    c.on('disconnected', ({ reason, askReason }) => note(`disconnected ${reason}${askReason ? ` (${askReason})` : ''}`));
+    c.on('error', ({ kind }) => note(`error ${kind}`));
+    c.on('recovery', (r) => {
+      window.recoveries.push(r);
+      note(`recovery ${JSON.stringify({ recovered: r.recovered, count: r.count, reason: r.reason })} from ${c.lastEventId ?? '-'}`);
+    });
+    c.on('push', ({ data }) => window.got.push(data));
+    window.client = c;
+    c.start();
+  }, [urls, jwt, transport, name]);
+  const connects = () => page.evaluate(() => window.events.filter((e) => e.startsWith('connected')).length);
+  await until('the client to connect', async () => (await connects()) >= 1);
+  await warmUp(user, () => page.evaluate(() => window.got.length > 0), admin);
+
+  const sent = [];
+  let sending = true;
+  const sender = (async () => {
+    for (let i = 0; sending; i++) {
+      await sendVia(admin, user, `seq-${i}`);
+      sent.push(`seq-${i}`);
+      await sleep(30);
+    }
+  })();
+  await sleep(1000);
+  const before = await connects();
+  await leave();
+  await until(`${moves} reconnection(s)`, async () => (await connects()) >= before + moves);
+  await sleep(1500); // and pushes after the move
+  sending = false;
+  await sender;
+  const numbered = () => page.evaluate(() => window.got.filter((x) => x.startsWith('seq-')));
+  await until(`all ${sent.length} numbered pushes`, async () => (await numbered()).length >= sent.length, 30_000).catch(() => {});
+  await sleep(500); // a late duplicate would show up now
+  const got = await numbered();
+  const seen = await page.evaluate(() => ({
+    events: window.events,
+    recoveries: window.recoveries,
+    duplicates: window.client.duplicates,
+    url: window.client.url,
+  }));
+  const shot = path.join(OUT_DIR, `${name}.png`);
+  await page.screenshot({ path: shot, fullPage: true });
+  await page.evaluate(() => window.client.close());
+  await page.close();
+  console.log(`${name}: ${sent.length} numbered pushes sent, ${got.length} received, ${seen.duplicates} duplicate(s) dropped by the client; recoveries ${JSON.stringify(seen.recoveries)}; screenshot: ${shot}`);
+  console.log(`${name}: events: ${seen.events.join(' | ')}`);
+  const missing = sent.filter((x) => !got.includes(x));
+  assert.deepEqual(missing, [], 'no push sent during the move is lost');
+  assert.equal(new Set(got).size, got.length, 'each push once');
+  assert.deepEqual(got, sent, 'in order');
+  return seen;
+}
+
+for (const transport of ['websocket', 'sse']) {
+  test(`${transport}: the client follows a drain onto the second edge without losing a push sent during the move`, async () => {
+    const [listen, adminPort] = await Promise.all([freePortPair(), freePortPair()]);
+    const d = await startDev([
+      '--edges', '2', '--listen', `127.0.0.1:${listen}`, '--admin', `127.0.0.1:${adminPort}`,
+      '--allowed-origins', pageOrigin, '--shards', '2',
+    ]);
+    try {
+      for (const key of ['ws', 'ws2', 'sse', 'sse2', 'admin', 'admin2', 'demo', 'demo2']) assert.ok(d.ready[key], `HERALD_READY has ${key}=`);
+      const edge1 = baseOf(d.ready.ws);
+      const edge2 = baseOf(d.ready.ws2);
+      const seen = await moveScenario({
+        name: `drain-${transport}`,
+        user: `mover-${transport}`,
+        transport,
+        urls: [edge1, edge2],
+        admin: d.ready.admin2, // edge 1's admin goes away with its drain
+        leave: async () => {
+          const r = await fetch(`${d.ready.admin}/admin/drain`, { method: 'POST' });
+          assert.equal(r.status, 202);
+        },
+        moves: 1,
+      });
+      assert.equal(seen.events.find((e) => e.startsWith('connecting')), `connecting ${edge1}`, 'started on edge 1');
+      assert.ok(seen.events.some((e) => e.startsWith('disconnected reconnect')), `asked to reconnect: ${seen.events}`);
+      assert.equal(seen.events.filter((e) => e.startsWith('connecting')).at(-1), `connecting ${edge2}`, 'ended on edge 2');
+      assert.ok(seen.recoveries.length >= 1 && seen.recoveries.every((r) => r.recovered), `resumed: ${JSON.stringify(seen.recoveries)}`);
+    } finally {
+      await stopDev(d);
+    }
+  });
+}
+
+test('websocket: the client follows reconnect asks (connection lifetime) on one edge without losing a push', async () => {
+  const [listen, adminPort] = await Promise.all([freePort(), freePort()]);
+  const d = await startDev([
+    '--listen', `127.0.0.1:${listen}`, '--admin', `127.0.0.1:${adminPort}`,
+    '--allowed-origins', pageOrigin, '--shards', '2', '--max-lifetime', '3s',
+  ]);
+  try {
+    const seen = await moveScenario({
+      name: 'lifetime-websocket',
+      user: 'lifetime-user',
+      transport: 'websocket',
+      urls: [baseOf(d.ready.ws)],
+      admin: d.ready.admin,
+      leave: async () => {},
+      moves: 2,
+    });
+    assert.ok(seen.events.some((e) => e === 'disconnected reconnect (lifetime)'), `asked by lifetime: ${seen.events}`);
+    assert.ok(seen.recoveries.length >= 2 && seen.recoveries.every((r) => r.recovered), `resumed: ${JSON.stringify(seen.recoveries)}`);
+  } finally {
+    await stopDev(d);
+  }
 });

@@ -69,13 +69,7 @@ export interface BackoffOptions {
   capMs?: number;
 }
 
-export interface HeraldClientOptions {
-  /**
-   * Where the edge answers: `https://push.example.com`, `wss://push.example.com/herald`, or a
-   * path relative to the page. `/ws` and `/sse` are appended; the scheme is switched per
-   * transport.
-   */
-  url: string | { readonly href: string };
+interface HeraldClientCommonOptions {
   /**
    * Called before every connection attempt (the first and each reconnect); its result is sent
    * as `?access_token=`. Return null/undefined to send none (cookie authentication).
@@ -94,7 +88,10 @@ export interface HeraldClientOptions {
   healthyAfterMs?: number;
   /** How many recent push ids to remember for de-duplication (default 1000; 0 = off). */
   dedupWindow?: number;
-  /** Send `last_event_id` when reconnecting (default true). */
+  /**
+   * Send `last_event_id=<position>` when connecting after a push with a position arrived
+   * (default true): the edge replays what was missed and answers with a `recovery` event.
+   */
   resume?: boolean;
   /** Resume position to start from (e.g. saved from `client.lastEventId`). */
   lastEventId?: string;
@@ -118,8 +115,33 @@ export interface HeraldClientOptions {
   location?: string;
 }
 
+/** Where the edge is: one `url`, or a list of edges in `urls`. */
+export type HeraldClientOptions = HeraldClientCommonOptions &
+  (
+    | {
+        /**
+         * Where the edge answers: `https://push.example.com`, `wss://push.example.com/herald`,
+         * or a path relative to the page. `/ws` and `/sse` are appended; the scheme is switched
+         * per transport. Behind a load balancer this is all you need.
+         */
+        url: string | { readonly href: string };
+        urls?: undefined;
+      }
+    | {
+        url?: undefined;
+        /**
+         * Several edges (no load balancer in front): the first connect uses the first, and
+         * every reconnect (after a reconnect ask such as a drain, a drop or a failure) the next
+         * one, round robin. Each entry is read like `url`.
+         */
+        urls: readonly (string | { readonly href: string })[];
+      }
+  );
+
 export interface ConnectingEvent {
   transport: Transport;
+  /** The edge this attempt goes to (`url`, or the entry of `urls`). */
+  url: string;
   /** 1 + the consecutive failures so far. */
   attempt: number;
 }
@@ -174,13 +196,33 @@ export interface ErrorEvent {
   nextTransport?: Transport;
 }
 
-export interface RecoveredEvent {
-  /** False: the gap could not be filled; reload state from your backend. */
+/**
+ * The edge's answer to `last_event_id`, once per connection that resumed, before any push of
+ * that connection.
+ */
+export interface RecoveryEvent {
+  /**
+   * True: the `count` missed pushes follow as `push` events, then live ones — nothing was
+   * lost. False: pushes since the last position may be lost; **reload the state from your
+   * backend** (live pushes follow).
+   */
   recovered: boolean;
-  /** Missed pushes replayed (they arrived as `push` events before this one). */
+  /** With `recovered: true`: how many missed pushes are replayed (they follow this event). */
   count?: number;
-  /** Why not (`too_old`, `epoch_changed`, `unavailable`, `unsupported`). */
-  reason?: string;
+  /**
+   * With `recovered: false`: `too_old` (the position left the history), `epoch_changed` (the
+   * history was lost or never existed), `malformed_position`, `too_large` (the missed pushes
+   * exceed the connection's outbound queue), `unavailable` (the registry did not answer in
+   * time), `disabled` (the edge does no recovery).
+   */
+  reason?:
+    | 'too_old'
+    | 'epoch_changed'
+    | 'malformed_position'
+    | 'too_large'
+    | 'unavailable'
+    | 'disabled'
+    | (string & {});
   transport: Transport;
 }
 
@@ -190,7 +232,7 @@ export interface HeraldEventMap {
   push: PushEvent;
   disconnected: DisconnectedEvent;
   error: ErrorEvent;
-  recovered: RecoveredEvent;
+  recovery: RecoveryEvent;
 }
 
 export declare class HeraldClient {
@@ -198,9 +240,11 @@ export declare class HeraldClient {
   readonly state: ClientState;
   /** The transport of the current connection, or the one the next attempt uses. */
   readonly transport: Transport;
+  /** The edge of the current connection, or the one the next attempt uses. */
+  readonly url: string;
   /** The device id from the last herald.v1 welcome. */
   readonly device: string | undefined;
-  /** Where the stream stopped (sent as `last_event_id` on reconnect). */
+  /** The last push's position (sent as `last_event_id` on reconnect); only positions count. */
   readonly lastEventId: string | undefined;
   /** Pushes dropped as duplicates. */
   readonly duplicates: number;
@@ -275,11 +319,15 @@ export type HeraldMessage =
   | { type: 'push'; id: string; data: string | Uint8Array; binary: boolean; pos?: string }
   | { type: 'reconnect'; reason?: string; retryMs?: number }
   | { type: 'replaced' }
-  | { type: 'recovered'; recovered: boolean; count?: number; reason?: string };
+  | { type: 'recovery'; recovered: boolean; count?: number; reason?: string };
 
 /** Parses one herald.v1 text frame; null for an unknown type; throws HeraldProtocolError. */
 export declare function parseMessage(text: string): HeraldMessage | null;
-export declare function parseSseRecovered(data: string): Extract<HeraldMessage, { type: 'recovered' }>;
+export declare function parseSseRecovery(data: string): Extract<HeraldMessage, { type: 'recovery' }>;
+/** A resumable position: `<epoch, 16 hex>:<ms>-<seq>`. */
+export declare const POSITION: RegExp;
+/** True when `text` is a resumable position (an SSE id that is not one is a herald-id). */
+export declare function isPosition(text: unknown): text is string;
 export declare function sseReconnectDelay(data: unknown): number | undefined;
 export declare function decodeBase64(text: string): Uint8Array;
 export declare function closeReason(code: number): DisconnectReasonName;

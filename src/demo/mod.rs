@@ -4,7 +4,8 @@
 //! - `GET /demo` — a page that holds a push stream with the JavaScript client (`clients/js`,
 //!   served from the binary at `/demo/client/*.js`), shows connection state, reconnects and
 //!   pushes as they arrive, and has a form that publishes a push through Kafka;
-//! - `GET /demo/config` — where the edge is (`{"edge": "http://…"}`);
+//! - `GET /demo/config` — where the edges are (`{"edge": "http://…", "edges": ["http://…", …]}`:
+//!   this admin address's edge, then the others of `herald dev --edges N`);
 //! - `GET /demo/token?user=…[&device=…]` — a token signed with the dev JWT secret (dev only:
 //!   anyone who can reach the admin port of `herald dev` may act as any user);
 //! - `POST /demo/send` with `{"user", "device"?, "payload", "priority"?}` — publishes with the
@@ -47,8 +48,8 @@ const CLIENT: [(&str, &str); 7] = [
 
 /// What the demo routes need.
 struct Demo {
-    /// The edge's client address as an `http://` URL.
-    edge_url: String,
+    /// The edges' client addresses as `http://` URLs: this admin address's edge first.
+    edge_urls: Vec<String>,
     /// The dev JWT secret.
     jwt_secret: String,
     /// Publishes the form's pushes.
@@ -66,10 +67,10 @@ struct SendForm {
     priority: Option<String>,
 }
 
-/// The demo's admin routes for an edge at `edge_url`, tokens signed with `jwt_secret`,
+/// The demo's admin routes for the edges at `edge_urls` (the own one first), tokens signed with `jwt_secret`,
 /// pushes published to Kafka at `bootstrap`.
 pub(crate) fn extension(
-    edge_url: String,
+    edge_urls: Vec<String>,
     jwt_secret: String,
     bootstrap: &str,
 ) -> Result<AdminExtension, String> {
@@ -77,7 +78,7 @@ pub(crate) fn extension(
     config.delivery_timeout = Duration::from_secs(10);
     let sender = Sender::new(&config).map_err(|e| format!("demo sender: {e}"))?;
     let demo = Arc::new(Demo {
-        edge_url,
+        edge_urls,
         jwt_secret,
         sender,
     });
@@ -111,7 +112,10 @@ impl Demo {
         let get = req.method == "GET";
         Some(match req.path.as_str() {
             "/demo" | "/demo/" if get => response(200, "text/html; charset=utf-8", PAGE),
-            "/demo/config" if get => json(200, serde_json::json!({ "edge": self.edge_url })),
+            "/demo/config" if get => json(
+                200,
+                serde_json::json!({ "edge": self.edge_urls.first(), "edges": self.edge_urls }),
+            ),
             "/demo/token" if get => self.token(req.query.as_deref()),
             "/demo/send" if req.method == "POST" => self.send(&req.body).await,
             p if get && p.starts_with("/demo/client/") => {

@@ -17,6 +17,11 @@
 //                       before `open` the next transport in `transports`
 // Every attempt gets a fresh token from getToken(), which is why EventSource's own retry (which
 // would reuse the URL and so the old token) is never allowed to run.
+//
+// Every scheduled reconnect goes to the next edge of `urls` (round robin; one `url` means
+// always the same edge) and, with `resume`, names the last position seen (`last_event_id`), so
+// the edge it lands on replays what was missed (`recovery` event) — pushes are de-duplicated
+// by id over a bounded window, whichever edge delivered them.
 
 import { Backoff } from './backoff.js';
 import { IdWindow } from './dedup.js';
@@ -28,8 +33,9 @@ import {
   HeraldProtocolError,
   SUBPROTOCOL,
   closeReason,
+  isPosition,
   parseMessage,
-  parseSseRecovered,
+  parseSseRecovery,
   sseReconnectDelay,
 } from './protocol.js';
 import { endpointUrl } from './url.js';
@@ -60,7 +66,7 @@ export const EVENTS = Object.freeze([
   'push',
   'disconnected',
   'error',
-  'recovered',
+  'recovery',
 ]);
 
 /** The longest reconnect delay the client accepts from the edge (a guard against garbage). */
@@ -75,11 +81,15 @@ const WS_OPEN_OR_CONNECTING = new Set([0, 1]);
  * @property {boolean} opened the transport's `open` fired (the HTTP handshake succeeded)
  * @property {boolean} connected `connected` was emitted (herald.v1: the welcome arrived)
  * @property {boolean} v1 the edge accepted the herald.v1 subprotocol
+ * @property {string} [sseLastId] SSE: the `lastEventId` of the previous event on this
+ *   EventSource (an event without an `id:` line inherits it, so an equal value means "no id")
  */
 
 export class HeraldClient {
   #emitter = new Emitter(EVENTS);
-  /** @type {string | { href: string }} */ #url;
+  /** @type {(string | { href: string })[]} the edges, tried in turn */ #urls;
+  /** Index into #urls of the edge the next attempt uses. */
+  #urlIndex = 0;
   /** @type {(() => unknown) | undefined} */ #getToken;
   /** @type {('websocket' | 'sse')[]} transports that can run here, in order of preference */
   #transports;
@@ -92,7 +102,7 @@ export class HeraldClient {
   #healthyAfterMs;
   /** @type {IdWindow} */ #ids;
   #resume;
-  /** @type {string | undefined} where the stream stopped: the last push's `pos`, else its id */
+  /** @type {string | undefined} where the stream stopped: the last push's position */
   #lastEventId;
   #pauseWhenHidden;
   #hiddenGraceMs;
@@ -125,6 +135,7 @@ export class HeraldClient {
     }
     const {
       url,
+      urls,
       getToken,
       transports = TRANSPORTS,
       fallbackAfter = 2,
@@ -173,10 +184,17 @@ export class HeraldClient {
         `none of the transports ${transports.join(', ')} is available here: pass a WebSocket or EventSource constructor`,
       );
     }
+    if (url !== undefined && urls !== undefined) {
+      throw new TypeError('pass either `url` or `urls`, not both');
+    }
+    const list = urls !== undefined ? urls : url === undefined ? [] : [url];
+    if (!Array.isArray(list) || list.length === 0) {
+      throw new TypeError('HeraldClient needs `url` (the edge) or `urls` (a non-empty array of edges)');
+    }
     // Fail at construction, not at the first connect, on a URL that cannot work.
-    for (const t of this.#transports) endpointUrl(url, t, { location });
+    for (const u of list) for (const t of this.#transports) endpointUrl(u, t, { location });
 
-    this.#url = url;
+    this.#urls = [...list];
     this.#getToken = getToken;
     this.#fallbackAfter = fallbackAfter;
     this.#backoff = new Backoff({ ...backoff, random });
@@ -205,6 +223,12 @@ export class HeraldClient {
   /** The transport of the current connection, or the one the next attempt uses. */
   get transport() {
     return this.#conn?.transport ?? this.#transports[this.#transportIndex];
+  }
+
+  /** The edge (an entry of `urls`, or `url`) of the current connection or the next attempt. */
+  get url() {
+    const u = this.#urls[this.#urlIndex];
+    return typeof u === 'string' ? u : u.href;
   }
 
   /** The device id from the last herald.v1 welcome. */
@@ -268,8 +292,9 @@ export class HeraldClient {
     this.#clearTimer('reconnect');
     const generation = ++this.#generation;
     const transport = this.#transports[this.#transportIndex];
+    const base = this.#urls[this.#urlIndex];
     this.#state = State.CONNECTING;
-    this.#emitter.emit('connecting', { transport, attempt: this.#backoff.failures + 1 });
+    this.#emitter.emit('connecting', { transport, url: this.url, attempt: this.#backoff.failures + 1 });
 
     let token;
     try {
@@ -284,7 +309,7 @@ export class HeraldClient {
     // close(), a pause or another attempt happened while the token was being fetched.
     if (generation !== this.#generation) return;
 
-    const url = endpointUrl(this.#url, transport, {
+    const url = endpointUrl(base, transport, {
       token: /** @type {string | null | undefined} */ (token),
       lastEventId: this.#resume ? this.#lastEventId : undefined,
       location: this.#location,
@@ -341,8 +366,13 @@ export class HeraldClient {
     });
     es.addEventListener('message', (/** @type {{ data: string, lastEventId?: string }} */ event) => {
       if (this.#conn !== conn) return;
-      const id = event.lastEventId ? event.lastEventId : undefined;
-      this.#onPush(conn, { id, data: event.data, binary: false });
+      // An event without an `id:` line (a broadcast) keeps the EventSource's previous
+      // lastEventId; ids are unique per push, so the same value again means "no id".
+      const raw = event.lastEventId ? event.lastEventId : undefined;
+      const id = raw !== undefined && raw !== conn.sseLastId ? raw : undefined;
+      conn.sseLastId = raw;
+      // The SSE id is the push's position when the edge keeps history, else its herald-id.
+      this.#onPush(conn, { id, data: event.data, binary: false, pos: isPosition(id) ? id : undefined });
     });
     es.addEventListener('reconnect', (/** @type {{ data?: unknown }} */ event) => {
       if (this.#conn !== conn) return;
@@ -352,11 +382,12 @@ export class HeraldClient {
       if (this.#conn !== conn) return;
       this.#stop(DisconnectReason.REPLACED, {});
     });
-    es.addEventListener('recovered', (/** @type {{ data: string }} */ event) => {
+    es.addEventListener('recovery', (/** @type {{ data: string, lastEventId?: string }} */ event) => {
       if (this.#conn !== conn) return;
+      // No `id:` line: whatever lastEventId it shows is inherited, not a new id.
+      conn.sseLastId = event.lastEventId ? event.lastEventId : undefined;
       try {
-        const { type: _type, ...fields } = parseSseRecovered(event.data);
-        this.#emitter.emit('recovered', { ...fields, transport: 'sse' });
+        this.#onRecovery(conn, parseSseRecovery(event.data));
       } catch (error) {
         this.#protocolError(conn, error);
       }
@@ -411,12 +442,9 @@ export class HeraldClient {
       case 'replaced':
         this.#stop(DisconnectReason.REPLACED, {});
         break;
-      case 'recovered': {
-        this.#ensureConnected(conn);
-        const { type: _type, ...fields } = msg;
-        this.#emitter.emit('recovered', { ...fields, transport: conn.transport });
+      case 'recovery':
+        this.#onRecovery(conn, msg);
         break;
-      }
     }
   }
 
@@ -471,17 +499,34 @@ export class HeraldClient {
    */
   #onPush(conn, { id, data, binary, pos }) {
     this.#ensureConnected(conn);
-    if (id !== undefined) {
-      if (!this.#ids.add(id)) {
-        this.#duplicates += 1;
-        return;
-      }
-      this.#lastEventId = pos ?? id;
+    if (id !== undefined && !this.#ids.add(id)) {
+      this.#duplicates += 1;
+      return;
     }
+    // Only positions are resumable; a herald-id names a push the edge keeps no history of.
+    if (isPosition(pos)) this.#lastEventId = pos;
     /** @type {Record<string, unknown>} */
     const detail = { id, data, binary, transport: conn.transport };
     if (pos !== undefined) detail.pos = pos;
     this.#emitter.emit('push', detail);
+  }
+
+  /**
+   * The edge's answer to `last_event_id` (herald.v1 `recovery`, SSE `event: recovery`): it
+   * comes before the replayed pushes (recovered) or before the live ones (not recovered).
+   * @param {Connection} conn
+   * @param {{ recovered: boolean, count?: number, reason?: string }} answer
+   */
+  #onRecovery(conn, { recovered, count, reason }) {
+    this.#ensureConnected(conn);
+    // A position the edge cannot parse (one given as the `lastEventId` option) never will be:
+    // forget it rather than ask with it on every reconnect.
+    if (!recovered && reason === 'malformed_position') this.#lastEventId = undefined;
+    /** @type {Record<string, unknown>} */
+    const detail = { recovered, transport: conn.transport };
+    if (count !== undefined) detail.count = count;
+    if (reason !== undefined) detail.reason = reason;
+    this.#emitter.emit('recovery', detail);
   }
 
   /**
@@ -600,8 +645,13 @@ export class HeraldClient {
     return conn;
   }
 
-  /** @param {number} delay */
+  /**
+   * Schedules the next attempt, on the next edge of `urls` (round robin: after a drain, a
+   * reconnect ask, a drop or a failure the client moves on; with one URL it stays).
+   * @param {number} delay
+   */
   #schedule(delay) {
+    this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
     this.#state = State.WAITING;
     this.#setTimer('reconnect', delay, () => this.#connect());
   }

@@ -19,7 +19,9 @@ export {
   closeReason,
   decodeBase64,
   parseMessage,
-  parseSseRecovered,
+  parseSseRecovery,
+  POSITION,
+  isPosition,
   sseReconnectDelay,
 } from './protocol.js';
 export { Backoff } from './backoff.js';

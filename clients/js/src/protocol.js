@@ -125,16 +125,33 @@ const isNonNegativeNumber = (v) => typeof v === 'number' && Number.isFinite(v) &
 const optionalString = (v) => (typeof v === 'string' ? v : undefined);
 
 /**
- * Reads the fields of a `recovered` answer (herald.v1 message or SSE `recovered` data).
+ * A resumable position as the edge hands it out (SSE `id:`, herald.v1 `pos`):
+ * `<epoch, 16 lowercase hex digits>:<ms>-<seq>`, e.g. `00c0ffee12345678:1764700000000-3`.
+ * Anything else in an SSE `id:` is a herald-id (a push without history), which the client
+ * de-duplicates on but never sends back as `last_event_id`.
+ */
+export const POSITION = /^[0-9a-f]{16}:\d{1,20}-\d{1,20}$/;
+
+/**
+ * True when `text` is a resumable position (see POSITION).
+ * @param {unknown} text
+ * @returns {text is string}
+ */
+export function isPosition(text) {
+  return typeof text === 'string' && POSITION.test(text);
+}
+
+/**
+ * Reads the fields of a `recovery` answer (herald.v1 message or SSE `recovery` data).
  * @param {Record<string, unknown>} obj
  * @param {unknown} raw
  */
-function recoveredFields(obj, raw) {
+function recoveryFields(obj, raw) {
   if (typeof obj.recovered !== 'boolean') {
-    throw new HeraldProtocolError('recovered: field `recovered` must be a boolean', { raw });
+    throw new HeraldProtocolError('recovery: field `recovered` must be a boolean', { raw });
   }
-  /** @type {{ type: 'recovered', recovered: boolean, count?: number, reason?: string }} */
-  const msg = { type: 'recovered', recovered: obj.recovered };
+  /** @type {{ type: 'recovery', recovered: boolean, count?: number, reason?: string }} */
+  const msg = { type: 'recovery', recovered: obj.recovered };
   if (isNonNegativeNumber(obj.count)) msg.count = obj.count;
   const reason = optionalString(obj.reason);
   if (reason !== undefined) msg.reason = reason;
@@ -203,8 +220,8 @@ export function parseMessage(text) {
     }
     case 'replaced':
       return { type: 'replaced' };
-    case 'recovered':
-      return recoveredFields(obj, text);
+    case 'recovery':
+      return recoveryFields(obj, text);
     default:
       return null;
   }
@@ -235,18 +252,18 @@ export function sseReconnectDelay(data) {
 }
 
 /**
- * Parses the data of an SSE `event: recovered` (the same JSON fields as herald.v1).
+ * Parses the data of an SSE `event: recovery` (the same JSON fields as herald.v1).
  * @param {string} data
  */
-export function parseSseRecovered(data) {
+export function parseSseRecovery(data) {
   let obj;
   try {
     obj = JSON.parse(data);
   } catch (cause) {
-    throw new HeraldProtocolError('recovered: data is not JSON', { cause, raw: data });
+    throw new HeraldProtocolError('recovery: data is not JSON', { cause, raw: data });
   }
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
-    throw new HeraldProtocolError('recovered: data is not a JSON object', { raw: data });
+    throw new HeraldProtocolError('recovery: data is not a JSON object', { raw: data });
   }
-  return recoveredFields(obj, data);
+  return recoveryFields(obj, data);
 }

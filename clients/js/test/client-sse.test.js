@@ -151,6 +151,8 @@ test('transports order and subsets are honoured', async () => {
   assert.equal(t.WebSocket.all.length, 6);
 });
 
+const P = (seq) => `00c0ffee12345678:1764700000000-${seq}`;
+
 test('SSE pushes: ids de-duplicate, multi-line data as EventSource joined it', async () => {
   const t = setup({ transports: ['sse'] });
   t.client.start();
@@ -165,7 +167,53 @@ test('SSE pushes: ids de-duplicate, multi-line data as EventSource joined it', a
     { id: 'm2', data: 'ünïcödé ✓', binary: false, transport: 'sse' },
   ]);
   assert.equal(t.client.duplicates, 1);
-  assert.equal(t.client.lastEventId, 'm2');
+  assert.equal(t.client.lastEventId, undefined, 'herald-ids are not positions: nothing to resume from');
+});
+
+test('SSE ids that are positions: tracked as the resume point, de-duplicated by position', async () => {
+  const t = setup({ transports: ['sse'] });
+  t.client.start();
+  await settle();
+  const es = t.EventSource.last;
+  es.serverOpen();
+  es.serverEvent({ id: P(1), data: 'a' });
+  es.serverEvent({ id: P(2), data: 'b' });
+  es.serverEvent({ id: P(1), data: 'a again' });
+  es.serverEvent({ id: 'not-a-position', data: 'no history' });
+  assert.deepEqual(
+    t.log.of('push').map((p) => [p.id, p.pos, p.data]),
+    [
+      [P(1), P(1), 'a'],
+      [P(2), P(2), 'b'],
+      ['not-a-position', undefined, 'no history'],
+    ],
+  );
+  assert.equal(t.client.duplicates, 1);
+  assert.equal(t.client.lastEventId, P(2), 'a herald-id does not move the resume point');
+});
+
+test('SSE broadcasts (no id: line) are neither de-duplicated nor a resume point', async () => {
+  const t = setup({ transports: ['sse'] });
+  t.client.start();
+  await settle();
+  const es = t.EventSource.last;
+  es.serverOpen();
+  es.serverEvent({ data: 'broadcast before any id' });
+  es.serverEvent({ id: P(5), data: 'user push' });
+  // EventSource reports the previous id for an event without an id: line.
+  es.serverEvent({ data: 'broadcast 1' });
+  es.serverEvent({ data: 'broadcast 2' });
+  assert.deepEqual(
+    t.log.of('push').map((p) => [p.id, p.data]),
+    [
+      [undefined, 'broadcast before any id'],
+      [P(5), 'user push'],
+      [undefined, 'broadcast 1'],
+      [undefined, 'broadcast 2'],
+    ],
+  );
+  assert.equal(t.client.duplicates, 0);
+  assert.equal(t.client.lastEventId, P(5));
 });
 
 test('SSE drop: the client closes the EventSource and reconnects itself with a fresh token and last_event_id', async () => {
@@ -174,8 +222,8 @@ test('SSE drop: the client closes the EventSource and reconnects itself with a f
   await settle();
   const first = t.EventSource.last;
   first.serverOpen();
-  first.serverEvent({ id: '41', data: 'a' });
-  first.serverEvent({ id: '42', data: 'b' });
+  first.serverEvent({ id: P(41), data: 'a' });
+  first.serverEvent({ id: P(42), data: 'b' });
   first.serverError(); // EventSource would retry by itself (readyState CONNECTING) with token-1
   assert.equal(first.closed, true, 'closed before its own retry could reuse the old token');
   const [d] = t.log.of('disconnected');
@@ -183,7 +231,8 @@ test('SSE drop: the client closes the EventSource and reconnects itself with a f
   await nextAttempt(t);
   const second = t.EventSource.last;
   assert.notEqual(second, first);
-  assert.deepEqual(query(second.url), { access_token: 'token-2', last_event_id: '42' });
+  assert.deepEqual(query(second.url), { access_token: 'token-2', last_event_id: P(42) });
+  assert.match(second.url, /last_event_id=00c0ffee12345678%3A1764700000000-42$/, 'percent-encoded');
 });
 
 test('SSE reconnect event: close, come back after a delay, not a failure', async () => {
@@ -228,19 +277,35 @@ test('SSE replaced event: stop, do not reconnect', async () => {
   assert.equal(t.EventSource.all.length, 1);
 });
 
-test('SSE recovered event, and a malformed one as a protocol error', async () => {
-  const t = setup({ transports: ['sse'], lastEventId: '17' });
+test('SSE recovery event before the replayed pushes, and a malformed one as a protocol error', async () => {
+  const t = setup({ transports: ['sse'], lastEventId: P(17) });
   t.client.start();
   await settle();
   const es = t.EventSource.last;
-  assert.equal(query(es.url).last_event_id, '17');
+  assert.equal(query(es.url).last_event_id, P(17));
   es.serverOpen();
-  es.serverEvent({ id: '18', data: 'missed' });
-  es.serverEvent({ event: 'recovered', data: '{"recovered":true,"count":1}' });
-  es.serverEvent({ event: 'recovered', data: 'garbage' });
-  assert.deepEqual(t.log.of('recovered'), [{ recovered: true, count: 1, transport: 'sse' }]);
+  es.serverEvent({ event: 'recovery', data: '{"recovered":true,"count":1}' });
+  es.serverEvent({ id: P(18), data: 'missed' });
+  es.serverEvent({ event: 'recovery', data: 'garbage' });
+  es.serverEvent({ id: P(19), data: 'live' });
+  assert.deepEqual(t.log.of('recovery'), [{ recovered: true, count: 1, transport: 'sse' }]);
+  assert.deepEqual(t.log.types().filter((x) => x === 'recovery' || x === 'push'), ['recovery', 'push', 'push']);
   assert.equal(t.log.of('error')[0].kind, 'protocol');
   assert.equal(t.client.state, 'connected');
+  assert.equal(t.client.lastEventId, P(19));
+});
+
+test('SSE recovery false: surfaced with its reason; the next push is the new resume point', async () => {
+  const t = setup({ transports: ['sse'], lastEventId: P(3) });
+  t.client.start();
+  await settle();
+  const es = t.EventSource.last;
+  es.serverOpen();
+  es.serverEvent({ event: 'recovery', data: '{"recovered":false,"reason":"too_old"}' });
+  assert.deepEqual(t.log.of('recovery'), [{ recovered: false, reason: 'too_old', transport: 'sse' }]);
+  assert.equal(t.client.lastEventId, P(3), 'kept until a push brings a newer one');
+  es.serverEvent({ id: 'ffffffffffffffff:1-0', data: 'live, new epoch' });
+  assert.equal(t.client.lastEventId, 'ffffffffffffffff:1-0');
 });
 
 test('SSE failure before open (bad token: 401 looks like any error) backs off and reports', async () => {

@@ -54,7 +54,7 @@ test('without pauseWhenHidden a hidden page keeps its connection', async () => {
 test('pauseWhenHidden: hidden closes, visible reconnects at once with a fresh token', async () => {
   const t = setup({ pauseWhenHidden: true });
   const ws = await connected(t);
-  ws.serverSend({ type: 'push', id: 'p1', data: 'x' });
+  ws.serverSend({ type: 'push', id: 'p1', pos: '00c0ffee12345678:1764700000000-1', data: 'x' });
   t.document.setVisibility('hidden');
   assert.equal(t.client.state, 'paused');
   assert.deepEqual(ws.closeCalls, [{ code: 1000, reason: undefined }]);
@@ -67,7 +67,7 @@ test('pauseWhenHidden: hidden closes, visible reconnects at once with a fresh to
   t.document.setVisibility('visible');
   await settle();
   assert.equal(t.WebSocket.all.length, 2);
-  assert.deepEqual(query(t.WebSocket.last.url), { access_token: 'token-2', last_event_id: 'p1' });
+  assert.deepEqual(query(t.WebSocket.last.url), { access_token: 'token-2', last_event_id: '00c0ffee12345678:1764700000000-1' });
 });
 
 test('start() on a hidden page waits for it to become visible', async () => {

@@ -16,6 +16,9 @@ import {
   settle,
 } from './helpers/fakes.js';
 
+/** A position as the edge hands it out. */
+const P = (seq) => `00c0ffee12345678:1764700000000-${seq}`;
+
 /** A client on fakes; returns the parts a test drives. */
 function setup(options = {}) {
   const WebSocket = fakeWebSocketClass();
@@ -66,7 +69,7 @@ test('offers herald.v1, sends the token, and is connected at the welcome', async
   ws.serverOpen();
   assert.deepEqual(t.log.types(), ['connecting'], 'herald.v1 waits for the welcome');
   ws.serverSend({ type: 'welcome', device: 'd-abc', ping_ms: 30000 });
-  assert.deepEqual(t.log.of('connecting'), [{ transport: 'websocket', attempt: 1 }]);
+  assert.deepEqual(t.log.of('connecting'), [{ transport: 'websocket', url: 'http://edge.test:8080', attempt: 1 }]);
   assert.deepEqual(t.log.of('connected'), [{ transport: 'websocket', protocol: 'herald.v1', device: 'd-abc', pingMs: 30000 }]);
   assert.equal(t.client.device, 'd-abc');
 });
@@ -76,14 +79,14 @@ test('pushes arrive as push events; binary ones as bytes', async () => {
   const ws = await connect(t);
   ws.serverSend({ type: 'push', id: 'm1', data: 'hello\nworld ✓' });
   ws.serverSend({ type: 'push', id: 'm2', data: Buffer.from([0, 1, 254, 255]).toString('base64'), encoding: 'base64' });
-  ws.serverSend({ type: 'push', id: 'm3', data: 'with pos', pos: '9:100' });
+  ws.serverSend({ type: 'push', id: 'm3', data: 'with pos', pos: P(100) });
   const pushes = t.log.of('push');
   assert.equal(pushes.length, 3);
   assert.deepEqual(pushes[0], { id: 'm1', data: 'hello\nworld ✓', binary: false, transport: 'websocket' });
   assert.equal(pushes[1].binary, true);
   assert.deepEqual([...pushes[1].data], [0, 1, 254, 255]);
-  assert.equal(pushes[2].pos, '9:100');
-  assert.equal(t.client.lastEventId, '9:100');
+  assert.equal(pushes[2].pos, P(100));
+  assert.equal(t.client.lastEventId, P(100));
 });
 
 test('a push seen within the window is dropped, also across a reconnect', async () => {
@@ -139,13 +142,92 @@ test('unknown message types are ignored; malformed ones surface as protocol erro
   assert.deepEqual(t.log.of('push').map((p) => p.id), ['ok']);
 });
 
-test('recovered is forwarded after the replayed pushes', async () => {
+test('only positions are resume points: pushes without pos leave lastEventId alone', async () => {
   const t = setup();
   const ws = await connect(t);
-  ws.serverSend({ type: 'push', id: 'r1', data: 'replayed' });
-  ws.serverSend({ type: 'recovered', recovered: false, reason: 'too_old' });
-  assert.deepEqual(t.log.types().slice(-2), ['push', 'recovered']);
-  assert.deepEqual(t.log.of('recovered'), [{ recovered: false, reason: 'too_old', transport: 'websocket' }]);
+  ws.serverSend({ type: 'push', id: 'h1', data: 'no history' });
+  assert.equal(t.client.lastEventId, undefined);
+  ws.serverSend({ type: 'push', id: 'h2', pos: P(7), data: 'with history' });
+  ws.serverSend({ type: 'push', id: 'h3', data: 'no history again' });
+  ws.serverSend({ type: 'push', id: 'h4', pos: 'garbage', data: 'a pos that is not a position' });
+  assert.equal(t.client.lastEventId, P(7));
+  ws.serverClose(1006);
+  t.clock.runNext();
+  await settle();
+  assert.equal(t.WebSocket.last.url, `ws://edge.test:8080/ws?access_token=token-2&last_event_id=00c0ffee12345678%3A1764700000000-7`);
+});
+
+test('resume after a drop: recovery, the replayed pushes (duplicates dropped by id), then live ones', async () => {
+  const t = setup();
+  let ws = await connect(t);
+  ws.serverSend({ type: 'push', id: 'a', pos: P(1), data: '1' });
+  ws.serverSend({ type: 'push', id: 'b', pos: P(2), data: '2' });
+  ws.serverClose(1006);
+  t.clock.runNext();
+  await settle();
+  ws = t.WebSocket.last;
+  assert.equal(query(ws.url).last_event_id, P(2));
+  ws.serverOpen();
+  ws.serverSend({ type: 'welcome', device: 'd-1' });
+  ws.serverSend({ type: 'recovery', recovered: true, count: 2 });
+  ws.serverSend({ type: 'push', id: 'b', pos: P(2), data: '2' }); // delivered twice (at-least-once)
+  ws.serverSend({ type: 'push', id: 'c', pos: P(3), data: '3' });
+  ws.serverSend({ type: 'push', id: 'd', pos: P(4), data: '4 live' });
+  assert.deepEqual(t.log.of('recovery'), [{ recovered: true, count: 2, transport: 'websocket' }]);
+  assert.deepEqual(t.log.of('push').map((p) => p.data), ['1', '2', '3', '4 live']);
+  assert.equal(t.client.duplicates, 1);
+  assert.equal(t.client.lastEventId, P(4));
+});
+
+test('recovery false is forwarded with its reason, before the live pushes', async () => {
+  const t = setup({ lastEventId: P(1) });
+  const ws = await connect(t);
+  ws.serverSend({ type: 'recovery', recovered: false, reason: 'too_old' });
+  ws.serverSend({ type: 'push', id: 'r1', pos: P(9), data: 'live' });
+  assert.deepEqual(t.log.types().slice(-2), ['recovery', 'push']);
+  assert.deepEqual(t.log.of('recovery'), [{ recovered: false, reason: 'too_old', transport: 'websocket' }]);
+});
+
+test('recovery false with malformed_position forgets the position it was given', async () => {
+  const t = setup({ lastEventId: 'saved-by-an-old-version' });
+  const ws = await connect(t);
+  assert.equal(query(ws.url).last_event_id, 'saved-by-an-old-version');
+  ws.serverSend({ type: 'recovery', recovered: false, reason: 'malformed_position' });
+  assert.equal(t.client.lastEventId, undefined);
+  ws.serverClose(1006);
+  t.clock.runNext();
+  await settle();
+  assert.equal(query(t.WebSocket.last.url).last_event_id, undefined);
+});
+
+test('urls: the first connect uses the first edge, every reconnect the next one (round robin)', async () => {
+  const t = setup({ url: undefined, urls: ['http://edge-1.test', 'https://edge-2.test/push'] });
+  assert.equal(t.client.url, 'http://edge-1.test');
+  let ws = await connect(t);
+  assert.equal(new URL(ws.url).origin, 'ws://edge-1.test');
+  ws.serverSend({ type: 'push', id: 'a', pos: P(1), data: '1' });
+  ws.serverSend({ type: 'reconnect', reason: 'drain', retry_ms: 10 });
+  assert.equal(t.client.url, 'https://edge-2.test/push', 'the next attempt goes to the other edge');
+  t.clock.runNext();
+  await settle();
+  ws = t.WebSocket.last;
+  const u = new URL(ws.url);
+  assert.equal(u.origin + u.pathname, 'wss://edge-2.test/push/ws');
+  assert.equal(u.searchParams.get('last_event_id'), P(1), 'resumes on the other edge');
+  assert.deepEqual(t.log.of('connecting').map((c) => c.url), ['http://edge-1.test', 'https://edge-2.test/push']);
+  ws.failHandshake();
+  t.clock.runNext();
+  await settle();
+  assert.equal(new URL(t.WebSocket.last.url).origin, 'ws://edge-1.test', 'wraps around after a failure');
+});
+
+test('url and urls: exactly one of them, every entry a usable URL', () => {
+  const WebSocket = fakeWebSocketClass();
+  assert.throws(() => new HeraldClient({ WebSocket }), TypeError);
+  assert.throws(() => new HeraldClient({ urls: [], WebSocket }), TypeError);
+  assert.throws(() => new HeraldClient({ url: 'http://a', urls: ['http://b'], WebSocket }), TypeError);
+  assert.throws(() => new HeraldClient({ urls: ['http://a', 'ftp://b'], WebSocket }), TypeError);
+  assert.equal(new HeraldClient({ urls: [new URL('http://a/x')], WebSocket }).url, 'http://a/x');
 });
 
 test('getToken is called before every attempt, async tokens included', async () => {
@@ -206,7 +288,7 @@ test('cookie authentication: no getToken, no access_token', async () => {
 test('reconnect ask: close from this side, wait the asked delay, no failure counted', async () => {
   const t = setup();
   const ws = await connect(t);
-  ws.serverSend({ type: 'push', id: 'p1', data: 'x' });
+  ws.serverSend({ type: 'push', id: 'p1', pos: P(1), data: 'x' });
   ws.serverSend({ type: 'reconnect', reason: 'drain', retry_ms: 1234 });
   assert.deepEqual(ws.closeCalls, [{ code: 1000, reason: undefined }], 'the client closes first (TIME_WAIT on the client)');
   assert.deepEqual(t.log.of('disconnected'), [
@@ -226,7 +308,7 @@ test('reconnect ask: close from this side, wait the asked delay, no failure coun
   assert.equal(t.WebSocket.all.length, 2);
   const next = t.WebSocket.last;
   assert.equal(query(next.url).access_token, 'token-2');
-  assert.equal(query(next.url).last_event_id, 'p1', 'resumes after the last push');
+  assert.equal(query(next.url).last_event_id, P(1), 'resumes after the last push');
   assert.equal(t.client.failures, 0, 'an ask is not a failure');
   // The next failure starts the backoff at its first window.
   next.failHandshake();
@@ -393,14 +475,14 @@ test('close() while the token is being fetched abandons the attempt', async () =
 });
 
 test('resume: the first connect can start from a saved position; resume: false sends none', async () => {
-  let t = setup({ lastEventId: 'saved-7' });
+  let t = setup({ lastEventId: P(7) });
   t.client.start();
   await settle();
-  assert.equal(query(t.WebSocket.last.url).last_event_id, 'saved-7');
+  assert.equal(query(t.WebSocket.last.url).last_event_id, P(7));
 
-  t = setup({ resume: false, lastEventId: 'saved-7' });
+  t = setup({ resume: false, lastEventId: P(7) });
   const ws = await connect(t);
-  ws.serverSend({ type: 'push', id: 'p', data: 'x' });
+  ws.serverSend({ type: 'push', id: 'p', pos: P(8), data: 'x' });
   ws.serverClose(1006);
   t.clock.runNext();
   await settle();

@@ -11,7 +11,8 @@ import {
   closeReason,
   decodeBase64,
   parseMessage,
-  parseSseRecovered,
+  parseSseRecovery,
+  isPosition,
   sseReconnectDelay,
 } from '../src/protocol.js';
 import { endpointUrl } from '../src/url.js';
@@ -95,20 +96,43 @@ test('replaced', () => {
   assert.deepEqual(parse({ type: 'replaced' }), { type: 'replaced' });
 });
 
-test('recovered: true with a count, false with a reason', () => {
-  assert.deepEqual(parse({ type: 'recovered', recovered: true, count: 3 }), {
-    type: 'recovered',
+test('recovery: true with a count, false with a reason', () => {
+  assert.deepEqual(parse({ type: 'recovery', recovered: true, count: 3 }), {
+    type: 'recovery',
     recovered: true,
     count: 3,
   });
-  for (const reason of ['too_old', 'epoch_changed', 'unavailable', 'unsupported']) {
-    assert.deepEqual(parse({ type: 'recovered', recovered: false, reason }), {
-      type: 'recovered',
+  for (const reason of ['too_old', 'epoch_changed', 'malformed_position', 'too_large', 'unavailable', 'disabled']) {
+    assert.deepEqual(parse({ type: 'recovery', recovered: false, reason }), {
+      type: 'recovery',
       recovered: false,
       reason,
     });
   }
-  assert.throws(() => parse({ type: 'recovered', recovered: 'yes' }), HeraldProtocolError);
+  // A count that is not a number of pushes is dropped, not trusted.
+  assert.deepEqual(parse({ type: 'recovery', recovered: true, count: -1 }), { type: 'recovery', recovered: true });
+  assert.throws(() => parse({ type: 'recovery', recovered: 'yes' }), HeraldProtocolError);
+  assert.throws(() => parse({ type: 'recovery' }), HeraldProtocolError);
+});
+
+test('positions: <16 hex epoch>:<ms>-<seq>, nothing else', () => {
+  for (const ok of ['00c0ffee12345678:1764700000000-3', 'ffffffffffffffff:0-0', '0123456789abcdef:18446744073709551615-18446744073709551615']) {
+    assert.ok(isPosition(ok), ok);
+  }
+  for (const bad of [
+    undefined,
+    42,
+    '',
+    'order-42-shipped', // a herald-id
+    '00C0FFEE12345678:1-3', // upper case
+    '00c0ffee1234567:1-3', // 15 hex digits
+    '00c0ffee12345678:1', // no seq
+    '00c0ffee12345678:-1-3',
+    '00c0ffee12345678:1-3 ',
+    '00c0ffee12345678:123456789012345678901-0', // 21 digits
+  ]) {
+    assert.ok(!isPosition(bad), String(bad));
+  }
 });
 
 test('unknown types are ignored and unknown fields dropped (forward compatibility)', () => {
@@ -151,15 +175,15 @@ test('SSE reconnect: a delay only when the data carries one', () => {
   assert.equal(sseReconnectDelay(undefined), undefined);
 });
 
-test('SSE recovered: the same JSON fields as herald.v1', () => {
-  assert.deepEqual(parseSseRecovered('{"recovered":true,"count":2}'), { type: 'recovered', recovered: true, count: 2 });
-  assert.deepEqual(parseSseRecovered('{"recovered":false,"reason":"too_old"}'), {
-    type: 'recovered',
+test('SSE recovery: the same JSON fields as herald.v1', () => {
+  assert.deepEqual(parseSseRecovery('{"recovered":true,"count":2}'), { type: 'recovery', recovered: true, count: 2 });
+  assert.deepEqual(parseSseRecovery('{"recovered":false,"reason":"epoch_changed"}'), {
+    type: 'recovery',
     recovered: false,
-    reason: 'too_old',
+    reason: 'epoch_changed',
   });
-  assert.throws(() => parseSseRecovered('recovered'), HeraldProtocolError);
-  assert.throws(() => parseSseRecovered('[true]'), HeraldProtocolError);
+  assert.throws(() => parseSseRecovery('recovery'), HeraldProtocolError);
+  assert.throws(() => parseSseRecovery('[true]'), HeraldProtocolError);
 });
 
 test('close codes map to disconnect reasons', () => {
@@ -185,10 +209,18 @@ test('endpoint URLs: scheme per transport, path, token and resume position', () 
   assert.equal(endpointUrl('https://push.example.com/herald/', 'websocket'), 'wss://push.example.com/herald/ws');
   assert.equal(endpointUrl('wss://push.example.com', 'sse'), 'https://push.example.com/sse');
   assert.equal(endpointUrl('ws://h:1', 'websocket'), 'ws://h:1/ws');
-  const u = new URL(endpointUrl('https://h/p?tenant=7#frag', 'sse', { token: 'tok', lastEventId: '17:42' }));
+  const pos = '00c0ffee12345678:1764700000000-3';
+  const u = new URL(endpointUrl('https://h/p?tenant=7#frag', 'sse', { token: 'tok', lastEventId: pos }));
   assert.equal(u.pathname, '/p/sse');
   assert.equal(u.hash, '');
-  assert.deepEqual(Object.fromEntries(u.searchParams), { tenant: '7', access_token: 'tok', last_event_id: '17:42' });
+  assert.deepEqual(Object.fromEntries(u.searchParams), { tenant: '7', access_token: 'tok', last_event_id: pos });
+  // The position is percent-encoded (`:` as %3A) on both transports.
+  for (const transport of ['sse', 'websocket']) {
+    assert.ok(
+      endpointUrl('http://h', transport, { token: 't', lastEventId: pos }).endsWith('?access_token=t&last_event_id=00c0ffee12345678%3A1764700000000-3'),
+      transport,
+    );
+  }
   // No token (cookie authentication) and no position: no parameters.
   assert.equal(endpointUrl('http://h', 'sse', { token: null, lastEventId: '' }), 'http://h/sse');
   // Relative to the page; a URL object works too.

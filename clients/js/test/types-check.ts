@@ -6,11 +6,13 @@ import {
   HeraldClient,
   type DisconnectedEvent,
   type PushEvent,
+  type RecoveryEvent,
   DisconnectReason,
   parseMessage,
   Backoff,
   IdWindow,
   endpointUrl,
+  isPosition,
 } from 'herald-client';
 
 declare const WebSocketImpl: new (url: string, protocols: string[]) => {
@@ -51,7 +53,22 @@ client.on('error', (e) => {
   const kind: 'handshake' | 'token' | 'protocol' = e.kind;
   void kind;
 });
+client.on('recovery', (r: RecoveryEvent) => {
+  if (!r.recovered) {
+    const why: string | undefined = r.reason;
+    void why; // reload the state from the backend
+  } else {
+    const n: number | undefined = r.count;
+    void n;
+  }
+});
 client.start();
+const where: string = client.url;
+const resumeFrom: string | undefined = client.lastEventId;
+void where;
+void resumeFrom;
+const twoEdges = new HeraldClient({ urls: ['https://edge-1.example.com', 'https://edge-2.example.com'], getToken: () => 'jwt' });
+twoEdges.on('connecting', ({ url }) => void (url satisfies string));
 const state: 'idle' | 'connecting' | 'connected' | 'waiting' | 'paused' | 'stopped' = client.state;
 void state;
 
@@ -62,6 +79,7 @@ if (msg?.type === 'push') {
 }
 new Backoff({ baseMs: 1, capMs: 2 }).fail();
 new IdWindow(10).add('x');
+if (isPosition('00c0ffee12345678:1764700000000-3')) void 0;
 endpointUrl('https://h', 'sse', { token: 't' });
 
 // Misuse the declarations must refuse.
@@ -73,3 +91,7 @@ new HeraldClient({ url: 'https://h', transports: ['long-polling'] });
 new HeraldClient({ getToken: () => 'x' });
 // @ts-expect-error: getToken returns a token, not a number
 new HeraldClient({ url: 'https://h', getToken: () => 42 });
+// @ts-expect-error: url and urls together
+new HeraldClient({ url: 'https://h', urls: ['https://h'] });
+// @ts-expect-error: the old event name
+client.on('recovered', () => {});

@@ -226,7 +226,7 @@ export function settle() {
 }
 
 /** Records every event of a client: `log.of('push')` lists the details of one type. */
-export function recordEvents(client, types = ['connecting', 'connected', 'push', 'disconnected', 'error', 'recovered']) {
+export function recordEvents(client, types = ['connecting', 'connected', 'push', 'disconnected', 'error', 'recovery']) {
   const events = [];
   for (const type of types) client.on(type, (detail) => events.push({ type, detail }));
   return {
