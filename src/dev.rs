@@ -56,6 +56,10 @@ pub(crate) struct DevArgs {
     /// TLS client address of the edge (with `--tls`).
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub tls_listen: SocketAddr,
+    /// Pushes kept per user for missed-push recovery (the processor's `history_size`;
+    /// 0 = history off).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub history_size: u32,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -197,6 +201,7 @@ async fn dev(a: &DevArgs) -> ExitCode {
     pcfg.redis = a.redis.clone();
     // The edge heartbeats its membership right after start; read it promptly.
     pcfg.delivery.edges_refresh = Duration::from_millis(500);
+    pcfg.history.size = a.history_size;
     let processor = match Processor::start(pcfg, registry.clone()).await {
         Ok(p) => p,
         Err(e) => return fail(1, &format!("processor: {e}")),
