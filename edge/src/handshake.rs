@@ -14,6 +14,8 @@
 //! `Authorization: Bearer` or `?access_token=` are not sent by browsers on their own and stay
 //! usable.
 
+use herald_protocol::history::{Position, PositionError};
+
 use crate::auth::{AuthError, AuthRequest, Authenticator, CookieAccess, Identity};
 
 /// Most headers accepted in a request head (more → 431).
@@ -87,6 +89,39 @@ pub struct Accepted {
     /// The WebSocket subprotocol agreed on: `herald.v1` when the client offered it
     /// (`Sec-WebSocket-Protocol`), else none (plain mode).
     pub subprotocol: Option<&'static str>,
+    /// The history position the client resumes from (SSE `Last-Event-ID`, or
+    /// `?last_event_id=` on either kind), or why it is not one; `None` when none was given.
+    pub resume_from: Option<Result<Position, PositionError>>,
+}
+
+/// The query parameter naming the position a client resumes from.
+pub const RESUME_PARAM: &str = "last_event_id";
+
+/// The position a request resumes from: SSE's `Last-Event-ID` header (what a browser's
+/// EventSource sends on its own reconnects) first, else the `last_event_id` query parameter
+/// (percent-decoded; a new EventSource or a WebSocket cannot set headers).
+fn resume_from(
+    route: ConnKind,
+    h: &Headers<'_, '_>,
+    query: Option<&str>,
+) -> Option<Result<Position, PositionError>> {
+    let header = (route == ConnKind::Sse)
+        .then(|| h.get_str("last-event-id"))
+        .flatten()
+        .map(|v| v.trim().to_string());
+    let text = header.or_else(|| {
+        let value = query?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == RESUME_PARAM).then_some(v)
+        })?;
+        Some(
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    })?;
+    // An empty value (EventSource's initial state) resumes from nothing.
+    (!text.is_empty()).then(|| text.parse())
 }
 
 /// The WebSocket subprotocol with ids and typed control messages (docs/protocol.md).
@@ -173,13 +208,20 @@ pub fn decide(
         now_secs,
         cookie_access,
     };
+    let subprotocol = (route == ConnKind::WebSocket
+        && h.has_token("sec-websocket-protocol", SUBPROTOCOL_V1))
+    .then_some(SUBPROTOCOL_V1);
+    let resume_from = resume_from(route, &h, query);
+    if resume_from.is_some() && route == ConnKind::WebSocket && subprotocol.is_none() {
+        // Plain WebSocket messages carry no position: a client that has one speaks herald.v1.
+        return Decision::Reject(Reject::new(400, "resume_needs_herald_v1"));
+    }
     match auth.authenticate(&request) {
         Ok(identity) => Decision::Accept(Accepted {
             kind: route,
             identity,
-            subprotocol: (route == ConnKind::WebSocket
-                && h.has_token("sec-websocket-protocol", SUBPROTOCOL_V1))
-            .then_some(SUBPROTOCOL_V1),
+            subprotocol,
+            resume_from,
             ws_accept,
             cors_origin: if route == ConnKind::Sse {
                 cors_origin

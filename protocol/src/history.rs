@@ -180,6 +180,9 @@ pub enum NotRecovered {
     Unavailable,
     /// History is off on this deployment.
     Disabled,
+    /// The missed pushes exceed what the edge may queue for one connection
+    /// (`outbound_queue_bytes`).
+    TooLarge,
 }
 
 impl NotRecovered {
@@ -191,6 +194,7 @@ impl NotRecovered {
             NotRecovered::Malformed => "malformed_position",
             NotRecovered::Unavailable => "unavailable",
             NotRecovered::Disabled => "disabled",
+            NotRecovered::TooLarge => "too_large",
         }
     }
 }

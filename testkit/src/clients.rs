@@ -62,6 +62,20 @@ pub async fn sse_open(addr: SocketAddr, src: IpAddr, token: &str) -> Result<TcpS
     open(addr, src, &req, 200).await
 }
 
+/// Opens an SSE stream from `src` that resumes from `last_event_id` (sent as `Last-Event-ID`,
+/// as a browser's EventSource does on its reconnects); returns the stream after a 200 head.
+pub async fn sse_resume(
+    addr: SocketAddr,
+    src: IpAddr,
+    token: &str,
+    last_event_id: &str,
+) -> Result<TcpStream, u16> {
+    let req = format!(
+        "GET /sse?access_token={token} HTTP/1.1\r\nHost: e\r\nAccept: text/event-stream\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+    );
+    open(addr, src, &req, 200).await
+}
+
 /// Reads SSE events from a stream opened with [`sse_open`].
 #[derive(Debug, Default)]
 pub struct SseReader {

@@ -7,4 +7,5 @@ mod drain;
 mod pipeline;
 mod priority;
 mod processor_crash;
+mod recovery;
 mod support;

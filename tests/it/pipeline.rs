@@ -286,18 +286,3 @@ fn every_push_to_a_connected_target_arrives_exactly_once_in_order() {
 fn got_total_of(inbox: &HashMap<(String, String), Vec<String>>) -> usize {
     inbox.values().map(Vec::len).sum()
 }
-
-/// Awaits all futures concurrently (no extra dependency for one join).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
-    let handles: Vec<_> = futs.map(Box::pin).collect();
-    let mut pending = handles;
-    std::future::poll_fn(move |cx| {
-        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-}

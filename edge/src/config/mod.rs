@@ -75,6 +75,8 @@ keys! {
     "registry_slack" = "60s" : "Registry record TTL = max_lifetime + close_grace + registry_slack, so live records never need refreshing.";
     "redis" = "" : "Registry URL: redis://host:port (single node) or redis-cluster://host:port[?node=host:port…]. Empty = in-process registry (single node).";
     "registry_heartbeat" = "2s" : "Edge membership heartbeat period in the registry.";
+    "recovery_concurrency" = "64" : "History reads (missed-push recovery of clients resuming from a position) in flight at once per edge; more wait their turn, within recovery_timeout. 0 = no recovery (resuming clients are told `recovered: false`, reason `disabled`).";
+    "recovery_timeout" = "3s" : "Longest a resuming client waits for its history read (queueing included); then it is told `recovered: false`, reason `unavailable`, and gets its live pushes.";
     "drain_window" = "30s" : "A drain (SIGTERM or POST /admin/drain) spreads reconnect requests over this window, then force-closes what is left. A second SIGTERM shortens it.";
     "drain_rate" = "1000" : "Most reconnect requests per second per edge during a drain (all shards together).";
     "max_devices_per_user" = "64" : "Most connections (devices) one user may hold on one shard; a handshake for another device beyond it gets 429 (a token holder cannot open unlimited connections under distinct device ids). A reconnect of an existing device replaces it and always fits. 0 = no cap.";
@@ -142,6 +144,17 @@ pub struct EdgeConfig {
     pub expected_connections: u64,
     /// Drain and admission control.
     pub ops: OpsConfig,
+    /// Missed-push recovery.
+    pub recovery: RecoveryConfig,
+}
+
+/// Missed-push recovery settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryConfig {
+    /// History reads in flight at once (0 = recovery off).
+    pub concurrency: usize,
+    /// Deadline of one recovery, queueing included.
+    pub timeout: Duration,
 }
 
 /// Drain and admission control settings.
@@ -437,8 +450,16 @@ impl EdgeConfig {
         if ops.retry_after_max < Duration::from_secs(1) {
             return Err(s.error("retry_after_max", "must be at least 1s"));
         }
+        let recovery = RecoveryConfig {
+            concurrency: s.get("recovery_concurrency", parse_num)?,
+            timeout: s.get("recovery_timeout", parse_duration)?,
+        };
+        if recovery.timeout < Duration::from_millis(10) {
+            return Err(s.error("recovery_timeout", "must be at least 10ms"));
+        }
         Ok(EdgeConfig {
             ops,
+            recovery,
             expected_connections,
             listen,
             tls,

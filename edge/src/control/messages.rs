@@ -7,7 +7,11 @@
 
 use tokio::sync::oneshot;
 
+use herald_protocol::history::Position;
+
+use crate::conn::ConnId;
 use crate::shard::probe::ShardSnapshot;
+use crate::shard::recovery::RecoveryRead;
 
 /// Shard → control thread.
 #[derive(Debug)]
@@ -25,6 +29,22 @@ pub enum ControlEvent {
         /// A re-assert of a registration the registry lost (not a new connection: nothing
         /// on the other shards is replaced by it).
         reassert: bool,
+    },
+    /// A connection resumes from a history position: register it, wait for that, read what
+    /// came after the position and answer with [`ShardCommand::Recovered`].
+    Recover {
+        /// Owning shard.
+        shard: u16,
+        /// The connection.
+        conn: ConnId,
+        /// User id.
+        user: String,
+        /// Device id (the read keeps the pushes for the whole user or this device).
+        device: String,
+        /// The connection's nonce.
+        nonce: u64,
+        /// Where it resumes from.
+        from: Position,
     },
     /// A connection ended: remove its record if it still owns it.
     Unregister {
@@ -63,6 +83,13 @@ pub enum ShardCommand {
         device: String,
         /// The newer connection's nonce.
         nonce: u64,
+    },
+    /// The history read of a resuming connection ([`ControlEvent::Recover`]).
+    Recovered {
+        /// The connection.
+        conn: ConnId,
+        /// What was read.
+        read: RecoveryRead,
     },
     /// Stop: close listeners and every connection, then end the shard.
     Shutdown,

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub mod admin;
 pub mod messages;
 pub mod metrics_export;
+mod recovery;
 
 use self::admin::{AdminState, RegistryStatus};
 use self::messages::{ControlEvent, ControlRequest, ShardCommand};
@@ -164,6 +165,14 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
     let _ = ready.send(Ok(()));
 
     let ttl_ms = cfg.registry_ttl.as_millis() as u64;
+    let recoveries = recovery::Recoveries::new(
+        registry.clone(),
+        shards.clone(),
+        cfg.recovery.concurrency,
+        cfg.recovery.timeout,
+        cfg.node_id.clone(),
+        ttl_ms,
+    );
     let mut status_tick = tokio::time::interval(Duration::from_millis(200));
     // Certificate files are checked for changes every `tls_reload_check` (unset: SIGHUP only).
     let tls_watch = match (&tls, cfg.tls.as_ref().and_then(|t| t.reload_check)) {
@@ -180,12 +189,21 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
-                supersede_elsewhere(&shards, &ev);
-                writer.submit(to_op(&cfg.node_id, ttl_ms, ev));
+                let on_event = |ev: ControlEvent| match ev {
+                    ControlEvent::Recover { shard, conn, user, device, nonce, from } => {
+                        recoveries.start(recovery::Request { shard, conn, user, device, nonce, from });
+                    }
+                    ev => {
+                        supersede_elsewhere(&shards, &ev);
+                        if let Some(op) = to_op(&cfg.node_id, ttl_ms, ev) {
+                            writer.submit(op);
+                        }
+                    }
+                };
+                on_event(ev);
                 // Drain whatever else is already waiting, without yielding in between.
                 while let Ok(ev) = events.try_recv() {
-                    supersede_elsewhere(&shards, &ev);
-                    writer.submit(to_op(&cfg.node_id, ttl_ms, ev));
+                    on_event(ev);
                 }
             }
             req = requests.recv() => match req {
@@ -240,7 +258,9 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
     }
     let flush_deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while let Ok(Some(ev)) = tokio::time::timeout_at(flush_deadline, events.recv()).await {
-        writer.submit(to_op(&cfg.node_id, ttl_ms, ev));
+        if let Some(op) = to_op(&cfg.node_id, ttl_ms, ev) {
+            writer.submit(op);
+        }
     }
     if !writer.flush(Duration::from_secs(3)).await {
         log::warn!("registry writes still queued at shutdown; they expire by TTL");
@@ -307,8 +327,9 @@ fn supersede_elsewhere(shards: &[mpsc::UnboundedSender<ShardCommand>], ev: &Cont
     }
 }
 
-fn to_op(node_id: &str, ttl_ms: u64, ev: ControlEvent) -> RegistryOp {
-    match ev {
+/// The registry write of a shard event (`None` for a recovery, which is not a write).
+fn to_op(node_id: &str, ttl_ms: u64, ev: ControlEvent) -> Option<RegistryOp> {
+    Some(match ev {
         ControlEvent::Register {
             user,
             device,
@@ -334,5 +355,6 @@ fn to_op(node_id: &str, ttl_ms: u64, ev: ControlEvent) -> RegistryOp {
             device,
             conn_nonce: nonce,
         }),
-    }
+        ControlEvent::Recover { .. } => return None,
+    })
 }

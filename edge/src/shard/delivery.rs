@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use herald_protocol::delivery::{Answer, BroadcastMsg, DeliverMsg, Outcome};
 
-use super::frames;
+use super::frames::{self, PushMeta};
 use super::recent::Written;
 use super::state::ShardState;
 use super::Now;
@@ -24,9 +24,9 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn get(&mut self, wire: Wire, message_id: &str, payload: &[u8]) -> Option<Rc<[u8]>> {
+    fn get(&mut self, wire: Wire, meta: PushMeta<'_>, payload: &[u8]) -> Option<Rc<[u8]>> {
         self.per_wire[wire.index()]
-            .get_or_insert_with(|| frames::push(wire, message_id, payload))
+            .get_or_insert_with(|| frames::push(wire, meta, payload))
             .clone()
     }
 }
@@ -108,7 +108,12 @@ impl ShardState {
                     (Outcome::Expired, 0, 0)
                 } else {
                     let ids = self.table.find(&m.user, m.device.as_deref());
-                    self.write_targeted(&ids, &m.message_id, &m.payload)
+                    let meta = PushMeta {
+                        message_id: &m.message_id,
+                        position: m.position.as_ref(),
+                        broadcast: false,
+                    };
+                    self.write_targeted(&ids, meta, &m.payload)
                 };
                 self.count_answer(outcome, written);
                 Answer {
@@ -127,10 +132,10 @@ impl ShardState {
     fn write_targeted(
         &mut self,
         ids: &[ConnId],
-        message_id: &str,
+        meta: PushMeta<'_>,
         payload: &[u8],
     ) -> (Outcome, u32, u32) {
-        let key = self.recent.key(message_id);
+        let key = self.recent.key(meta.message_id);
         let (fresh, had): (Vec<ConnId>, u32) = match self.recent.get(key) {
             Some(Written::To(done)) => {
                 let fresh: Vec<ConnId> =
@@ -148,13 +153,7 @@ impl ShardState {
         }
         let mut tally = Tally::default();
         let fresh = self.within_push_rate(fresh, &mut tally);
-        self.write_to(
-            &fresh,
-            message_id,
-            payload,
-            &mut Encoded::default(),
-            &mut tally,
-        );
+        self.write_to(&fresh, meta, payload, &mut Encoded::default(), &mut tally);
         let now = self.now.tick;
         self.recent.record_targeted(key, now, &tally.written);
         let n = tally.written.len() as u32;
@@ -184,11 +183,12 @@ impl ShardState {
         ids
     }
 
-    /// Queues the push on each open connection of `ids`.
+    /// Queues the push on each open connection of `ids` (held instead for a connection
+    /// waiting for its history read, see [`super::recovery`]).
     fn write_to(
         &mut self,
         ids: &[ConnId],
-        message_id: &str,
+        meta: PushMeta<'_>,
         payload: &[u8],
         encoded: &mut Encoded,
         tally: &mut Tally,
@@ -201,11 +201,16 @@ impl ShardState {
                 tally.leaving += 1;
                 continue;
             }
-            let Some(frame) = encoded.get(conn.wire, message_id, payload) else {
+            let Some(frame) = encoded.get(conn.wire, meta, payload) else {
                 tally.unencodable += 1;
                 continue;
             };
-            if self.enqueue(id, frame) {
+            let queued = if self.is_recovering(id) {
+                self.hold(id, meta.position.copied(), frame)
+            } else {
+                self.enqueue(id, frame)
+            };
+            if queued {
                 tally.written.push(id);
             } else {
                 tally.slow += 1;
@@ -255,9 +260,14 @@ impl ShardState {
         self.at(now);
         let end = job.pos.saturating_add(max).min(job.ids.len());
         let ids = std::mem::take(&mut job.ids);
+        let meta = PushMeta {
+            message_id: &job.message_id,
+            position: None,
+            broadcast: true,
+        };
         self.write_to(
             &ids[job.pos..end],
-            &job.message_id,
+            meta,
             &job.payload,
             &mut job.encoded,
             &mut job.tally,

@@ -5,15 +5,21 @@
 //!   binary otherwise); control is by close codes (4000 replaced, 4001 reconnect, 1001
 //!   shutdown, 4002 slow consumer, 4003 pong timeout).
 //! - WebSocket `herald.v1`: every message is one JSON object in a text frame —
-//!   `welcome`, `push` (`id`, `data`, `encoding: "base64"` for binary payloads), `reconnect`
-//!   (`reason`, `retry_ms`) and `replaced` — followed by the close frame for control.
-//! - SSE: a push is an event with `id:` and `data:` lines (UTF-8 only); `retry:` +
+//!   `welcome`, `push` (`id`, `pos` when the push has a history position, `data`,
+//!   `encoding: "base64"` for binary payloads), `recovery` (`recovered`, `count` or
+//!   `reason`), `reconnect` (`reason`, `retry_ms`) and `replaced` — followed by the close
+//!   frame for control.
+//! - SSE: a push is an event with `data:` lines (UTF-8 only) and an `id:` — its history
+//!   position when it has one (what `Last-Event-ID` resumes from), else its herald-id; a
+//!   broadcast has no `id:` (not resumable, and it must not overwrite the browser's last
+//!   position). `event: recovery` (data: the same JSON as herald.v1's `recovery`), `retry:` +
 //!   `event: reconnect` (data: the same JSON as herald.v1's `reconnect`), `event: replaced`,
 //!   comment keep-alives.
 
 use std::rc::Rc;
 
 use base64::Engine;
+use herald_protocol::history::{NotRecovered, Position};
 use herald_protocol::sse;
 use herald_protocol::ws::close_code;
 use herald_protocol::ws::server as ws;
@@ -109,15 +115,32 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
+/// What a push frame says about the push besides its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct PushMeta<'a> {
+    /// Its herald-id.
+    pub message_id: &'a str,
+    /// Its history position (user-targeted pushes with history on).
+    pub position: Option<&'a Position>,
+    /// A broadcast (SSE: no `id:` line).
+    pub broadcast: bool,
+}
+
 /// A push for `wire`, or `None` when the wire cannot carry the payload (SSE carries UTF-8 only).
-pub fn push(wire: Wire, message_id: &str, payload: &[u8]) -> Option<Rc<[u8]>> {
-    let mut v = Vec::with_capacity(payload.len() + message_id.len() + 48);
+pub fn push(wire: Wire, meta: PushMeta<'_>, payload: &[u8]) -> Option<Rc<[u8]>> {
+    let message_id = meta.message_id;
+    let position = meta.position.map(Position::to_string);
+    let mut v = Vec::with_capacity(payload.len() + message_id.len() + 96);
     match wire {
         Wire::WsPlain => ws::encode_message(payload, &mut v),
         Wire::WsV1 => {
-            let mut json = Vec::with_capacity(payload.len() + message_id.len() + 40);
+            let mut json = Vec::with_capacity(payload.len() + message_id.len() + 88);
             json.extend_from_slice(br#"{"type":"push","id":"#);
             json_str(&mut json, message_id);
+            if let Some(pos) = &position {
+                json.extend_from_slice(br#","pos":"#);
+                json_str(&mut json, pos);
+            }
             json.extend_from_slice(br#","data":"#);
             match std::str::from_utf8(payload) {
                 Ok(text) => json_str(&mut json, text),
@@ -135,9 +158,36 @@ pub fn push(wire: Wire, message_id: &str, payload: &[u8]) -> Option<Rc<[u8]>> {
             json.push(b'}');
             ws::encode_message(&json, &mut v);
         }
-        Wire::Sse => sse::encode_event(&mut v, Some(message_id), None, payload).ok()?,
+        Wire::Sse => {
+            let id = match (&position, meta.broadcast) {
+                (Some(pos), _) => Some(pos.as_str()),
+                (None, true) => None,
+                (None, false) => Some(message_id),
+            };
+            sse::encode_event(&mut v, id, None, payload).ok()?
+        }
     }
     Some(Rc::from(v))
+}
+
+/// The answer to a client that resumed from a position: whether the pushes it missed follow
+/// (and how many), or why not. Nothing for plain WebSocket (which cannot resume).
+pub fn recovery(wire: Wire, outcome: Result<usize, NotRecovered>) -> Option<Rc<[u8]>> {
+    let body = match outcome {
+        Ok(count) => format!(r#"{{"recovered":true,"count":{count}}}"#),
+        Err(why) => format!(r#"{{"recovered":false,"reason":"{}"}}"#, why.as_str()),
+    };
+    match wire {
+        Wire::WsPlain => None,
+        Wire::WsV1 => {
+            let json = format!(r#"{{"type":"recovery",{}"#, &body[1..]);
+            Some(rc(|v| ws::encode_message(json.as_bytes(), v)))
+        }
+        Wire::Sse => Some(rc(|v| {
+            sse::encode_event(v, None, Some("recovery"), body.as_bytes())
+                .expect("static event encodes");
+        })),
+    }
 }
 
 /// The `welcome` message of a `herald.v1` connection (nothing for the other wires).
@@ -197,14 +247,14 @@ mod tests {
 
     #[test]
     fn v1_pushes_are_json_with_ids() {
-        let p = push(Wire::WsV1, "id-1", "héllo\n\"x\"".as_bytes()).unwrap();
+        let p = push(Wire::WsV1, meta("id-1"), "héllo\n\"x\"".as_bytes()).unwrap();
         let t = ws_texts(&p);
         let v: serde_json::Value = serde_json::from_str(&t[0]).unwrap();
         assert_eq!(v["type"], "push");
         assert_eq!(v["id"], "id-1");
         assert_eq!(v["data"], "héllo\n\"x\"");
         assert!(v.get("encoding").is_none());
-        let b = push(Wire::WsV1, "id-2", &[0, 159, 255]).unwrap();
+        let b = push(Wire::WsV1, meta("id-2"), &[0, 159, 255]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&ws_texts(&b)[0]).unwrap();
         assert_eq!(v["encoding"], "base64");
         assert_eq!(v["data"], "AJ//");
@@ -212,14 +262,69 @@ mod tests {
 
     #[test]
     fn plain_and_sse_pushes() {
-        let p = push(Wire::WsPlain, "id", b"verbatim").unwrap();
+        let p = push(Wire::WsPlain, meta("id"), b"verbatim").unwrap();
         assert_eq!(ws_texts(&p), vec!["verbatim".to_string()]);
         assert!(
-            push(Wire::Sse, "id", &[0xff]).is_none(),
+            push(Wire::Sse, meta("id"), &[0xff]).is_none(),
             "SSE carries UTF-8 only"
         );
-        let s = push(Wire::Sse, "id-9", b"a\nb").unwrap();
+        let s = push(Wire::Sse, meta("id-9"), b"a\nb").unwrap();
         assert_eq!(&*s, b"id: id-9\ndata: a\ndata: b\n\n");
+    }
+
+    fn meta(id: &str) -> PushMeta<'_> {
+        PushMeta {
+            message_id: id,
+            position: None,
+            broadcast: false,
+        }
+    }
+
+    #[test]
+    fn positions_ride_on_pushes_and_broadcasts_have_no_sse_id() {
+        let pos: Position = "00c0ffee12345678:1764700000000-3".parse().unwrap();
+        let with_pos = PushMeta {
+            position: Some(&pos),
+            ..meta("m1")
+        };
+        let s = push(Wire::Sse, with_pos, b"x").unwrap();
+        assert_eq!(&*s, b"id: 00c0ffee12345678:1764700000000-3\ndata: x\n\n");
+        let v: serde_json::Value =
+            serde_json::from_str(&ws_texts(&push(Wire::WsV1, with_pos, b"x").unwrap())[0]).unwrap();
+        assert_eq!(
+            (v["id"].as_str(), v["pos"].as_str()),
+            (Some("m1"), Some(&*pos.to_string()))
+        );
+        let b = push(
+            Wire::Sse,
+            PushMeta {
+                broadcast: true,
+                ..meta("b1")
+            },
+            b"all",
+        )
+        .unwrap();
+        assert_eq!(&*b, b"data: all\n\n");
+    }
+
+    #[test]
+    fn recovery_answers_per_wire() {
+        let ok = recovery(Wire::WsV1, Ok(3)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ws_texts(&ok)[0]).unwrap();
+        assert_eq!(
+            (
+                v["type"].as_str(),
+                v["recovered"].as_bool(),
+                v["count"].as_u64()
+            ),
+            (Some("recovery"), Some(true), Some(3))
+        );
+        let no = recovery(Wire::Sse, Err(NotRecovered::TooOld)).unwrap();
+        assert_eq!(
+            &*no,
+            &b"event: recovery\ndata: {\"recovered\":false,\"reason\":\"too_old\"}\n\n"[..]
+        );
+        assert!(recovery(Wire::WsPlain, Ok(0)).is_none());
     }
 
     #[test]

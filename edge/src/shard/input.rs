@@ -160,6 +160,9 @@ impl ShardState {
             ConnKind::WebSocket => self.probe.handshakes_ws += 1,
             ConnKind::Sse => self.probe.handshakes_sse += 1,
         }
+        if let Some(from) = acc.resume_from {
+            self.start_recovery(id, &user, &device, nonce, from);
+        }
         self.send_control(ControlEvent::Register {
             user,
             device,

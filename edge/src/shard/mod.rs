@@ -23,6 +23,7 @@ mod input;
 pub mod ownership;
 pub mod probe;
 pub mod recent;
+pub mod recovery;
 pub mod state;
 pub mod timer_wheel;
 
@@ -297,6 +298,9 @@ pub async fn run(
                 device,
                 nonce,
             } => shard.with(|st, now| st.supersede(&user, &device, nonce, now)),
+            ShardCommand::Recovered { conn, read } => {
+                shard.with(|st, now| st.finish_recovery(conn, read, now))
+            }
             ShardCommand::Shutdown => break,
         }
     }

@@ -212,6 +212,18 @@ impl Sim {
         device: Option<&str>,
         payload: &[u8],
     ) -> Answer {
+        self.deliver_at(mid, user, device, payload, None)
+    }
+
+    /// Delivers one push that has a history `position`.
+    pub fn deliver_at(
+        &mut self,
+        mid: &str,
+        user: &str,
+        device: Option<&str>,
+        payload: &[u8],
+        position: Option<herald_protocol::history::Position>,
+    ) -> Answer {
         let now = self.now();
         let m = DeliverMsg {
             seq: 1,
@@ -220,6 +232,7 @@ impl Sim {
             message_id: mid.into(),
             expires_at_ms: NEVER_EXPIRES,
             payload: payload.to_vec(),
+            position,
         };
         let a = self.st.deliver_batch(&[m], now)[0];
         self.pump();
@@ -279,13 +292,40 @@ impl Sim {
     pub fn registry(&self) -> Vec<(bool, String, String)> {
         self.events
             .iter()
-            .map(|e| match e {
-                ControlEvent::Register { user, device, .. } => (true, user.clone(), device.clone()),
-                ControlEvent::Unregister { user, device, .. } => {
-                    (false, user.clone(), device.clone())
+            .filter_map(|e| match e {
+                ControlEvent::Register { user, device, .. } => {
+                    Some((true, user.clone(), device.clone()))
                 }
+                ControlEvent::Unregister { user, device, .. } => {
+                    Some((false, user.clone(), device.clone()))
+                }
+                ControlEvent::Recover { .. } => None,
             })
             .collect()
+    }
+
+    /// History reads asked for so far, as (connection, user, device, position).
+    pub fn recoveries(&self) -> Vec<(ConnId, String, String, herald_protocol::history::Position)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                ControlEvent::Recover {
+                    conn,
+                    user,
+                    device,
+                    from,
+                    ..
+                } => Some((*conn, user.clone(), device.clone(), *from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The control thread's answer to a history read.
+    pub fn finish_recovery(&mut self, conn: ConnId, read: super::recovery::RecoveryRead) {
+        let now = self.now();
+        self.st.finish_recovery(conn, read, now);
+        self.pump();
     }
 }
 

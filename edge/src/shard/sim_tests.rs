@@ -465,3 +465,191 @@ fn a_connection_over_its_push_rate_is_answered_rate_limited() {
     assert_eq!(s.ws_events(tab).1.len(), 5);
     assert!(s.ws_events(phone).1.iter().all(|e| e.starts_with("msg:")));
 }
+
+mod recovery {
+    use herald_protocol::history::{EntryId, HistoryEntry, NotRecovered, Position};
+
+    use super::{quiet, Sim};
+    use crate::shard::recovery::RecoveryRead;
+
+    const EPOCH: u64 = 0x00c0_ffee_1234_5678;
+
+    fn pos(ms: u64) -> Position {
+        Position {
+            epoch: EPOCH,
+            id: EntryId { ms, seq: 0 },
+        }
+    }
+
+    fn entry(ms: u64, payload: &str) -> HistoryEntry {
+        HistoryEntry {
+            id: EntryId { ms, seq: 0 },
+            message_id: format!("m{ms}"),
+            device: None,
+            expires_at_ms: u64::MAX,
+            payload: payload.as_bytes().to_vec(),
+        }
+    }
+
+    fn sse_from(s: &mut Sim, user: &str, device: &str, from: &str) -> crate::conn::ConnId {
+        let head = format!(
+            "GET /sse?access_token={user}:{device} HTTP/1.1\r\nHost: e\r\nLast-Event-ID: {from}\r\n\r\n"
+        );
+        s.connect_raw(head.as_bytes())
+    }
+
+    fn v1_from(s: &mut Sim, user: &str, device: &str, query_pos: &str) -> crate::conn::ConnId {
+        let head = format!(
+            "GET /ws?access_token={user}:{device}&last_event_id={query_pos} HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: herald.v1\r\n\r\n"
+        );
+        s.connect_raw(head.as_bytes())
+    }
+
+    /// Live pushes that race the history read are held, then merged by position: the
+    /// answer first, then the missed pushes in order, then the held ones not already given.
+    #[test]
+    fn live_pushes_wait_for_the_history_and_the_seam_has_no_duplicate() {
+        let mut s = Sim::new(quiet);
+        let c = sse_from(&mut s, "ann", "tab", &pos(10).to_string());
+        let asked = s.recoveries();
+        assert_eq!(asked.len(), 1);
+        assert_eq!((asked[0].0, asked[0].3), (c, pos(10)));
+        assert!(
+            s.registry().contains(&(true, "ann".into(), "tab".into())),
+            "registered as usual"
+        );
+        // m12 was appended before the read (so it is in it) and also arrives live; m13 is
+        // only live. Both wait.
+        s.deliver_at("m12", "ann", None, b"twelve", Some(pos(12)));
+        s.deliver_at("m13", "ann", None, b"thirteen", Some(pos(13)));
+        assert!(
+            s.sse_events(c)
+                .iter()
+                .all(|e| e.data == "herald" || e.data.is_empty()),
+            "nothing before the answer: {:?}",
+            s.sse_events(c)
+        );
+        s.finish_recovery(
+            c,
+            RecoveryRead::Recovered {
+                epoch: EPOCH,
+                entries: vec![entry(11, "eleven"), entry(12, "twelve")],
+                last: EntryId { ms: 12, seq: 0 },
+            },
+        );
+        let got: Vec<(Option<String>, Option<String>, String)> = s
+            .sse_events(c)
+            .into_iter()
+            .map(|e| (e.event, e.id, e.data))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Some("recovery".into()),
+                    None,
+                    r#"{"recovered":true,"count":2}"#.into()
+                ),
+                (None, Some(pos(11).to_string()), "eleven".into()),
+                (None, Some(pos(12).to_string()), "twelve".into()),
+                (None, Some(pos(13).to_string()), "thirteen".into()),
+            ]
+        );
+        // Afterwards pushes go straight through.
+        s.deliver_at("m14", "ann", None, b"fourteen", Some(pos(14)));
+        assert_eq!(
+            s.sse_events(c).last().map(|e| e.data.clone()),
+            Some("fourteen".into())
+        );
+    }
+
+    #[test]
+    fn a_gap_that_cannot_be_filled_is_said_and_live_pushes_follow() {
+        let mut s = Sim::new(quiet);
+        let encoded = pos(10).to_string().replace(':', "%3A");
+        let c = v1_from(&mut s, "bob", "phone", &encoded);
+        assert_eq!(
+            s.recoveries()[0].3,
+            pos(10),
+            "the query parameter is percent-decoded"
+        );
+        s.deliver_at("m20", "bob", None, b"live", Some(pos(20)));
+        s.finish_recovery(c, RecoveryRead::NotRecovered(NotRecovered::TooOld));
+        let (_, ev) = s.ws_events(c);
+        let msgs: Vec<serde_json::Value> = ev
+            .iter()
+            .filter_map(|e| e.strip_prefix("msg:"))
+            .map(|m| serde_json::from_str(m).unwrap())
+            .collect();
+        assert_eq!(msgs[0]["type"], "welcome");
+        assert_eq!(
+            (
+                msgs[1]["type"].as_str(),
+                msgs[1]["recovered"].as_bool(),
+                msgs[1]["reason"].as_str()
+            ),
+            (Some("recovery"), Some(false), Some("too_old"))
+        );
+        assert_eq!(
+            (
+                msgs[2]["id"].as_str(),
+                msgs[2]["pos"].as_str(),
+                msgs[2]["data"].as_str()
+            ),
+            (Some("m20"), Some(&*pos(20).to_string()), Some("live"))
+        );
+    }
+
+    #[test]
+    fn malformed_positions_are_answered_at_once_and_plain_websocket_cannot_resume() {
+        let mut s = Sim::new(quiet);
+        let c = sse_from(&mut s, "cy", "tab", "m-17");
+        assert!(s.recoveries().is_empty(), "nothing to read");
+        let ev = s.sse_events(c);
+        assert_eq!(ev[0].event.as_deref(), Some("recovery"));
+        assert!(ev[0].data.contains("malformed_position"), "{ev:?}");
+        let head = format!(
+            "GET /ws?access_token=cy:p&last_event_id={} HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            pos(1)
+        );
+        let plain = s.connect_raw(head.as_bytes());
+        let (head, _) = s.ws_events(plain);
+        assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    }
+
+    #[test]
+    fn a_gap_larger_than_the_queue_bound_is_not_recovered_and_held_pushes_count() {
+        let mut s = Sim::new(|c| {
+            quiet(c);
+            c.conn.outbound_queue_bytes = 4096;
+        });
+        let c = sse_from(&mut s, "di", "tab", &pos(1).to_string());
+        let big = "x".repeat(1500);
+        s.finish_recovery(
+            c,
+            RecoveryRead::Recovered {
+                epoch: EPOCH,
+                entries: (2..6).map(|i| entry(i, &big)).collect(),
+                last: EntryId { ms: 5, seq: 0 },
+            },
+        );
+        let ev = s.sse_events(c);
+        assert!(ev[0].data.contains("too_large"), "{ev:?}");
+        // Held pushes beyond the bound close the connection as a slow consumer.
+        let c2 = sse_from(&mut s, "eve", "tab", &pos(1).to_string());
+        s.reading(c2, false);
+        for i in 0..4 {
+            s.deliver_at(
+                &format!("h{i}"),
+                "eve",
+                None,
+                big.as_bytes(),
+                Some(pos(10 + i)),
+            );
+        }
+        assert!(
+            s.st.conn(c2).is_none_or(|conn| !conn.is_open()),
+            "closed as a slow consumer"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 //! or a close decided). Its parts: client input in `input.rs`, deliveries in `delivery.rs`,
 //! drains in `drain.rs`; the wire formats in `frames.rs`.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::Waker;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use super::drain::ShardDrain;
 use super::frames::{self, Canned, ReconnectReason};
 use super::probe::{ShardProbe, ShardSnapshot};
 use super::recent::RecentDeliveries;
+use super::recovery::Recovering;
 use super::timer_wheel::{Entry, TimerWheel};
 use super::Now;
 use crate::auth::Authenticator;
@@ -106,6 +108,9 @@ pub struct ShardState {
     outbox: Vec<ControlEvent>,
     /// Connections whose driver must act.
     attention: Vec<(ConnId, Attention)>,
+    /// Connections waiting for their history read (missed-push recovery), with the live
+    /// pushes held meanwhile.
+    pub(crate) recovering: HashMap<ConnId, Recovering>,
 }
 
 impl std::fmt::Debug for ShardState {
@@ -159,6 +164,7 @@ impl ShardState {
             now: Now::default(),
             outbox: Vec::new(),
             attention: Vec::new(),
+            recovering: HashMap::new(),
             cfg,
         }
     }
@@ -224,7 +230,12 @@ impl ShardState {
     /// Queues `frame` on `id`; a queue that would overflow closes the connection as a slow
     /// consumer (every byte counts, control frames included). Returns whether it was queued.
     pub(crate) fn enqueue(&mut self, id: ConnId, frame: Rc<[u8]>) -> bool {
-        let cap = self.cfg.conn.outbound_queue_bytes;
+        self.enqueue_within(id, frame, self.cfg.conn.outbound_queue_bytes)
+    }
+
+    /// [`ShardState::enqueue`] against the bound `cap` (a recovery checks its own bound
+    /// first).
+    pub(crate) fn enqueue_within(&mut self, id: ConnId, frame: Rc<[u8]>, cap: usize) -> bool {
         let Some(conn) = self.table.get(id) else {
             return false;
         };
@@ -267,7 +278,7 @@ impl ShardState {
     }
 
     /// The outbound queue overflowed: close as a slow consumer (WebSocket: close 4002).
-    fn slow_consumer(&mut self, id: ConnId) {
+    pub(crate) fn slow_consumer(&mut self, id: ConnId) {
         let Some(conn) = self.table.get(id) else {
             return;
         };
@@ -388,6 +399,7 @@ impl ShardState {
         let Some(conn) = self.table.remove(id) else {
             return;
         };
+        self.recovering.remove(&id);
         let reason = conn.close_reason.unwrap_or(CloseReason::ClientClosed);
         self.probe.closed(reason);
         if let Some(user) = &conn.user {

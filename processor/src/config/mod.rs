@@ -41,7 +41,7 @@ keys! {
     "redis" = "" : "Registry URL: redis://host:port or redis-cluster://host:port[?node=host:port…]. Required by the herald-processor binary.";
     "lookup_cache_ttl" = "1s" : "How long a registry look-up is reused; an edge answering not_here invalidates it at once.";
     "lookup_cache_max" = "100000" : "Most users held in the look-up cache.";
-    "history_size" = "100" : "Pushes kept per user for missed-push recovery (a Redis stream in the user's slot; 0 = history off, at most 10000). Must match what clients expect to recover; the edges read it.";
+    "history_size" = "100" : "Pushes kept per user for missed-push recovery (a Redis stream in the user's slot; 0 = history off, at most 10000).";
     "history_ttl" = "5m" : "How long a user's history is kept after its last push; older entries are trimmed on the next append (0 = history off).";
     "lookup_concurrency" = "64" : "Look-ups in flight per partition (results are still forwarded in partition order).";
     "delivery_secret" = "" : "Shared secret of the edges' delivery-port handshake (at least 16 bytes). Required.";

@@ -333,3 +333,20 @@ pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Awaits all futures concurrently (no extra dependency for one join).
+pub(crate) async fn futures_join_all<F: std::future::Future<Output = ()>>(
+    futs: impl Iterator<Item = F>,
+) {
+    let handles: Vec<_> = futs.map(Box::pin).collect();
+    let mut pending = handles;
+    std::future::poll_fn(move |cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

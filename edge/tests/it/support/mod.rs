@@ -255,6 +255,7 @@ pub(crate) fn msg(seq: u64, user: &str, device: Option<&str>, payload: &[u8]) ->
         message_id: format!("m{seq}"),
         expires_at_ms: delivery::NEVER_EXPIRES,
         payload: payload.to_vec(),
+        position: None,
     }
 }
 
