@@ -72,6 +72,10 @@ pub(crate) struct DevArgs {
     /// minus up to 3 min.
     #[arg(long)]
     pub max_lifetime: Option<String>,
+    /// Pushes kept per user for missed-push recovery (the processor's `history_size`;
+    /// 0 = history off).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub history_size: u32,
 }
 
 /// `addr` with its port moved up by `by` (port 0, "any", stays 0).
@@ -266,6 +270,7 @@ async fn dev(a: &DevArgs) -> ExitCode {
     pcfg.redis = a.redis.clone();
     // The edge heartbeats its membership right after start; read it promptly.
     pcfg.delivery.edges_refresh = Duration::from_millis(500);
+    pcfg.history.size = a.history_size;
     let processor = match Processor::start(pcfg, registry.clone()).await {
         Ok(p) => p,
         Err(e) => return fail(1, &format!("processor: {e}")),

@@ -36,6 +36,9 @@ pub enum Command {
     Herd(HerdArgs),
     /// `conns` and `fanout` against Herald, nginx + nchan and tokio-tungstenite, with ratios.
     Compare(CompareArgs),
+    /// Missed-push recovery: Redis memory per retained push, processor throughput with
+    /// history on vs off, and a recovery storm after an edge crash.
+    History(HistoryArgs),
     /// (internal) A client process holding connections.
     #[command(hide = true)]
     Client(ClientArgs),
@@ -351,6 +354,73 @@ pub struct HerdArgs {
     pub output: OutputArgs,
 }
 
+/// `history` flags.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Parts to run, comma-separated: memory, throughput, storm.
+    #[arg(long, default_value = "memory,throughput,storm")]
+    pub parts: String,
+    /// Small and fast (a smoke test, not a measurement).
+    #[arg(long)]
+    pub quick: bool,
+    /// Pushes kept per user (the processor's history_size).
+    #[arg(long, default_value_t = 100)]
+    pub history_size: u32,
+    /// How long a history is kept (the processor's history_ttl).
+    #[arg(long, value_parser = units::parse_duration, default_value = "5m")]
+    pub history_ttl: Duration,
+    /// memory: user counts to fill, increasing [default: 250,500,1000; --quick: 20,40].
+    #[arg(long)]
+    pub users: Option<String>,
+    /// memory: payload sizes, bytes.
+    #[arg(long, default_value = "64,1024")]
+    pub payloads: String,
+    /// throughput: the root `herald` binary with `herald dev` (default: next to herald-bench).
+    #[arg(long, env = "HERALD_BIN", value_name = "PATH")]
+    pub herald_bin: Option<PathBuf>,
+    /// throughput: connected clients (distinct users) [default: 1000; --quick: 50].
+    #[arg(long)]
+    pub conns: Option<usize>,
+    /// throughput: pushes per second, open loop [default: 3000; --quick: 100].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// throughput: how long to publish, each run [default: 20s; --quick: 3s].
+    #[arg(long, value_parser = units::parse_duration)]
+    pub duration: Option<Duration>,
+    /// throughput and storm: payload bytes.
+    #[arg(long, default_value_t = 64)]
+    pub payload_bytes: usize,
+    /// storm: SSE clients, one user each [default: 10000; --quick: 200].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// storm: pushes per user delivered before the edge is killed.
+    #[arg(long, default_value_t = 2)]
+    pub before: u32,
+    /// storm: pushes per user sent while the clients are away.
+    #[arg(long, default_value_t = 10)]
+    pub away: u32,
+    /// storm: handshakes in flight at once when every client reconnects.
+    #[arg(long, default_value_t = 1000)]
+    pub storm_concurrency: usize,
+    /// storm: longest wait for every client to recover.
+    #[arg(long, value_parser = units::parse_duration)]
+    pub storm_timeout: Option<Duration>,
+    /// storm: the herald-edge binary (default: next to herald-bench).
+    #[arg(long, env = "HERALD_EDGE_BIN", value_name = "PATH")]
+    pub edge_bin: Option<PathBuf>,
+    /// storm: edge shards (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub shards: usize,
+    /// storm: an extra flag for herald-edge (repeatable).
+    #[arg(long = "edge-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub edge_args: Vec<String>,
+    /// Most connections per client process (throughput).
+    #[arg(long, default_value_t = 9500)]
+    pub per_client: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -367,6 +437,7 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => crate::scenario::compare::run(a),
         Command::Herd(a) => crate::scenario::herd::run(a),
         Command::Push(a) => crate::scenario::push::run(a),
+        Command::History(a) => crate::scenario::history::run(a),
         Command::Client(_) | Command::Sink { .. } => unreachable!("handled above"),
     };
     match result {

@@ -8,7 +8,7 @@
 //!
 //! ## Layout
 //! - [`cli`]: subcommands and flags; [`scenario`]: `conns`, `fanout`, `push`, `herd`,
-//!   `compare`.
+//!   `compare`, `history`.
 //! - [`systems`]: starting and stopping what is measured (Herald's edge and its Redis,
 //!   nginx + nchan from `bench/peers/`, the tokio-tungstenite baseline, the calibration sink).
 //! - [`client`] (hidden `client` subcommand) and [`pool`]: connections are held by client
@@ -18,8 +18,8 @@
 //!   configuration (clients speak TLS through `client::transport`).
 //! - [`publish`]: broadcasts through Herald's delivery port, nchan's publisher, or the
 //!   baseline's publisher socket.
-//! - [`procfs`], [`fit`], [`latency`], [`machine`]: what is measured and how it is reduced;
-//!   [`report`]: JSON, Markdown and SVG.
+//! - [`procfs`], [`fit`], [`latency`], [`machine`], [`redis_info`]: what is measured and how
+//!   it is reduced; [`report`]: JSON, Markdown and SVG.
 //! - [`children`]: every process started is registered and killed by PID on exit or Ctrl-C.
 
 pub mod children;
@@ -34,6 +34,7 @@ pub mod pool;
 pub mod procfs;
 pub mod progress;
 pub mod publish;
+pub mod redis_info;
 pub mod report;
 pub mod scenario;
 pub mod systems;

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use herald_protocol::delivery::session::{ClientEvent, ClientSession, SessionError};
-use herald_protocol::delivery::{self, Answer, BroadcastMsg, NEVER_EXPIRES};
+use herald_protocol::delivery::{self, Answer, BroadcastMsg, DeliverMsg, NEVER_EXPIRES};
 use herald_protocol::ws::client as ws;
 use serde::Serialize;
 
@@ -139,6 +139,25 @@ impl DeliveryConn {
         self.flush()
     }
 
+    fn send_deliver(&mut self, msgs: &[DeliverMsg]) -> Result<(), String> {
+        self.session.send_deliver(msgs).map_err(|e| e.to_string())?;
+        self.flush()
+    }
+
+    /// Reads answers until every one of `seqs` is answered; returns them in `seqs` order.
+    fn answers_for(&mut self, seqs: &[u64]) -> Result<Vec<Answer>, String> {
+        let mut got: std::collections::HashMap<u64, Answer> = std::collections::HashMap::new();
+        for _ in 0..100_000 {
+            if seqs.iter().all(|s| got.contains_key(s)) {
+                return Ok(seqs.iter().filter_map(|s| got.remove(s)).collect());
+            }
+            if let ClientEvent::Answers(answers) = self.next_event()? {
+                got.extend(answers.into_iter().map(|a| (a.seq, a)));
+            }
+        }
+        Err(format!("no answers for {} pushes", seqs.len()))
+    }
+
     fn answer_for(&mut self, seq: u64) -> Result<Answer, String> {
         for _ in 0..1000 {
             if let ClientEvent::Answers(answers) = self.next_event()? {
@@ -246,6 +265,21 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// Sends user-targeted pushes to shard `shard`'s delivery port in one `Deliver` frame,
+    /// as the processor does, and waits for their answers, in `msgs` order (Herald only).
+    pub fn deliver(&mut self, shard: usize, msgs: &[DeliverMsg]) -> Result<Vec<Answer>, String> {
+        let Inner::Delivery(conns) = &mut self.inner else {
+            return Err("only Herald's delivery ports take user-targeted pushes".into());
+        };
+        let n = conns.len();
+        let c = conns
+            .get_mut(shard)
+            .ok_or_else(|| format!("no shard {shard} (the edge has {n})"))?;
+        c.send_deliver(msgs)?;
+        let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
+        c.answers_for(&seqs)
+    }
+
     /// Every shard's answer to the last broadcast, in shard order (Herald only).
     pub fn last_answers(&self) -> &[Answer] {
         &self.last_answers

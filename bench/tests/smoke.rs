@@ -488,6 +488,91 @@ fn push_smoke() {
     assert_all_gone(&r.stderr);
 }
 
+/// `history --quick`: all three parts at toy scale. Checks that every number is there and
+/// that nothing was lost; no time or throughput thresholds.
+#[test]
+fn history_smoke() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let herald = bench_bin().parent().unwrap().join("herald");
+    assert!(
+        herald.is_file(),
+        "herald is not built at {}: run `cargo build --workspace --all-targets` first",
+        herald.display()
+    );
+    let edge = edge_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("history.json");
+    let out = dir.path().join("report");
+    let r = bench(
+        &[
+            "history",
+            "--quick",
+            "--herald-bin",
+            herald.to_str().unwrap(),
+            "--edge-bin",
+            edge.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let v = read_json(&json);
+    check_header(&v, "history");
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["quick"], true);
+    let memory = v["memory"].as_array().unwrap();
+    assert_eq!(memory.len(), 2);
+    for (m, payload) in memory.iter().zip([64.0, 1024.0]) {
+        assert_eq!(m["payload_bytes"].as_f64(), Some(payload));
+        // A retained push holds at least its payload.
+        assert!(positive(m, "bytes_per_push") > payload, "{m}");
+        assert_eq!(m["steps"].as_array().unwrap().len(), 2);
+    }
+    let t = &v["throughput"];
+    let runs = t["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[0]["history"].as_str(), runs[1]["history"].as_str()),
+        (Some("off"), Some("on"))
+    );
+    for run in runs {
+        let res = &run["result"];
+        assert_eq!(res["lost"], 0, "{res}");
+        assert_eq!(res["duplicates"], 0, "{res}");
+        assert_eq!(res["delivered"], res["sent"], "{res}");
+        assert_eq!(res["sent"], res["scheduled"], "{res}");
+        positive(&res["latency"], "p99_ms");
+    }
+    positive(t, "delivered_ratio");
+    positive(t, "p99_ratio");
+    let s = &v["storm"];
+    assert_eq!(s["clients"], 200);
+    assert_eq!(s["connected"], 200, "{s}");
+    assert_eq!(s["received_before"], 400, "{s}");
+    assert_eq!(v["storm_status"], "ok", "{s}");
+    assert_eq!(s["with_position"], 200, "{s}");
+    assert_eq!(s["recovered_true"], 200, "{s}");
+    assert_eq!(s["complete"], 200, "{s}");
+    assert_eq!(s["missing"], 0, "{s}");
+    assert_eq!(s["duplicates"], 0, "{s}");
+    assert_eq!(s["pushes_before_recovery_event"], 0, "{s}");
+    let done = positive(&s["complete_time"], "max_ms");
+    assert!(done >= positive(&s["complete_time"], "p50_ms"), "{s}");
+    positive(s, "storm_s");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Redis memory per retained push")
+            && md.contains("## Processor throughput, history off vs on")
+            && md.contains("## Recovery storm"),
+        "{md}"
+    );
+    assert!(r.stdout.contains("history on vs off"), "{}", r.stdout);
+    assert_all_gone(&r.stderr);
+}
+
 #[test]
 fn ctrl_c_stops_everything_it_started() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod conns;
 pub mod fanout;
 pub mod herd;
+pub mod history;
 pub mod loss;
 pub mod push;
 

@@ -89,6 +89,86 @@ pub fn find_herald_dev(explicit: Option<&std::path::Path>) -> Result<PathBuf, St
     }
 }
 
+/// A running `herald dev` (killed when dropped).
+#[derive(Debug)]
+pub struct Dev {
+    /// Its PID (registered).
+    pub pid: u32,
+    /// What it printed once ready.
+    pub ready: DevReady,
+    /// The JWT secret it runs with.
+    pub secret: String,
+    /// Its log.
+    pub log_path: PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        children::kill(self.pid);
+    }
+}
+
+/// Starts `bin dev` on free ports with a fresh JWT secret, the registry at `redis` (its
+/// in-process one when `None`) and `extra` flags, and waits for its ready line.
+pub fn start_dev(
+    bin: &std::path::Path,
+    redis: Option<&str>,
+    extra: &[&str],
+) -> Result<Dev, String> {
+    let work = tempfile::Builder::new()
+        .prefix("herald-bench-push-")
+        .tempdir()
+        .map_err(|e| format!("no temp dir: {e}"))?;
+    let secret = format!("{:032x}", fastrand::u128(..));
+    let log_path = work.path().join("herald-dev.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--jwt-secret", &secret])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log.try_clone().map_err(|e| e.to_string())?));
+    if let Some(r) = redis {
+        cmd.args(["--redis", r]);
+    }
+    let sp = children::spawn("herald dev", &mut cmd)
+        .map_err(|e| format!("cannot start herald dev: {e}"))?;
+    let dev_pid = sp.pid;
+    let stdout = sp
+        .stdout
+        .ok_or_else(|| "herald dev stdout not piped".to_string())?;
+    let line = crate::systems::read_until_line(
+        stdout,
+        "HERALD_READY",
+        dev_pid,
+        Duration::from_secs(60),
+        log,
+    )
+    .map_err(|e| {
+        children::kill(dev_pid);
+        format!(
+            "herald dev {e}; log: {}",
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .trim()
+        )
+    })?;
+    let ready = parse_ready(&line).ok_or_else(|| {
+        children::kill(dev_pid);
+        format!("unreadable ready line: {line}")
+    })?;
+    Ok(Dev {
+        pid: dev_pid,
+        ready,
+        secret,
+        log_path,
+        _work: work,
+    })
+}
+
 /// What a push run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct PushResult {
@@ -163,48 +243,9 @@ pub fn run(a: &PushArgs) -> Result<(), Failure> {
         "herald".into(),
         crate::systems::version_of(&bin, &["--version"]),
     );
-    let work = tempfile::Builder::new()
-        .prefix("herald-bench-push-")
-        .tempdir()
-        .map_err(|e| format!("no temp dir: {e}"))?;
-    let secret = format!("{:032x}", fastrand::u128(..));
-    let log_path = work.path().join("herald-dev.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&bin);
-    cmd.args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args(["--jwt-secret", &secret])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log.try_clone().map_err(|e| e.to_string())?));
-    if let Some(r) = &a.redis {
-        cmd.args(["--redis", r]);
-    }
-    let sp = children::spawn("herald dev", &mut cmd)
-        .map_err(|e| format!("cannot start herald dev: {e}"))?;
-    let dev_pid = sp.pid;
-    let stdout = sp
-        .stdout
-        .ok_or_else(|| "herald dev stdout not piped".to_string())?;
-    let line = crate::systems::read_until_line(
-        stdout,
-        "HERALD_READY",
-        dev_pid,
-        Duration::from_secs(60),
-        log,
-    )
-    .map_err(|e| {
-        children::kill(dev_pid);
-        format!(
-            "herald dev {e}; log: {}",
-            std::fs::read_to_string(&log_path)
-                .unwrap_or_default()
-                .trim()
-        )
-    })?;
-    let ready = parse_ready(&line).ok_or_else(|| format!("unreadable ready line: {line}"))?;
-    let outcome = measure(a, &ready, &secret, conns, rate, duration, priority);
-    children::kill(dev_pid);
+    let dev = start_dev(&bin, a.redis.as_deref(), &[])?;
+    let outcome = measure(a, &dev.ready, &dev.secret, conns, rate, duration, priority);
+    drop(dev);
     let r = outcome?;
     let lat = r.latency;
     println!(
@@ -305,7 +346,10 @@ pub fn run(a: &PushArgs) -> Result<(), Failure> {
     }
 }
 
-fn measure(
+/// Connects `conns` clients to `herald dev` at `ready`, warms up, publishes at `rate` for
+/// `duration` (open loop) and counts what arrived (`a` gives kind, payload size and clients
+/// per process).
+pub fn measure(
     a: &PushArgs,
     ready: &DevReady,
     secret: &str,
