@@ -103,17 +103,14 @@ pub const RESUME_PARAM: &str = "last_event_id";
 fn resume_from(
     route: ConnKind,
     h: &Headers<'_, '_>,
-    query: Option<&str>,
+    request: &AuthRequest<'_>,
 ) -> Option<Result<Position, PositionError>> {
     let header = (route == ConnKind::Sse)
         .then(|| h.get_str("last-event-id"))
         .flatten()
         .map(|v| v.trim().to_string());
     let text = header.or_else(|| {
-        let value = query?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == RESUME_PARAM).then_some(v)
-        })?;
+        let value = request.query_param(RESUME_PARAM)?;
         Some(
             percent_encoding::percent_decode_str(value)
                 .decode_utf8_lossy()
@@ -211,7 +208,7 @@ pub fn decide(
     let subprotocol = (route == ConnKind::WebSocket
         && h.has_token("sec-websocket-protocol", SUBPROTOCOL_V1))
     .then_some(SUBPROTOCOL_V1);
-    let resume_from = resume_from(route, &h, query);
+    let resume_from = resume_from(route, &h, &request);
     if resume_from.is_some() && route == ConnKind::WebSocket && subprotocol.is_none() {
         // Plain WebSocket messages carry no position: a client that has one speaks herald.v1.
         return Decision::Reject(Reject::new(400, "resume_needs_herald_v1"));
