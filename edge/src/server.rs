@@ -18,6 +18,7 @@ use crate::auth::{Authenticator, ConfiguredAuth};
 use crate::config::EdgeConfig;
 use crate::control::messages::{ControlRequest, ShardCommand};
 use crate::control::{self, ControlSetup};
+use crate::conn::accept::Listener;
 use crate::shard::{self, Shard};
 
 /// Builds one authenticator per shard (authenticators are shard-local, not `Send`).
@@ -354,16 +355,26 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                         }
                     },
                 };
-                let client = match glommio::net::TcpListener::bind(cfg.listen) {
-                    Ok(l) => l,
+                let client = match crate::conn::accept::bind_listener(cfg.listen) {
+                    Ok(socket) => Listener {
+                        socket,
+                        number: 0,
+                        tls: None,
+                        proxy: cfg.proxy_protocol.clone(),
+                    },
                     Err(e) => {
                         let _ = ready.send(Err(format!("shard {index}: cannot bind `listen` {}: {e}", cfg.listen)));
                         return;
                     }
                 };
                 let tls_client = match (&cfg.tls, tls_config) {
-                    (Some(t), Some(config)) => match glommio::net::TcpListener::bind(t.listen) {
-                        Ok(l) => Some((l, config)),
+                    (Some(t), Some(config)) => match crate::conn::accept::bind_listener(t.listen) {
+                        Ok(socket) => Some(Listener {
+                            socket,
+                            number: 1,
+                            tls: Some(config),
+                            proxy: cfg.proxy_protocol.clone(),
+                        }),
                         Err(e) => {
                             let _ = ready.send(Err(format!("shard {index}: cannot bind `tls_listen` {}: {e}", t.listen)));
                             return;
@@ -382,10 +393,16 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                         return;
                     }
                 };
-                let shard = Shard::new(index as u16, Rc::new(cfg), auth, events);
+                let (shard, reports) = match Shard::new(index as u16, Rc::new(cfg), auth, events) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("shard {index}: cannot create its readiness set (epoll): {e}")));
+                        return;
+                    }
+                };
                 let _ = ready.send(Ok(index as u16));
                 drop(ready);
-                shard::run(shard, client, tls_client, delivery, commands).await;
+                shard::run(shard, reports, client, tls_client, delivery, commands).await;
             }
         });
     let pool = match pool {

@@ -1,5 +1,7 @@
-//! Socket calls glommio does not expose (the only `unsafe` in the edge): TCP_USER_TIMEOUT, and
-//! the non-blocking `send` deliveries use to write straight to an idle connection.
+//! Socket calls glommio does not expose (with `shard::readiness`, the only `unsafe` in the
+//! edge): TCP_USER_TIMEOUT, `accept4`, the non-blocking `send`/`recv` of plaintext connections
+//! (deliveries write straight to idle sockets with the same `send`), and handing an accepted
+//! socket to glommio.
 
 #![allow(unsafe_code)]
 
@@ -45,6 +47,69 @@ pub(crate) fn send_nonblocking(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::R
         Ok(rc as usize)
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A non-blocking `recv(2)` on `fd` into `buf`: the bytes read (0 at the end of the stream),
+/// or `WouldBlock` when nothing is there.
+pub(crate) fn recv_nonblocking(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable slice for the duration of the call; `recv` writes at
+    // most `buf.len()` bytes. A stale or closed `fd` yields an error, never UB.
+    let rc = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if rc >= 0 {
+        Ok(rc as usize)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Accepts one connection from the non-blocking listener `fd` (`accept4`, the new socket
+/// non-blocking and close-on-exec), with the peer's address when `want_peer`.
+pub(crate) fn accept_nonblocking(
+    fd: std::os::fd::RawFd,
+    want_peer: bool,
+) -> std::io::Result<(std::os::fd::OwnedFd, Option<std::net::SocketAddr>)> {
+    use std::os::fd::FromRawFd;
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    if !want_peer {
+        // SAFETY: null address pointers are allowed; the returned descriptor is ours.
+        let rc = unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), flags) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `rc` is a fresh descriptor nobody else owns.
+        return Ok((unsafe { std::os::fd::OwnedFd::from_raw_fd(rc) }, None));
+    }
+    let mut accepted = -1;
+    // SAFETY: socket2 hands a zeroed sockaddr_storage and its length to fill; `accept4`
+    // writes at most that length.
+    let ((), addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            accepted = libc::accept4(fd, storage.cast(), len, flags);
+            if accepted < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        })
+    }?;
+    // SAFETY: `accepted` is a fresh descriptor nobody else owns.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(accepted) };
+    Ok((owned, addr.as_socket()))
+}
+
+/// A glommio stream that takes over the connected TCP socket `fd`.
+pub(crate) fn glommio_stream(fd: std::os::fd::OwnedFd) -> glommio::net::TcpStream {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: `fd` is a connected TCP socket we own; the stream takes it over.
+    unsafe { glommio::net::TcpStream::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// Closes a descriptor the caller owns as a raw number.
+pub(crate) fn close(fd: std::os::fd::RawFd) {
+    // SAFETY: the caller owns `fd` and never uses it again.
+    unsafe {
+        libc::close(fd);
     }
 }
 

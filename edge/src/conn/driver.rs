@@ -1,4 +1,5 @@
-//! The I/O driver of one client connection, and the accept loop that starts them.
+//! The task driver of a TLS connection or one on a PROXY-protocol listener (plaintext
+//! connections are driven raw, [`super::raw_driver`]).
 //!
 //! A [`ConnDriver`] is the whole per-connection task: the socket, the shard `Rc` and the slot
 //! id — nothing else. Its `poll` only moves bytes: it asks the shard's state what to do next
@@ -22,17 +23,14 @@ use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 
-use super::proxy_header::{Passed, ProxyPolicy, ProxyPreface, Verdict};
+use super::proxy_header::{Passed, ProxyPreface, Verdict};
 use super::{CloseReason, ConnId};
 use crate::shard::{Next, Shard};
-use crate::sockopt;
 use crate::tls::session::{TlsError, TlsSession, CHUNK, MAX_RECORD};
 
 /// Reads/writes one driver may do per poll before yielding to other tasks.
@@ -40,77 +38,6 @@ const POLL_BUDGET: usize = 16;
 
 /// Answer to a plaintext HTTP request on the TLS port.
 const PLAINTEXT_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 52\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss:// here.\r\n";
-
-/// Accepts client connections until the task is dropped; with `tls`, every connection speaks
-/// TLS with that configuration; `proxy` is this listener's PROXY protocol setting. Running out
-/// of file descriptors backs off instead of spinning.
-pub async fn accept_loop(
-    shard: Rc<Shard>,
-    listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    proxy: ProxyPolicy,
-) {
-    // Clients send a request head and small control frames: nothing bigger after the handshake.
-    let max_client_record = shard
-        .cfg
-        .max_head_bytes
-        .max(shard.cfg.conn.max_client_frame)
-        + 1024;
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let Ok(preface) = proxy_preface(&proxy, &stream) else {
-                    continue; // no peer address: the connection is already gone
-                };
-                let session = match &tls {
-                    None => None,
-                    Some(config) => match TlsSession::new(config.clone(), max_client_record) {
-                        Ok(s) => Some(Box::new(s)),
-                        Err(e) => {
-                            log::warn!("shard {}: cannot start a TLS session: {e}", shard.index);
-                            continue;
-                        }
-                    },
-                };
-                if let Err(e) =
-                    sockopt::set_tcp_user_timeout(&stream, shard.cfg.conn.tcp_user_timeout)
-                {
-                    log::debug!("TCP_USER_TIMEOUT: {e}");
-                }
-                let _ = stream.set_nodelay(true);
-                // A TLS connection is registered without its fd: the shard must never write
-                // its plaintext frames straight to the socket.
-                let fd = match session {
-                    None => std::os::fd::AsRawFd::as_raw_fd(&stream),
-                    Some(_) => -1,
-                };
-                let id = shard.with(|st, now| st.accept(fd, now));
-                glommio::spawn_local(ConnDriver {
-                    shard: shard.clone(),
-                    id,
-                    stream,
-                    tls: session,
-                    preface,
-                })
-                .detach();
-            }
-            Err(e) => {
-                shard.with(|st, _| st.accept_failed());
-                let e: std::io::Error = e.into();
-                let backoff = match e.raw_os_error() {
-                    Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
-                    | Some(libc::ENOMEM) => Duration::from_millis(50),
-                    _ => Duration::from_millis(1),
-                };
-                log::warn!(
-                    "shard {}: accept failed: {e}; backing off {backoff:?}",
-                    shard.index
-                );
-                glommio::timer::sleep(backoff).await;
-            }
-        }
-    }
-}
 
 /// The task of one client connection.
 pub struct ConnDriver {
@@ -120,6 +47,26 @@ pub struct ConnDriver {
     tls: Option<Box<TlsSession>>,
     /// The PROXY protocol preface, while it is pending.
     preface: Option<Box<ProxyPreface>>,
+}
+
+impl ConnDriver {
+    /// The task of connection `id` on `stream`, with its TLS session and pending PROXY
+    /// preface.
+    pub fn new(
+        shard: Rc<Shard>,
+        id: ConnId,
+        stream: TcpStream,
+        tls: Option<Box<TlsSession>>,
+        preface: Option<Box<ProxyPreface>>,
+    ) -> ConnDriver {
+        ConnDriver {
+            shard,
+            id,
+            stream,
+            tls,
+            preface,
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnDriver {
@@ -313,18 +260,6 @@ fn socket_end(shard: &Shard, id: ConnId, error: Option<std::io::Error>) -> Step 
 }
 
 // ---- PROXY protocol (docs/operations.md, "Behind a load balancer") ----
-
-/// The preface a connection accepted on a listener with `proxy` must pass (None without
-/// the PROXY protocol); Err when the socket has no peer address any more.
-fn proxy_preface(
-    proxy: &ProxyPolicy,
-    stream: &TcpStream,
-) -> std::io::Result<Option<Box<ProxyPreface>>> {
-    if proxy.mode == super::proxy_header::ProxyMode::None {
-        return Ok(None);
-    }
-    Ok(proxy.preface(stream.peer_addr()?))
-}
 
 /// One round while the PROXY preface is pending: nothing is written yet (the state has had no
 /// bytes), a decided close still ends the connection, and what follows the header goes to

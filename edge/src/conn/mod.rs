@@ -1,22 +1,27 @@
 //! One client connection: its record in the shard's table, its outbound queue, its life, and
 //! the task that drives its socket.
 //!
-//! - [`Conn`]: what the shard keeps per connection (the socket itself belongs to the driver);
+//! - [`Conn`]: what the shard keeps per connection (and who drives its socket: [`Driver`]);
 //!   [`Closing`] and [`CloseReason`] say whether and why it is ending; [`Wire`] how pushes are
 //!   encoded for it.
 //! - [`out_queue`]: the frames waiting for the socket, every byte counted against a cap.
 //! - [`lifecycle`]: deadlines as a pure state machine (handshake, heartbeat, lifetime, grace).
 //! - [`table`]: the shard's slab of connections and the `user → devices` index.
 //! - [`push_rate`]: the per-connection push rate limit (one number per connection).
-//! - [`driver`]: the accept loop and the per-connection task that moves bytes between the
-//!   socket and the shard's state machine — nothing else.
+//! - [`accept`]: the shard's listeners and the start of each connection.
+//! - [`raw_driver`]: a plaintext connection's driver, a task only while there is work (an idle
+//!   connection waits in the shard's readiness set with no task); [`driver`]: the task of a
+//!   TLS or PROXY-protocol connection. Both only move bytes between the socket and the shard's
+//!   state machine.
 //! - [`proxy_header`]: the PROXY protocol preface of a connection behind a load balancer.
 
+pub mod accept;
 pub mod driver;
 pub mod lifecycle;
 pub mod out_queue;
 pub mod proxy_header;
 pub mod push_rate;
+pub mod raw_driver;
 pub mod table;
 
 use std::rc::Rc;
@@ -199,7 +204,24 @@ impl Class {
     pub(crate) const COUNT: usize = 6;
 }
 
-/// One connection's state (the socket itself is owned by its driver task).
+/// Who drives a connection's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// One task for the connection's whole life, parked with a waker when it waits (TLS
+    /// connections and PROXY-protocol listeners: the task holds their per-connection state).
+    Task,
+    /// The shard owns the socket (plaintext): a short-lived raw driver runs while there is
+    /// work, otherwise the socket waits in the shard's readiness set and the connection has
+    /// no task at all.
+    Raw {
+        /// A raw driver is scheduled or running.
+        running: bool,
+        /// The socket is in the readiness set.
+        added: bool,
+    },
+}
+
+/// One connection's state (the socket itself is owned by its driver, see [`Driver`]).
 #[derive(Debug)]
 pub struct Conn {
     /// Where it is in its life (counted by the table).
@@ -214,9 +236,12 @@ pub struct Conn {
     pub life: Life,
     /// Tick of this connection's live timer-wheel entry (`u32::MAX` = none).
     pub wheel_at: u32,
-    /// The socket's descriptor (owned by the driver), for writing straight to an idle
-    /// connection; only used while `closing == No`, when the driver holds the socket open.
+    /// The socket's descriptor, for writing straight to an idle connection; only used while
+    /// `closing == No`, when the socket is open. Owned by the driver task ([`Driver::Task`])
+    /// or by the shard's I/O layer ([`Driver::Raw`], closed by the raw driver that ends it).
     pub fd: i32,
+    /// Who drives the socket.
+    pub driver: Driver,
     /// Random id of this connection: the registry's compare-and-delete token.
     pub nonce: u64,
     /// The authenticated user (None while handshaking); shared with the index key.
@@ -251,6 +276,7 @@ impl Conn {
             life,
             wheel_at: NO_WHEEL_ENTRY,
             fd,
+            driver: Driver::Task,
             nonce,
             user: None,
             device: Box::from(""),

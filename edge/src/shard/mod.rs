@@ -23,6 +23,7 @@ mod input;
 pub mod ownership;
 pub mod probe;
 pub mod recent;
+pub mod readiness;
 pub mod recovery;
 pub mod state;
 pub mod timer_wheel;
@@ -30,7 +31,10 @@ pub mod timer_wheel;
 pub mod sim;
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
@@ -42,7 +46,9 @@ pub use state::{Attention, Next, ShardState};
 
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
-use crate::conn::{CloseReason, Closing};
+use crate::conn::accept::Listener;
+use crate::conn::{CloseReason, Closing, ConnId, Driver};
+use readiness::{Interest, ReadyBatches, Readiness, Token};
 use crate::control::messages::{ControlEvent, ShardCommand};
 
 /// Size of the per-shard read buffer every connection reads into.
@@ -94,6 +100,19 @@ pub struct Shard {
     control: mpsc::UnboundedSender<ControlEvent>,
     /// Shard clock origin.
     epoch: Instant,
+    /// The readiness set of the shard's plaintext sockets and listeners.
+    readiness: Readiness,
+    /// Per listener number: reported ready, and the accept loop's waker.
+    listeners: RefCell<Vec<(bool, Option<Waker>)>>,
+    /// Plaintext connections with work for the raw driver task.
+    raw: RefCell<RawWork>,
+}
+
+/// The raw driver task's queue and waker.
+#[derive(Debug, Default)]
+struct RawWork {
+    queue: std::collections::VecDeque<(ConnId, i32)>,
+    waker: Option<Waker>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -105,16 +124,18 @@ impl std::fmt::Debug for Shard {
 }
 
 impl Shard {
-    /// A shard with an empty table.
+    /// A shard with an empty table, and the batches of its readiness set's reports (for
+    /// [`run`]).
     pub fn new(
         index: u16,
         cfg: Rc<EdgeConfig>,
         auth: Box<dyn Authenticator>,
         control: mpsc::UnboundedSender<ControlEvent>,
-    ) -> Rc<Shard> {
+    ) -> std::io::Result<(Rc<Shard>, ReadyBatches)> {
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).expect("the OS random source works");
-        Rc::new(Shard {
+        let (readiness, ready) = Readiness::start(format!("herald-ready-{index}"))?;
+        let shard = Rc::new(Shard {
             index,
             state: RefCell::new(ShardState::new(
                 index,
@@ -136,8 +157,12 @@ impl Shard {
             ),
             control,
             epoch: Instant::now(),
+            readiness,
+            listeners: RefCell::new(Vec::new()),
+            raw: RefCell::new(RawWork::default()),
             cfg,
-        })
+        });
+        Ok((shard, ready))
     }
 
     /// The time now.
@@ -188,14 +213,100 @@ impl Shard {
                 if failed {
                     conn.close(Closing::Now, CloseReason::WriteError);
                 }
-                if left || failed {
-                    conn.wake();
-                } else {
+                if !(left || failed) {
                     conn.out.release();
                 }
                 st.probe.bytes_out += written as u64;
+                if left || failed {
+                    self.wake(&mut st, id);
+                }
             } else {
-                conn.wake();
+                self.wake(&mut st, id);
+            }
+        }
+    }
+
+    /// Resumes the driver of `id`: wakes its task, or starts a raw driver for it.
+    fn wake(&self, st: &mut ShardState, id: ConnId) {
+        let Some(conn) = st.conn(id) else { return };
+        match conn.driver {
+            Driver::Task => conn.wake(),
+            Driver::Raw { .. } => {
+                let fd = conn.fd;
+                if st.raw_start(id) {
+                    self.queue_raw(id, fd);
+                }
+            }
+        }
+    }
+
+    /// Queues connection `id` (socket `fd`) for the raw driver task (a new connection, or one
+    /// whose turn ran out with work left).
+    pub fn queue_raw(&self, id: ConnId, fd: i32) {
+        let mut raw = self.raw.borrow_mut();
+        raw.queue.push_back((id, fd));
+        if let Some(w) = raw.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// The next connections for the raw driver task (at most `max`), once there are any.
+    pub fn take_raw_work(&self, max: usize) -> impl Future<Output = Vec<(ConnId, i32)>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut raw = self.raw.borrow_mut();
+            if raw.queue.is_empty() {
+                raw.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = raw.queue.len().min(max);
+            Poll::Ready(raw.queue.drain(..n).collect())
+        })
+    }
+
+    /// The raw driver of `id` has nothing more to do: arm its socket `fd` for `interest`.
+    pub fn rest(&self, id: ConnId, fd: i32, interest: Interest) -> std::io::Result<()> {
+        let added = self.state.borrow_mut().raw_rest(id);
+        self.readiness.arm(fd, Token::Conn(id), interest, added)
+    }
+
+    /// Waits until listener `number` (socket `fd`, `added` once armed before) has a
+    /// connection to accept.
+    pub fn listener_ready(
+        &self,
+        fd: i32,
+        number: u32,
+        added: bool,
+    ) -> impl Future<Output = std::io::Result<()>> + '_ {
+        let armed = self
+            .readiness
+            .arm(fd, Token::Listener(number), Interest::Read, added);
+        ListenerWait {
+            shard: self,
+            number: number as usize,
+            armed: Some(armed),
+        }
+    }
+
+    /// What the readiness set reported: a connection's socket (start its raw driver unless one
+    /// runs; a connection that is gone is ignored) or a listener (wake its accept loop).
+    fn on_ready(&self, token: Token) {
+        match token {
+            Token::Conn(id) => {
+                let mut st = self.state.borrow_mut();
+                let fd = st.conn(id).map_or(-1, |c| c.fd);
+                if fd >= 0 && st.raw_start(id) {
+                    drop(st);
+                    self.queue_raw(id, fd);
+                }
+            }
+            Token::Listener(n) => {
+                let mut listeners = self.listeners.borrow_mut();
+                if let Some((ready, waker)) = listeners.get_mut(n as usize) {
+                    *ready = true;
+                    if let Some(w) = waker.take() {
+                        w.wake();
+                    }
+                }
             }
         }
     }
@@ -240,29 +351,63 @@ impl Shard {
     }
 }
 
-/// Runs the shard: accept loop, timer, delivery port, until `Shutdown` arrives.
+/// The accept loop's wait for its listener's next report.
+struct ListenerWait<'a> {
+    shard: &'a Shard,
+    number: usize,
+    /// The result of arming the listener, until the first poll returns it if it failed.
+    armed: Option<std::io::Result<()>>,
+}
+
+impl Future for ListenerWait<'_> {
+    type Output = std::io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(Err(e)) = self.armed.take() {
+            return Poll::Ready(Err(e));
+        }
+        let mut listeners = self.shard.listeners.borrow_mut();
+        if listeners.len() <= self.number {
+            listeners.resize(self.number + 1, (false, None));
+        }
+        let (ready, waker) = &mut listeners[self.number];
+        if std::mem::take(ready) {
+            Poll::Ready(Ok(()))
+        } else {
+            *waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+/// Runs the shard: accept loops, readiness reports, timer, delivery port, until `Shutdown`
+/// arrives.
 pub async fn run(
     shard: Rc<Shard>,
-    client: TcpListener,
-    tls_client: Option<(TcpListener, std::sync::Arc<rustls::ServerConfig>)>,
+    mut ready: ReadyBatches,
+    client: Listener,
+    tls_client: Option<Listener>,
     delivery: TcpListener,
     mut commands: mpsc::UnboundedReceiver<ShardCommand>,
 ) {
     shard.with(|st, _| st.delivery_port = delivery.local_addr().map_or(0, |a| a.port()));
-    let mut accept = Some(glommio::spawn_local(crate::conn::driver::accept_loop(
+    let reports = glommio::spawn_local({
+        let shard = shard.clone();
+        async move {
+            while let Some(batch) = ready.recv().await {
+                for token in batch {
+                    shard.on_ready(token);
+                }
+            }
+        }
+    });
+    let raw = glommio::spawn_local(crate::conn::raw_driver::run(shard.clone()));
+    let mut accept = Some(glommio::spawn_local(crate::conn::accept::accept_loop(
         shard.clone(),
         client,
-        None,
-        shard.cfg.proxy_protocol.clone(),
     )));
-    let mut accept_tls = tls_client.map(|(listener, config)| {
-        glommio::spawn_local(crate::conn::driver::accept_loop(
-            shard.clone(),
-            listener,
-            Some(config),
-            shard.cfg.proxy_protocol.clone(),
-        ))
-    });
+    let mut accept_tls = tls_client
+        .map(|listener| glommio::spawn_local(crate::conn::accept::accept_loop(shard.clone(), listener)));
     let timer = glommio::spawn_local({
         let shard = shard.clone();
         async move {
@@ -315,5 +460,7 @@ pub async fn run(
         shard.with(|st, _| st.close_stragglers());
     }
     drop(timer);
+    drop(reports);
+    drop(raw);
     log::info!("shard {} stopped", shard.index);
 }

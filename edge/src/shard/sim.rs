@@ -142,7 +142,7 @@ impl Sim {
     /// A TCP connection that sends `head` (the request) in one read.
     pub fn connect_raw(&mut self, head: &[u8]) -> ConnId {
         let now = self.now();
-        let id = self.st.accept(-1, now);
+        let id = self.st.accept(-1, crate::conn::Driver::Task, now);
         self.clients.insert(
             id,
             Client {

@@ -28,7 +28,7 @@ use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::conn::lifecycle::jittered_lifetime;
 use crate::conn::{
-    Class, CloseReason, Closing, Conn, ConnId, ConnTable, Deadline, Life, TimerAction, Timing,
+    Class, CloseReason, Closing, Conn, ConnId, Driver, ConnTable, Deadline, Life, TimerAction, Timing,
     Wire, NO_WHEEL_ENTRY,
 };
 use crate::control::messages::ControlEvent;
@@ -300,12 +300,14 @@ impl ShardState {
         }
     }
 
-    /// Registers a new TCP connection (socket `fd`, owned by its driver); returns its id.
-    pub fn accept(&mut self, fd: i32, now: Now) -> ConnId {
+    /// Registers a new TCP connection (socket `fd`, driven by `driver`); returns its id.
+    pub fn accept(&mut self, fd: i32, driver: Driver, now: Now) -> ConnId {
         self.at(now);
         let life = Life::handshaking(now.tick, &self.timing);
         let nonce = self.nonce();
-        let id = self.table.insert(Conn::new(life, nonce, fd));
+        let mut conn = Conn::new(life, nonce, fd);
+        conn.driver = driver;
+        let id = self.table.insert(conn);
         self.schedule(id);
         self.probe.accepts += 1;
         id
@@ -376,6 +378,36 @@ impl ShardState {
         }
     }
 
+    /// A raw driver should run for `id` now (readiness, or something to do): true when none is
+    /// scheduled yet — the caller starts one — false when one already is or `id` is gone.
+    pub fn raw_start(&mut self, id: ConnId) -> bool {
+        match self.table.get(id) {
+            Some(Conn {
+                driver: Driver::Raw { running, .. },
+                ..
+            }) if !*running => {
+                *running = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The raw driver of `id` stops: its socket is about to be armed in the readiness set.
+    /// Returns whether it is already in the set.
+    pub fn raw_rest(&mut self, id: ConnId) -> bool {
+        match self.table.get(id) {
+            Some(Conn {
+                driver: Driver::Raw { running, added },
+                ..
+            }) => {
+                *running = false;
+                std::mem::replace(added, true)
+            }
+            _ => false,
+        }
+    }
+
     /// A connection's socket is gone. If the edge had asked the client to move (lifetime,
     /// drain, replaced), the entry lingers for `close_grace` so the client's new registration
     /// lands before this one is removed and deliveries meanwhile get `draining` (retry after a
@@ -391,6 +423,7 @@ impl ShardState {
             conn.out.clear();
             conn.waker = None;
             conn.fd = -1;
+            conn.driver = Driver::Task;
             conn.ws = Default::default();
             conn.life.start_closing(now.tick, &self.timing);
             self.table.set_class(id, Class::Departed);
