@@ -14,6 +14,9 @@
 //! connect to that port with rustls (`--tls-version 1.2|1.3`, `--tls-suite aes128|aes256|chacha`
 //! to pin what the client offers), so the slope is the cost of an idle TLS connection.
 //!
+//! With `--one-user`, every connection belongs to the same user and lets the edge generate its
+//! device id: the cost of a user with many devices.
+//!
 //! With `--broadcasts N`, at the largest size it then sends N broadcasts (64-byte payload)
 //! through every shard's delivery port and reports how late the shards' timer ticks ran
 //! meanwhile (`tick_stalls_over_10ms` during the broadcasts, `tick_stall_max_us` since start).
@@ -57,6 +60,9 @@ use herald_edge::config::EdgeConfig;
 const SECRET: &str = "density-measurement-secret";
 const PER_CLIENT: usize = 9_500;
 
+/// Tells client processes to connect as one user with many devices (`--one-user`).
+const ONE_USER_ENV: &str = "HERALD_DENSITY_ONE_USER";
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -85,6 +91,12 @@ fn main() {
     let _redis = (registry_kind == "redis").then(herald_testkit::RedisServer::start);
     cfg.redis = _redis.as_ref().map(|r| r.url());
     let tls = std::env::args().any(|a| a == "--tls");
+    // `--one-user`: every connection is the same user with a server-generated device id (a
+    // user with many devices) instead of one user per connection.
+    let one_user = std::env::args().any(|a| a == "--one-user");
+    if one_user {
+        cfg.max_devices_per_user = 0; // the default cap (64 per shard) is for untrusted tokens
+    }
     let cert_dir = tempfile::tempdir().unwrap();
     if tls {
         let cert =
@@ -148,6 +160,7 @@ fn main() {
                     &children.len().to_string(),
                 ])
                 .args(&tls_args)
+                .env(ONE_USER_ENV, if one_user { "1" } else { "" })
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -406,11 +419,16 @@ fn connect(addr: SocketAddr, client_no: usize, k: usize) -> TcpStream {
 
 /// The upgrade (WebSocket) or subscription (SSE) request of client `k`.
 fn request(kind: &str, client_no: usize, k: usize, exp: u64) -> String {
+    let one_user = std::env::var_os(ONE_USER_ENV).is_some_and(|v| v == "1");
     let token = issue_hs256(
         SECRET.as_bytes(),
         &Claims {
-            sub: format!("u{client_no}-{k}"),
-            did: Some("d".into()),
+            sub: if one_user {
+                "one".into()
+            } else {
+                format!("u{client_no}-{k}")
+            },
+            did: (!one_user).then(|| "d".into()),
             exp,
             nbf: None,
             iss: None,

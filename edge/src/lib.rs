@@ -19,8 +19,9 @@
 //! ## Invariants
 //! A connection lives and dies on the shard that accepted it. Shard state is owned by one
 //! `RefCell` per shard, borrowed once per event; the only cross-thread traffic is the channels
-//! in [`control::messages`]. An idle connection owns no buffer and no timer (see
-//! docs/density.md).
+//! in [`control::messages`] and the readiness reports of each shard's waiter thread
+//! (`shard::readiness`). An idle connection owns no buffer, no timer and — plaintext — no task
+//! (see docs/density.md).
 
 pub mod auth;
 pub mod cli;

@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::auth::{Authenticator, ConfiguredAuth};
 use crate::config::EdgeConfig;
+use crate::conn::accept::Listener;
 use crate::control::messages::{ControlRequest, ShardCommand};
 use crate::control::{self, ControlSetup};
-use crate::conn::accept::Listener;
 use crate::shard::{self, Shard};
 
 /// Builds one authenticator per shard (authenticators are shard-local, not `Send`).

@@ -16,61 +16,56 @@
 /// Register one device.
 ///
 /// `KEYS[1]` = user key; `ARGV` = `now_ms`, device, encoded record, nonce (16 hex digits),
-/// `expires_at_ms`. Steps: delete every field expired at `now` (prune); if the record itself
-/// has expired, write nothing (`2`); if the device holds a live record of a newer connection
-/// (larger nonce), write nothing (`0`); otherwise `HSET` the record (`1`). Finally extend the
-/// key TTL to `max(expires_at_ms of live fields) - now`, never shortening it: `PEXPIRE … GT`
-/// when the key has a TTL, a plain `PEXPIRE` when it has none (`GT` treats "no TTL" as
-/// infinite and would refuse).
+/// `expires_at_ms`. Steps: delete expired fields (prune) — every field while the hash has at
+/// most 64, else a random sample of 32 (`HRANDFIELD`), so a register costs
+/// O(1) however many devices the user has (a full scan made registering n devices of one
+/// user O(n²)); if the record itself has expired, write nothing (`2`); if the device holds a
+/// live record of a newer connection (larger nonce), write nothing (`0`); otherwise `HSET` the
+/// record (`1`). Finally extend the key TTL to the written record's expiry, never shortening
+/// it: `PEXPIRE … GT` when the key has a TTL, a plain `PEXPIRE` when it has none (`GT` treats
+/// "no TTL" as infinite and would refuse). Every write extends the TTL to at least its own
+/// expiry, so the TTL is always at least the longest live field's.
 pub(crate) const REGISTER: &str = r#"
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local device = ARGV[2]
 local nonce = ARGV[4]
 local expires = tonumber(ARGV[5])
-local fields = redis.call('HGETALL', key)
-local others_max = 0
-local current_nonce = nil
-local current_expires = 0
-for i = 1, #fields, 2 do
-  local field = fields[i]
-  local n, e = string.match(fields[i + 1], '^1|[^|]+|%d+|(%x+)|(%d+)$')
-  if e then
-    e = tonumber(e)
-    if e <= now then
-      redis.call('HDEL', key, field)
-    elseif field == device then
-      current_nonce = n
-      current_expires = e
-    elseif e > others_max then
-      others_max = e
-    end
-  end
-end
-local result
-local device_expires = current_expires
-if expires <= now then
-  result = 2
-elseif current_nonce ~= nil and current_nonce > nonce then
-  result = 0
+local pattern = '^1|[^|]+|%d+|(%x+)|(%d+)$'
+local fields
+if redis.call('HLEN', key) <= 64 then
+  fields = redis.call('HGETALL', key)
 else
-  redis.call('HSET', key, device, ARGV[3])
-  device_expires = expires
-  result = 1
+  fields = redis.call('HRANDFIELD', key, 32, 'WITHVALUES')
 end
-local max_expires = others_max
-if device_expires > max_expires then
-  max_expires = device_expires
-end
-if max_expires > now and redis.call('EXISTS', key) == 1 then
-  local ttl = max_expires - now
-  if redis.call('PTTL', key) == -1 then
-    redis.call('PEXPIRE', key, ttl)
-  else
-    redis.call('PEXPIRE', key, ttl, 'GT')
+for i = 1, #fields, 2 do
+  local _, e = string.match(fields[i + 1], pattern)
+  if e and tonumber(e) <= now then
+    redis.call('HDEL', key, fields[i])
   end
 end
-return result
+local current_nonce = nil
+local current = redis.call('HGET', key, device)
+if current then
+  local n, e = string.match(current, pattern)
+  if e and tonumber(e) > now then
+    current_nonce = n
+  end
+end
+if expires <= now then
+  return 2
+end
+if current_nonce ~= nil and current_nonce > nonce then
+  return 0
+end
+redis.call('HSET', key, device, ARGV[3])
+local ttl = expires - now
+if redis.call('PTTL', key) == -1 then
+  redis.call('PEXPIRE', key, ttl)
+else
+  redis.call('PEXPIRE', key, ttl, 'GT')
+end
+return 1
 "#;
 
 /// Unregister one connection of a device: compare-and-delete on its nonce.

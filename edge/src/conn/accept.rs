@@ -37,7 +37,11 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<Socket> {
     } else {
         Domain::IPV4
     };
-    let sock = Socket::new(domain, Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
+    let sock = Socket::new(
+        domain,
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
     sock.set_reuse_port(true)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;

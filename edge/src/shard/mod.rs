@@ -22,8 +22,8 @@ pub mod frames;
 mod input;
 pub mod ownership;
 pub mod probe;
-pub mod recent;
 pub mod readiness;
+pub mod recent;
 pub mod recovery;
 pub mod state;
 pub mod timer_wheel;
@@ -48,8 +48,8 @@ use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::conn::accept::Listener;
 use crate::conn::{CloseReason, Closing, ConnId, Driver};
-use readiness::{Interest, ReadyBatches, Readiness, Token};
 use crate::control::messages::{ControlEvent, ShardCommand};
+use readiness::{Interest, Readiness, ReadyBatches, Token};
 
 /// Size of the per-shard read buffer every connection reads into.
 pub const SCRATCH_BYTES: usize = 16 * 1024;
@@ -406,8 +406,9 @@ pub async fn run(
         shard.clone(),
         client,
     )));
-    let mut accept_tls = tls_client
-        .map(|listener| glommio::spawn_local(crate::conn::accept::accept_loop(shard.clone(), listener)));
+    let mut accept_tls = tls_client.map(|listener| {
+        glommio::spawn_local(crate::conn::accept::accept_loop(shard.clone(), listener))
+    });
     let timer = glommio::spawn_local({
         let shard = shard.clone();
         async move {

@@ -104,17 +104,15 @@ impl Readiness {
         let cpus = current_affinity();
         let (tx, rx) = mpsc::unbounded_channel();
         let epfd = epoll.as_raw_fd();
-        let waiter = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || {
-                if let Some(set) = cpus {
-                    // SAFETY: `set` is a valid cpu_set_t; pid 0 is this thread.
-                    unsafe {
-                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                    }
+        let waiter = std::thread::Builder::new().name(name).spawn(move || {
+            if let Some(set) = cpus {
+                // SAFETY: `set` is a valid cpu_set_t; pid 0 is this thread.
+                unsafe {
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
                 }
-                wait_loop(epfd, tx);
-            })?;
+            }
+            wait_loop(epfd, tx);
+        })?;
         Ok((
             Readiness {
                 epoll,
@@ -128,13 +126,7 @@ impl Readiness {
     /// Arms `fd` once for `interest`: its next readiness is reported with `token`, then the
     /// registration sleeps until armed again. `added` says whether `fd` is already in the set
     /// (a closed descriptor leaves the set by itself).
-    pub fn arm(
-        &self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        added: bool,
-    ) -> io::Result<()> {
+    pub fn arm(&self, fd: RawFd, token: Token, interest: Interest, added: bool) -> io::Result<()> {
         let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
         if interest == Interest::ReadWrite {
             events |= libc::EPOLLOUT as u32;

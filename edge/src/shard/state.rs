@@ -28,8 +28,8 @@ use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::conn::lifecycle::jittered_lifetime;
 use crate::conn::{
-    Class, CloseReason, Closing, Conn, ConnId, Driver, ConnTable, Deadline, Life, TimerAction, Timing,
-    Wire, NO_WHEEL_ENTRY,
+    Class, CloseReason, Closing, Conn, ConnId, ConnTable, Deadline, Driver, Life, TimerAction,
+    Timing, Wire, NO_WHEEL_ENTRY,
 };
 use crate::control::messages::ControlEvent;
 use crate::handshake::ConnKind;

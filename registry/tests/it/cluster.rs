@@ -36,6 +36,7 @@ fn cluster_multi_device_users() {
 fn cluster_expired_fields_ignored_and_pruned() {
     with_cluster("expiry", |h| async move {
         crate::support::expired_fields_ignored_and_pruned(&h).await;
+        crate::support::many_devices_pruned_by_sample(&h).await;
         crate::support::newer_connection_wins(&h).await;
         crate::support::edge_membership(&h).await;
         crate::support::invalid_input_is_refused(&h).await;

@@ -14,6 +14,7 @@ fn single_node_redis_smoke() {
     runtime().block_on(async {
         let h = Harness::redis(&server.url(), "single").await;
         crate::support::all_basic(&h).await;
+        crate::support::many_devices_pruned_by_sample(&h).await;
         crate::support::race_interleavings(&h, 1_000).await;
         crate::support::history_append_and_read(&h).await;
 

@@ -539,6 +539,59 @@ pub(crate) async fn expired_fields_ignored_and_pruned(h: &Harness) {
     assert_eq!(h.raw_fields(&user).await.len(), 2);
 }
 
+/// A user with more devices than a register prunes whole (64): expired fields go by the
+/// registers' random samples — all 150 within 100 later registers (each survives one with
+/// probability ≤ 1 − 32/250, so 100 with < 1e-5) — and live ones are never touched.
+pub(crate) async fn many_devices_pruned_by_sample(h: &Harness) {
+    let now = unix_now_ms();
+    let user = h.user("fleet");
+    let ops: Vec<RegistryOp> = (0..250u16)
+        .map(|i| {
+            // 150 short-lived devices, 100 long-lived ones.
+            let expires = if i < 150 { now + 1_000 } else { now + 600_000 };
+            RegistryOp::Register(registration(
+                &user,
+                &format!("dev{i}"),
+                "edge-a",
+                i % 4,
+                conn_nonce(now, i),
+                expires,
+            ))
+        })
+        .collect();
+    for outcome in h.registry.apply(&ops, now).await {
+        assert_eq!(outcome.unwrap(), OpOutcome::Registered);
+    }
+    assert_eq!(h.raw_fields(&user).await.len(), 250);
+    let later = now + 5_000;
+    let mut registers = 0;
+    while h.raw_fields(&user).await.len() > 100 + registers && registers < 100 {
+        let op = RegistryOp::Register(registration(
+            &user,
+            &format!("late{registers}"),
+            "edge-b",
+            0,
+            conn_nonce(later, registers as u16),
+            later + 600_000,
+        ));
+        let outcome = h.registry.apply(&[op], later).await;
+        assert_eq!(outcome[0].as_ref().unwrap(), &OpOutcome::Registered);
+        registers += 1;
+    }
+    let fields = h.raw_fields(&user).await;
+    assert_eq!(
+        fields.len(),
+        100 + registers,
+        "every expired field pruned within {registers} registers"
+    );
+    assert!(
+        fields.iter().all(|(_, r)| r.expires_at_ms > later),
+        "only live fields remain"
+    );
+    let found = h.registry.lookup(&[&user], later).await.unwrap();
+    assert_eq!(found[0].len(), 100 + registers, "live devices all found");
+}
+
 /// A stale edge's late register never overwrites a newer connection's record.
 pub(crate) async fn newer_connection_wins(h: &Harness) {
     let now = unix_now_ms();
