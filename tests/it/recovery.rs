@@ -100,13 +100,17 @@ async fn send(sender: &Sender, user: &str, device: Option<&str>, payload: impl I
 /// The system under test: cluster, Kafka, one edge, one processor (history on, defaults or
 /// `history` overrides).
 struct System {
+    /// Dropped first (fields drop in order), while Kafka, Redis and the edge still run: the
+    /// processor's blocking calls must not wait for a broker that is gone, or the runtime's
+    /// drop (which waits for its blocking tasks) never returns.
+    rt: tokio::runtime::Runtime,
+    sender: Sender,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    processor: Option<tokio::task::JoinHandle<()>>,
     redis: RedisCluster,
     /// Kept alive for the test (the processor and the sender use it).
     _kafka: MockKafka,
     edge: herald_edge::EdgeHandle,
-    rt: tokio::runtime::Runtime,
-    sender: Sender,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl System {
@@ -117,7 +121,7 @@ impl System {
         let rt = runtime();
         let mut config = processor_config(&kafka, group);
         adjust(&mut config);
-        let (stop, _task) = rt
+        let (stop, task) = rt
             .block_on(async { start_processor(config, redis_registry(&redis.url()).await).await });
         let sender = Sender::new(&SenderConfig::new(kafka.bootstrap.clone())).unwrap();
         System {
@@ -127,6 +131,7 @@ impl System {
             rt,
             sender,
             stop: Some(stop),
+            processor: Some(task),
         }
     }
 
@@ -139,6 +144,13 @@ impl Drop for System {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        // Let the processor stop while its brokers are still there (bounded: a test that
+        // failed may leave it stuck; the runtime's drop then abandons it).
+        if let Some(task) = self.processor.take() {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(60), task).await });
         }
     }
 }
