@@ -46,6 +46,13 @@ impl std::fmt::Debug for EdgeOptions {
     }
 }
 
+/// Longest a shard runs tasks before it looks at its timers and completed I/O (glommio's
+/// preemption timer; its default is 100 ms). Long walks — a broadcast, a re-assert, the raw
+/// driver's turns, a burst of accepts — yield every step, but glommio only polls the ring
+/// and fires timers between time slices: with the default, one broadcast to 19,000
+/// connections held a shard's timer tick back ~100 ms and a delivery frame waited as long.
+pub const SHARD_TIME_SLICE: Duration = Duration::from_millis(2);
+
 /// A running edge. Dropping it shuts the edge down.
 pub struct EdgeHandle {
     /// This edge's node id.
@@ -334,6 +341,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
         .name("herald-shard")
         .io_memory(cfg.io_memory)
         .ring_depth(cfg.ring_depth)
+        .preempt_timer(SHARD_TIME_SLICE)
         .on_all_shards(move || {
             let index = next_index.fetch_add(1, Ordering::SeqCst);
             let commands = receivers.lock().expect("not poisoned")[index]

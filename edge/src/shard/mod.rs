@@ -55,7 +55,7 @@ use readiness::{Interest, Readiness, ReadyBatches, Token};
 pub const SCRATCH_BYTES: usize = 16 * 1024;
 
 /// Connections a broadcast or a re-assert handles before letting the shard's other tasks run.
-pub const STEP: usize = 1024;
+pub const STEP: usize = 256;
 
 /// The time of an input: the shard's tick, its monotonic clock, and the wall clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
