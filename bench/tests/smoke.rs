@@ -311,7 +311,10 @@ fn compare_smoke() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["herald", "nchan", "tokio-tungstenite"]);
+    assert_eq!(
+        names,
+        ["herald", "nchan", "tokio-tungstenite", "uWebSockets.js"]
+    );
     for s in systems {
         match s["status"].as_str().unwrap() {
             "ok" => {
@@ -320,13 +323,47 @@ fn compare_smoke() {
                 positive(s, "conns_per_gb");
                 positive(s, "accept_rate");
                 positive(s, "fanout_per_core");
+                // Every connection of the last step held, every broadcast delivered to each.
+                let steps = s["conns"]["steps"].as_array().unwrap();
+                assert_eq!(steps.last().unwrap()["conns"], 300, "{s}");
+                assert_eq!(s["fanout"]["lost"], 0, "{s}");
+                positive(&s["fanout"], "delivered");
             }
-            "skipped" => assert!(
-                s["install"].as_str().unwrap().contains("apt-get install"),
-                "{s}"
-            ),
+            // nchan: apt-get; uWebSockets.js: `npm ci` in bench/peers/uws (and apt-get for
+            // node). Either way the reason is stated and the install command named.
+            "skipped" => {
+                assert!(!s["reason"].as_str().unwrap().is_empty(), "{s}");
+                let install = s["install"].as_str().unwrap();
+                assert!(
+                    install.contains("apt-get install") || install.contains("npm ci"),
+                    "{s}"
+                );
+                assert!(s["user_bytes_per_conn"].is_null(), "not measured: {s}");
+            }
             other => panic!("{} {other}: {s}", s["name"]),
         }
+    }
+    let uws = &systems[3];
+    match uws["status"].as_str().unwrap() {
+        "ok" => {
+            assert!(
+                uws["version"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("uwebsockets 3.0.6"),
+                "{uws}"
+            );
+            assert!(
+                r.stdout.contains("herald vs uWebSockets.js:"),
+                "{}",
+                r.stdout
+            );
+        }
+        _ => assert!(
+            r.stdout.contains("uWebSockets.js: skipped — "),
+            "{}",
+            r.stdout
+        ),
     }
     assert_eq!(systems[0]["status"], "ok", "herald must run: {}", r.stderr);
     assert_eq!(
@@ -391,7 +428,10 @@ fn compare_tls_smoke() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["herald", "nchan", "tokio-tungstenite"]);
+    assert_eq!(
+        names,
+        ["herald", "nchan", "tokio-tungstenite", "uWebSockets.js"]
+    );
     assert_eq!(systems[0]["status"], "ok", "herald must run: {}", r.stderr);
     for s in systems {
         match (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()) {
@@ -415,7 +455,7 @@ fn compare_tls_smoke() {
                 s["install"].as_str().unwrap().contains("apt-get install"),
                 "{s}"
             ),
-            ("tokio-tungstenite", "skipped") => {
+            ("tokio-tungstenite" | "uWebSockets.js", "skipped") => {
                 assert!(s["reason"].as_str().unwrap().starts_with("no TLS"), "{s}");
                 assert!(s["user_bytes_per_conn"].is_null(), "not measured: {s}");
             }
