@@ -285,6 +285,13 @@ pub struct PushArgs {
     /// Pushes per second (open loop) [default: 1000; --quick: 200].
     #[arg(long)]
     pub rate: Option<f64>,
+    /// A latency curve: one phase per rate (increasing, e.g. 1000,2000,5000,10000,20000)
+    /// against one herald dev, one report with a plot of p50/p99 against rate.
+    #[arg(long, value_name = "LIST", conflicts_with = "rate")]
+    pub rates: Option<String>,
+    /// Run every rate at each of these priorities, e.g. high,normal [default: --priority].
+    #[arg(long, value_name = "LIST")]
+    pub priorities: Option<String>,
     /// How long to publish [default: 30s; --quick: 5s].
     #[arg(long, value_parser = units::parse_duration)]
     pub duration: Option<Duration>,
@@ -294,7 +301,7 @@ pub struct PushArgs {
     /// Payload bytes.
     #[arg(long, default_value_t = 64)]
     pub payload_bytes: usize,
-    /// Priority topic: high (sent at once), normal (5 ms batches), low.
+    /// Priority topic: high (1 ms producer batches), normal (5 ms batches), low.
     #[arg(long, default_value = "normal")]
     pub priority: String,
     /// Registry URL for herald dev (default: its embedded registry).

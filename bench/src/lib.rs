@@ -19,8 +19,8 @@
 //!   configuration (clients speak TLS through `client::transport`).
 //! - [`publish`]: broadcasts through Herald's delivery port, nchan's publisher, or the
 //!   publisher socket of the baseline or of uWebSockets.js.
-//! - [`procfs`], [`fit`], [`latency`], [`machine`], [`redis_info`]: what is measured and how
-//!   it is reduced; [`report`]: JSON, Markdown and SVG.
+//! - [`procfs`], [`fit`], [`latency`], [`machine`], [`redis_info`], [`prom`]: what is
+//!   measured and how it is reduced; [`report`]: JSON, Markdown and SVG.
 //! - [`children`]: every process started is registered and killed by PID on exit or Ctrl-C.
 
 pub mod children;
@@ -34,6 +34,7 @@ pub mod machine;
 pub mod pool;
 pub mod procfs;
 pub mod progress;
+pub mod prom;
 pub mod publish;
 pub mod redis_info;
 pub mod report;
