@@ -17,6 +17,8 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # Herald when it is installed, so CI installs it.
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light)
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_apt+=(libnginx-mod-nchan)
+# Node.js runs the JavaScript client's tests and the uWebSockets.js peer of herald-bench.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then need_apt+=(nodejs npm); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -25,6 +27,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # The packages may start a system redis on 6379 or nginx on 80; the tests start their own.
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
   $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
+# uWebSockets.js is a peer of herald-bench too (bench/peers/uws: the npm package `uwebsockets`,
+# version and integrity pinned by its package-lock.json); the bench smoke tests measure it
+# beside Herald when it is installed, so CI installs it.
+uws_dir=bench/peers/uws
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  uws_have=$(node -p "require('./$uws_dir/node_modules/uwebsockets/package.json').version" 2>/dev/null || true)
+  uws_want=$(node -p "require('./$uws_dir/package-lock.json').packages['node_modules/uwebsockets'].version")
+  if [ "$uws_have" != "$uws_want" ]; then
+    echo "==> installing uwebsockets@$uws_want (npm ci in $uws_dir)"
+    (cd "$uws_dir" && npm ci --no-audit --no-fund --silent)
+  fi
 fi
 
 echo "==> format and lints"

@@ -34,7 +34,8 @@ pub enum Command {
     Fanout(FanoutArgs),
     /// Reconnect storm: kill or drain the edge, time until clients are back.
     Herd(HerdArgs),
-    /// `conns` and `fanout` against Herald, nginx + nchan and tokio-tungstenite, with ratios.
+    /// `conns` and `fanout` against Herald, nginx + nchan, tokio-tungstenite and
+    /// uWebSockets.js, with ratios.
     Compare(CompareArgs),
     /// Missed-push recovery: Redis memory per retained push, processor throughput with
     /// history on vs off, and a recovery storm after an edge crash.
@@ -152,7 +153,7 @@ impl StepArgs {
 /// `conns` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ConnsArgs {
-    /// herald, nchan or tokio-tungstenite (started by the harness).
+    /// herald, nchan, tokio-tungstenite or uws (uWebSockets.js), started by the harness.
     #[arg(long, default_value = "herald")]
     pub system: String,
     /// Measure a server you started instead: ws://HOST:PORT/PATH or http://… for SSE;
@@ -219,7 +220,7 @@ impl FanoutFlags {
 /// `fanout` flags.
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
-    /// herald, nchan or tokio-tungstenite.
+    /// herald, nchan, tokio-tungstenite or uws (uWebSockets.js).
     #[arg(long, default_value = "herald")]
     pub system: String,
     /// Connections [default: 10000; --quick: 2000].
@@ -253,7 +254,7 @@ pub struct FanoutArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
     /// Systems to compare, in order.
-    #[arg(long, default_value = "herald,nchan,tokio-tungstenite")]
+    #[arg(long, default_value = "herald,nchan,tokio-tungstenite,uws")]
     pub systems: String,
     /// Clients connect over TLS (a self-signed certificate generated for the run; Herald's
     /// TLS listener, nchan `listen … ssl`; systems without TLS are skipped).
@@ -284,6 +285,13 @@ pub struct PushArgs {
     /// Pushes per second (open loop) [default: 1000; --quick: 200].
     #[arg(long)]
     pub rate: Option<f64>,
+    /// A latency curve: one phase per rate (increasing, e.g. 1000,2000,5000,10000,20000)
+    /// against one herald dev, one report with a plot of p50/p99 against rate.
+    #[arg(long, value_name = "LIST", conflicts_with = "rate")]
+    pub rates: Option<String>,
+    /// Run every rate at each of these priorities, e.g. high,normal [default: --priority].
+    #[arg(long, value_name = "LIST")]
+    pub priorities: Option<String>,
     /// How long to publish [default: 30s; --quick: 5s].
     #[arg(long, value_parser = units::parse_duration)]
     pub duration: Option<Duration>,
@@ -293,7 +301,7 @@ pub struct PushArgs {
     /// Payload bytes.
     #[arg(long, default_value_t = 64)]
     pub payload_bytes: usize,
-    /// Priority topic: high (sent at once), normal (5 ms batches), low.
+    /// Priority topic: high (1 ms producer batches), normal (5 ms batches), low.
     #[arg(long, default_value = "normal")]
     pub priority: String,
     /// Registry URL for herald dev (default: its embedded registry).

@@ -1,8 +1,9 @@
 //! Publishing a broadcast to every connection of a system, the way each system takes it:
 //! Herald through its delivery ports (the harness plays the processor: HMAC handshake, then
 //! `Broadcast` frames to every shard, answered with the number of connections written),
-//! nchan with an HTTP POST to its publisher location, and the tokio-tungstenite baseline
-//! through a WebSocket publisher connection whose text messages it relays to everyone.
+//! nchan with an HTTP POST to its publisher location, and the tokio-tungstenite baseline and
+//! uWebSockets.js through a WebSocket publisher connection whose text messages they relay to
+//! everyone.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -33,7 +34,7 @@ pub enum PublishVia {
         /// Publisher location.
         path: String,
     },
-    /// tokio-tungstenite baseline: text messages on a publisher WebSocket.
+    /// tokio-tungstenite baseline and uWebSockets.js: text messages on a publisher WebSocket.
     WsText {
         /// Server address.
         addr: SocketAddr,

@@ -311,7 +311,10 @@ fn compare_smoke() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["herald", "nchan", "tokio-tungstenite"]);
+    assert_eq!(
+        names,
+        ["herald", "nchan", "tokio-tungstenite", "uWebSockets.js"]
+    );
     for s in systems {
         match s["status"].as_str().unwrap() {
             "ok" => {
@@ -320,13 +323,47 @@ fn compare_smoke() {
                 positive(s, "conns_per_gb");
                 positive(s, "accept_rate");
                 positive(s, "fanout_per_core");
+                // Every connection of the last step held, every broadcast delivered to each.
+                let steps = s["conns"]["steps"].as_array().unwrap();
+                assert_eq!(steps.last().unwrap()["conns"], 300, "{s}");
+                assert_eq!(s["fanout"]["lost"], 0, "{s}");
+                positive(&s["fanout"], "delivered");
             }
-            "skipped" => assert!(
-                s["install"].as_str().unwrap().contains("apt-get install"),
-                "{s}"
-            ),
+            // nchan: apt-get; uWebSockets.js: `npm ci` in bench/peers/uws (and apt-get for
+            // node). Either way the reason is stated and the install command named.
+            "skipped" => {
+                assert!(!s["reason"].as_str().unwrap().is_empty(), "{s}");
+                let install = s["install"].as_str().unwrap();
+                assert!(
+                    install.contains("apt-get install") || install.contains("npm ci"),
+                    "{s}"
+                );
+                assert!(s["user_bytes_per_conn"].is_null(), "not measured: {s}");
+            }
             other => panic!("{} {other}: {s}", s["name"]),
         }
+    }
+    let uws = &systems[3];
+    match uws["status"].as_str().unwrap() {
+        "ok" => {
+            assert!(
+                uws["version"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("uwebsockets 3.0.6"),
+                "{uws}"
+            );
+            assert!(
+                r.stdout.contains("herald vs uWebSockets.js:"),
+                "{}",
+                r.stdout
+            );
+        }
+        _ => assert!(
+            r.stdout.contains("uWebSockets.js: skipped — "),
+            "{}",
+            r.stdout
+        ),
     }
     assert_eq!(systems[0]["status"], "ok", "herald must run: {}", r.stderr);
     assert_eq!(
@@ -391,7 +428,10 @@ fn compare_tls_smoke() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["herald", "nchan", "tokio-tungstenite"]);
+    assert_eq!(
+        names,
+        ["herald", "nchan", "tokio-tungstenite", "uWebSockets.js"]
+    );
     assert_eq!(systems[0]["status"], "ok", "herald must run: {}", r.stderr);
     for s in systems {
         match (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()) {
@@ -415,7 +455,7 @@ fn compare_tls_smoke() {
                 s["install"].as_str().unwrap().contains("apt-get install"),
                 "{s}"
             ),
-            ("tokio-tungstenite", "skipped") => {
+            ("tokio-tungstenite" | "uWebSockets.js", "skipped") => {
                 assert!(s["reason"].as_str().unwrap().starts_with("no TLS"), "{s}");
                 assert!(s["user_bytes_per_conn"].is_null(), "not measured: {s}");
             }
@@ -485,6 +525,126 @@ fn push_smoke() {
     let p50 = positive(lat, "p50_ms");
     assert!(positive(lat, "p999_ms") >= p50);
     positive(res, "delivered_per_s");
+    check_stages(&res["stages"], 300);
+    assert!(r.stdout.contains("where the time went"), "{}", r.stdout);
+    assert_all_gone(&r.stderr);
+}
+
+/// A phase's stage breakdown: every push passed every processor stage once, and the means
+/// are there (no values are asserted: the machine is shared).
+fn check_stages(stages: &Value, pushes: u64) {
+    let rows = stages["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{stages}"));
+    let names: Vec<&str> = rows.iter().map(|r| r["stage"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "sender",
+            "kafka",
+            "queue",
+            "edge",
+            "created_to_answer",
+            "client",
+            "e2e"
+        ]
+    );
+    for row in rows {
+        let name = row["stage"].as_str().unwrap();
+        assert_eq!(row["count"], pushes, "{name}: {stages}");
+        let mean = row["mean_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: {stages}"));
+        assert!(mean.is_finite(), "{name}: {stages}");
+        if name != "client" {
+            assert!(mean >= 0.0, "{name}: {stages}");
+            assert!(row["p99_ms"].as_f64().is_some(), "{name}: {stages}");
+        }
+    }
+    assert!(!stages["bucket_bounds_ms"].as_array().unwrap().is_empty());
+}
+
+/// `push --rates … --priorities …`: one herald dev, four phases, one report with the curve.
+#[test]
+fn push_curve_smoke() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let herald = bench_bin().parent().unwrap().join("herald");
+    assert!(
+        herald.is_file(),
+        "herald is not built at {}: run `cargo build --workspace --all-targets` first",
+        herald.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("curve.json");
+    let out = dir.path().join("report");
+    let r = bench(
+        &[
+            "push",
+            "--conns",
+            "40",
+            "--rates",
+            "50,100",
+            "--priorities",
+            "high,normal",
+            "--duration",
+            "2s",
+            "--herald-bin",
+            herald.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(240),
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let v = read_json(&json);
+    check_header(&v, "push");
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["priorities"], serde_json::json!(["high", "normal"]));
+    let runs = v["runs"].as_array().unwrap();
+    let phases: Vec<(&str, f64)> = runs
+        .iter()
+        .map(|r| (r["priority"].as_str().unwrap(), r["rate"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            ("high", 50.0),
+            ("high", 100.0),
+            ("normal", 50.0),
+            ("normal", 100.0)
+        ]
+    );
+    for run in runs {
+        assert_eq!(run["status"], "ok", "{run}");
+        let res = &run["result"];
+        let scheduled = res["scheduled"].as_u64().unwrap();
+        assert_eq!(scheduled as f64, 2.0 * run["rate"].as_f64().unwrap());
+        assert_eq!(res["sent"], scheduled, "{res}");
+        assert_eq!(res["delivered"], scheduled, "{res}");
+        assert_eq!(res["lost"], 0);
+        assert_eq!(res["duplicates"], 0);
+        positive(&res["latency"], "p99_ms");
+        check_stages(&res["stages"], scheduled);
+    }
+    let sustained = v["sustained"].as_array().unwrap();
+    assert_eq!(sustained.len(), 2);
+    for s in sustained {
+        assert_eq!(s["p99_limit_ms"], 50.0);
+        assert!(
+            s["statement"].as_str().unwrap().contains("p99 ≤ 50 ms"),
+            "{s}"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Where the time went") && md.contains("| high | 100 |"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(out.join("latency.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 5, "{svg}");
+    assert!(r.stdout.contains("sustained with p99") || r.stdout.contains("no measured rate"));
     assert_all_gone(&r.stderr);
 }
 

@@ -61,6 +61,9 @@ pub struct Polled {
     pub generation: u64,
     /// The record.
     pub msg: OwnedMessage,
+    /// When the processor took it from librdkafka (unix µs): where the `kafka` stage of the
+    /// latency breakdown ends and the `queue` stage starts (`metrics::KAFKA_SECONDS`).
+    pub polled_us: u64,
 }
 
 /// State of one priority topic shared by the consumer callbacks, the pumps, the loop and the
@@ -407,12 +410,14 @@ async fn pump(
                 continue;
             }
         };
+        let polled_us = crate::clock::now_unix_us();
         let generation = state.received(partition);
         let polled = Polled {
             priority: state.priority,
             partition,
             generation,
             msg,
+            polled_us,
         };
         if out.send(polled).await.is_err() {
             return;

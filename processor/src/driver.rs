@@ -86,6 +86,9 @@ pub(crate) struct Driver {
     addrs: HashMap<Route, Arc<str>>,
     /// Pending replies, backoffs and look-ups.
     tasks: JoinSet<Event>,
+    /// When the processor took the record from librdkafka (unix µs), for the first sends'
+    /// `queue` stage; `None` after them (retries and re-looked-up routes are not sampled).
+    polled_us: Option<u64>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -111,7 +114,8 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Driver {
-    /// Creates the flow for `routes` and submits the first sends now.
+    /// Creates the flow for `routes` and submits the first sends now (`polled_us`: when the
+    /// processor took the record, for the `queue` stage of the latency breakdown).
     pub(crate) fn start(
         shared: Arc<Shared>,
         origin: Origin,
@@ -119,6 +123,7 @@ impl Driver {
         headers: PushHeaders,
         routes: Vec<Resolved>,
         position: Option<Position>,
+        polled_us: u64,
     ) -> Driver {
         let message_id = message_id(&headers, &msg);
         let flow = PushFlow::new(
@@ -137,10 +142,12 @@ impl Driver {
             flow,
             addrs: HashMap::new(),
             tasks: JoinSet::new(),
+            polled_us: Some(polled_us),
         };
         let routes = driver.remember(routes);
         let actions = driver.flow.start(routes, now_ms());
         driver.apply(actions);
+        driver.polled_us = None;
         driver
     }
 
@@ -197,6 +204,7 @@ impl Driver {
                         self.origin.priority,
                         affinity(key),
                         self.item(),
+                        self.polled_us.filter(|_| attempt == 1),
                     );
                     let timeout = self.shared.request_timeout;
                     self.tasks.spawn(async move {

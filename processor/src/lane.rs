@@ -141,11 +141,22 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// A record as the consumer loop hands it to its lane.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The record.
+    pub msg: OwnedMessage,
+    /// When the processor took it from librdkafka (unix µs).
+    pub polled_us: u64,
+}
+
 /// A record waiting for its turn.
 #[derive(Debug)]
 struct Queued {
     /// The record.
     msg: OwnedMessage,
+    /// When the processor took it from librdkafka (unix µs).
+    polled_us: u64,
     /// Parsed headers.
     headers: PushHeaders,
     /// Routes so far.
@@ -170,7 +181,7 @@ pub(crate) fn spawn(
     set: &mut JoinSet<()>,
     shared: Arc<Shared>,
     id: LaneId,
-) -> mpsc::UnboundedSender<OwnedMessage> {
+) -> mpsc::UnboundedSender<Received> {
     let (tx, rx) = mpsc::unbounded_channel();
     set.spawn(run(shared, id, rx));
     tx
@@ -255,10 +266,11 @@ fn intake(
     shared: &Arc<Shared>,
     appender: Option<&mpsc::UnboundedSender<AppendRequest>>,
     id: LaneId,
-    msg: OwnedMessage,
+    received: Received,
     drivers: &mut JoinSet<()>,
     queue: &mut VecDeque<Queued>,
 ) {
+    let Received { msg, polled_us } = received;
     if !shared.topics[id.priority].admit(id.partition, id.generation, msg.offset()) {
         // Revoked: the partition's new owner forwards it.
         return;
@@ -277,7 +289,13 @@ fn intake(
         PushHeaders::parse(iter, msg.key())
     };
     let headers = match parsed {
-        Ok(h) => h,
+        Ok(h) => {
+            if let Some(created) = h.created_at_us {
+                metrics::histogram!(m::KAFKA_SECONDS)
+                    .record(polled_us.saturating_sub(created) as f64 / 1e6);
+            }
+            h
+        }
         Err(malformed) => {
             metrics::counter!(m::OUTCOMES, "outcome" => PushOutcome::Malformed.as_str())
                 .increment(1);
@@ -323,13 +341,14 @@ fn intake(
     };
     queue.push_back(Queued {
         msg,
+        polled_us,
         headers,
         routes,
         backoff: Duration::from_millis(100),
     });
 }
 
-async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Received>) {
     let topic = shared.topics[id.priority].clone();
     let appender = shared.history.enabled().then(|| {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -368,8 +387,15 @@ async fn run(shared: Arc<Shared>, id: LaneId, mut rx: mpsc::UnboundedReceiver<Ow
                     generation: id.generation,
                     offset: q.msg.offset(),
                 };
-                let driver =
-                    Driver::start(shared.clone(), origin, q.msg, q.headers, routes, position);
+                let driver = Driver::start(
+                    shared.clone(),
+                    origin,
+                    q.msg,
+                    q.headers,
+                    routes,
+                    position,
+                    q.polled_us,
+                );
                 drivers.spawn(driver.run());
             }
             msg = rx.recv(), if !closed

@@ -17,7 +17,11 @@
 //! - on a broken connection fails every unanswered message with [`LinkError::Lost`] (the
 //!   caller retries; the edge may have delivered it — at-least-once) and reconnects later;
 //! - drops a connection whose edge stopped answering for `request_timeout` while messages were
-//!   outstanding, so a wedged peer cannot hold messages forever.
+//!   outstanding, so a wedged peer cannot hold messages forever;
+//! - samples two stages of the latency breakdown: `herald_processor_queue_seconds` (record taken
+//!   from librdkafka → its frame written, when the caller passes that instant) and
+//!   `herald_processor_edge_seconds` (frame written → answer read), with one clock reading per
+//!   written batch and one per `Answers` frame.
 //!
 //! Messages of one user always go through the same link (see `pool`), and a link writes in
 //! submission order within a priority, so per-user order survives forwarding.
@@ -65,6 +69,8 @@ struct Request {
     item: Item,
     /// Completed with the edge's answer or the failure.
     reply: oneshot::Sender<Reply>,
+    /// When the processor took the record (unix µs), to sample the `queue` stage.
+    polled_us: Option<u64>,
 }
 
 /// Tuning a link needs (a slice of the processor's [`DeliveryConfig`]).
@@ -134,11 +140,23 @@ impl LinkHandle {
         LinkHandle { queues }
     }
 
-    /// Queues `item` at `priority`; the receiver yields the answer.
-    pub fn submit(&self, priority: Priority, item: Item) -> oneshot::Receiver<Reply> {
+    /// Queues `item` at `priority`; the receiver yields the answer. `polled_us`, when the
+    /// processor took the record from Kafka (unix µs), samples
+    /// `herald_processor_queue_seconds` once the message is written.
+    pub fn submit(
+        &self,
+        priority: Priority,
+        item: Item,
+        polled_us: Option<u64>,
+    ) -> oneshot::Receiver<Reply> {
         let (reply, rx) = oneshot::channel();
         let queue = &self.queues[priority];
-        if let Err(mpsc::error::SendError(req)) = queue.send(Request { item, reply }) {
+        let request = Request {
+            item,
+            reply,
+            polled_us,
+        };
+        if let Err(mpsc::error::SendError(req)) = queue.send(request) {
             let _ = req
                 .reply
                 .send(Err(LinkError::lost(ConnectionLost::TaskStopped)));
@@ -175,6 +193,8 @@ enum ReaderEvent {
 struct Pending {
     /// Where its answer goes.
     reply: oneshot::Sender<Reply>,
+    /// When its frame was written (set right after the write), for the `edge` stage.
+    written: Option<std::time::Instant>,
 }
 
 /// A live, authenticated connection.
@@ -192,6 +212,10 @@ struct Conn {
     pending: HashMap<u64, Pending>,
     /// When the edge last answered anything (or the connection opened).
     last_answer: Instant,
+    /// `herald_processor_queue_seconds`.
+    queue_seconds: metrics::Histogram,
+    /// `herald_processor_edge_seconds`.
+    edge_seconds: metrics::Histogram,
 }
 
 impl Drop for Conn {
@@ -222,11 +246,33 @@ impl Conn {
         Ok(())
     }
 
+    /// Marks the messages of a batch just written (those the session encoded, now pending)
+    /// and samples their `queue` stage.
+    fn stamp_written(&mut self, stamps: &[(u64, Option<u64>)]) {
+        let written = std::time::Instant::now();
+        let written_us = crate::clock::now_unix_us();
+        for &(seq, polled_us) in stamps {
+            let Some(p) = self.pending.get_mut(&seq) else {
+                continue; // refused by the encoder, already answered with the failure
+            };
+            p.written = Some(written);
+            if let Some(polled) = polled_us {
+                self.queue_seconds
+                    .record(written_us.saturating_sub(polled) as f64 / 1e6);
+            }
+        }
+    }
+
     fn on_answers(&mut self, answers: Vec<Answer>) {
         self.last_answer = Instant::now();
+        let now = self.last_answer.into_std();
         for a in answers {
             match self.pending.remove(&a.seq) {
                 Some(p) => {
+                    if let Some(written) = p.written {
+                        self.edge_seconds
+                            .record(now.saturating_duration_since(written).as_secs_f64());
+                    }
                     let _ = p.reply.send(Ok(a));
                 }
                 None => log::debug!("answer for unknown seq {} ignored", a.seq),
@@ -414,6 +460,8 @@ async fn write_batch(
     let mut replies: Vec<(u64, oneshot::Sender<Reply>)> = Vec::new();
     let mut frames = 0u64;
     let mut deliver_bytes = DELIVER_FRAME_OVERHEAD;
+    // The batch's messages and when their records were taken, to stamp them once written.
+    let mut stamps: Vec<(u64, Option<u64>)> = Vec::with_capacity(batch.len());
     let flush = |delivers: &mut Vec<DeliverMsg>,
                  replies: &mut Vec<(u64, oneshot::Sender<Reply>)>,
                  session: &mut ClientSession,
@@ -427,7 +475,13 @@ async fn write_batch(
                 *frames += 1;
                 metrics::histogram!(m::BATCH_SIZE).record(delivers.len() as f64);
                 for (seq, reply) in replies.drain(..) {
-                    pending.insert(seq, Pending { reply });
+                    pending.insert(
+                        seq,
+                        Pending {
+                            reply,
+                            written: None,
+                        },
+                    );
                 }
             }
             Err(_) => {
@@ -436,7 +490,13 @@ async fn write_batch(
                     match session.send_deliver(std::slice::from_ref(m)) {
                         Ok(()) => {
                             *frames += 1;
-                            pending.insert(seq, Pending { reply });
+                            pending.insert(
+                                seq,
+                                Pending {
+                                    reply,
+                                    written: None,
+                                },
+                            );
                         }
                         Err(e) => {
                             let _ = reply.send(Err(unencodable(e)));
@@ -450,6 +510,7 @@ async fn write_batch(
     for req in batch {
         let seq = *next_seq;
         *next_seq += 1;
+        stamps.push((seq, req.polled_us));
         match req.item {
             Item::Deliver(mut msg) => {
                 msg.seq = seq;
@@ -484,7 +545,13 @@ async fn write_batch(
                 match c.session.send_broadcast(&msg) {
                     Ok(()) => {
                         frames += 1;
-                        c.pending.insert(seq, Pending { reply: req.reply });
+                        c.pending.insert(
+                            seq,
+                            Pending {
+                                reply: req.reply,
+                                written: None,
+                            },
+                        );
                     }
                     Err(e) => {
                         let _ = req.reply.send(Err(unencodable(e)));
@@ -503,7 +570,9 @@ async fn write_batch(
     metrics::counter!(m::DELIVERY_FRAMES).increment(frames);
     let written = c.write.write_all(c.session.transmit()).await;
     c.session.clear_transmit();
-    written.map_err(ConnectionLost::Write)
+    written.map_err(ConnectionLost::Write)?;
+    c.stamp_written(&stamps);
+    Ok(())
 }
 
 /// The failure of a message the session refused to send (the session is open, so only an
@@ -536,6 +605,8 @@ async fn connect(addr: &str, settings: &LinkSettings) -> Result<Conn, ConnectErr
         reader,
         pending: HashMap::new(),
         last_answer: Instant::now(),
+        queue_seconds: metrics::histogram!(m::QUEUE_SECONDS),
+        edge_seconds: metrics::histogram!(m::EDGE_SECONDS),
     })
 }
 

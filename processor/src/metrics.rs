@@ -1,7 +1,7 @@
 //! # Metric names and the Prometheus endpoint
 //!
 //! Every metric the processor emits goes through the `metrics` facade under the prefix
-//! `herald_processor_`; the names live here so code, tests and `docs/operations.md` agree.
+//! `herald_processor_`; the names live here so code, tests and `docs/metrics.md` agree.
 //! [`install_recorder`] installs a Prometheus recorder once per process (later calls reuse
 //! it), and [`serve`] answers `GET /metrics` with its rendering on a small tokio listener.
 
@@ -32,6 +32,27 @@ pub const RETRIES: &str = "herald_processor_retries_total";
 /// Seconds from `herald-created-at` to the edge's `delivered` answer, one sample per route
 /// (a broadcast counts once per shard).
 pub const E2E_LATENCY: &str = "herald_processor_e2e_latency_seconds";
+/// Stage 1 of [`E2E_LATENCY`]: seconds from `herald-created-at` to the processor taking the
+/// record from librdkafka (producer batching, broker, fetch), one sample per record with the
+/// header.
+pub const KAFKA_SECONDS: &str = "herald_processor_kafka_seconds";
+/// Stage 2: seconds from the processor taking the record to its `Deliver` (or `Broadcast`)
+/// frame written to the edge's delivery connection (priority buffers, registry look-up or
+/// history append, link batching), one sample per route on the first attempt.
+pub const QUEUE_SECONDS: &str = "herald_processor_queue_seconds";
+/// Stage 3: seconds from the frame written to the edge's answer for the message read (the
+/// edge's work, both loopback or network trips), one sample per answered message, retries
+/// included.
+pub const EDGE_SECONDS: &str = "herald_processor_edge_seconds";
+/// The latency histograms, which share [`LATENCY_BUCKETS`].
+pub const LATENCY_HISTOGRAMS: [&str; 4] = [E2E_LATENCY, KAFKA_SECONDS, QUEUE_SECONDS, EDGE_SECONDS];
+/// Bucket bounds (seconds) of the latency histograms: millisecond steps up to 10 ms, so a
+/// quantile estimated from bucket counts is good to about a millisecond where pushes usually
+/// are, and coarser steps out to 10 s.
+pub const LATENCY_BUCKETS: [f64; 24] = [
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05,
+    0.075, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0,
+];
 /// Records behind the stored (settled) offset, labels `topic`, `partition`.
 pub const LAG: &str = "herald_processor_lag";
 /// Records received and not yet settled (buffers, in-flight windows included), label `topic`.
@@ -71,21 +92,22 @@ pub fn install_recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(E2E_LATENCY.to_string()),
-                    &[
-                        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-                    ],
-                )
+            let builder = LATENCY_HISTOGRAMS
+                .iter()
+                .try_fold(PrometheusBuilder::new(), |b, name| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(name.to_string()),
+                        &LATENCY_BUCKETS,
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         metrics_exporter_prometheus::Matcher::Full(BATCH_SIZE.to_string()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
                     )
                 })
-                .expect("bucket lists are non-empty")
-                .build_recorder();
+                .expect("bucket lists are non-empty");
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 log::warn!("a metrics recorder was already installed; /metrics stays empty");
@@ -148,4 +170,36 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     Ok((listener, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_have_millisecond_steps_and_keep_the_old_bounds() {
+        assert!(LATENCY_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        // Millisecond resolution up to 6 ms, at most 2 ms apart up to 10 ms.
+        for ms in 1..=6 {
+            let le = f64::from(ms) / 1000.0;
+            assert!(
+                LATENCY_BUCKETS.iter().any(|b| (b - le).abs() < 1e-12),
+                "{le}"
+            );
+        }
+        assert!(LATENCY_BUCKETS
+            .windows(2)
+            .filter(|w| w[1] <= 0.01)
+            .all(|w| w[1] - w[0] <= 0.002 + 1e-12));
+        // Every bound the e2e histogram had before: dashboards and alerts on `le` keep working.
+        for old in [
+            0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+        ] {
+            assert!(LATENCY_BUCKETS.contains(&old), "{old}");
+        }
+        assert_eq!(LATENCY_HISTOGRAMS[0], E2E_LATENCY);
+        assert!(LATENCY_HISTOGRAMS
+            .iter()
+            .all(|n| n.starts_with("herald_processor_") && n.ends_with("_seconds")));
+    }
 }

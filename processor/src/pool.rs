@@ -54,7 +54,8 @@ impl DeliveryPool {
         }
     }
 
-    /// Queues `item` on `route`, whose delivery port is `addr`, at `priority`.
+    /// Queues `item` on `route`, whose delivery port is `addr`, at `priority`; `polled_us`
+    /// (when the processor took the record, unix µs) samples the `queue` stage when written.
     pub fn submit(
         &self,
         route: &Route,
@@ -62,6 +63,7 @@ impl DeliveryPool {
         priority: Priority,
         affinity: u64,
         item: Item,
+        polled_us: Option<u64>,
     ) -> oneshot::Receiver<Reply> {
         let mut routes = self
             .routes
@@ -81,7 +83,7 @@ impl DeliveryPool {
             entry.addr = addr.clone();
         }
         let link = &entry.links[(affinity % entry.links.len() as u64) as usize];
-        link.submit(priority, item)
+        link.submit(priority, item, polled_us)
     }
 
     /// Drops the links of routes that no longer have an address.

@@ -26,7 +26,7 @@ use herald_protocol::kafka::Priority;
 use herald_registry::{HistorySettings, Registry, RegistryError};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -39,7 +39,7 @@ use crate::deadletter::DeadLetters;
 use crate::directory::Directory;
 use crate::driver::Origin;
 use crate::flow::FlowParams;
-use crate::lane::{self, LaneId};
+use crate::lane::{self, LaneId, Received};
 use crate::link::LinkSettings;
 use crate::metrics as m;
 use crate::pool::DeliveryPool;
@@ -335,7 +335,7 @@ impl Processor {
             let mut mains = [c[0].stream(), c[1].stream(), c[2].stream()];
             let mut shutdown = std::pin::pin!(shutdown);
             let mut scheduler = PriorityScheduler::<3>::new(config.starvation_guard);
-            let mut senders: HashMap<(Priority, i32), (u64, mpsc::UnboundedSender<OwnedMessage>)> =
+            let mut senders: HashMap<(Priority, i32), (u64, mpsc::UnboundedSender<Received>)> =
                 HashMap::new();
             let consumed = ByPriority::from_fn(
                 |p| metrics::counter!(m::CONSUMED, "topic" => shared.topics[p].topic.clone()),
@@ -364,6 +364,7 @@ impl Processor {
                                 partition,
                                 generation: shared.topics[priority].received(partition),
                                 msg: msg.detach(),
+                                polled_us: crate::clock::now_unix_us(),
                             }
                         }
                         Some(Err(e)) => {
@@ -386,6 +387,7 @@ impl Processor {
                     partition,
                     generation,
                     msg,
+                    polled_us,
                 } = polled;
                 scheduler.took(priority);
                 consumed[priority].increment(1);
@@ -400,7 +402,7 @@ impl Processor {
                     };
                     *entry = (generation, lane::spawn(&mut lanes, shared.clone(), id));
                 }
-                let _ = entry.1.send(msg);
+                let _ = entry.1.send(Received { msg, polled_us });
             }
             // Lanes finish what they started and drop what waits (it is not settled, so
             // it is not committed either: the next owner forwards it).

@@ -1,13 +1,14 @@
 //! `compare`: the `conns` steps and then a `fanout` on the same connections, against Herald,
-//! nginx + nchan and the tokio-tungstenite baseline in one run, each started and stopped by
-//! the harness, measured by the same method; prints the side-by-side table and Herald's
-//! ratios to each peer. A peer that is not installed is listed as skipped with its install
-//! command; one that fails is listed as failed with the reason.
+//! nginx + nchan, the tokio-tungstenite baseline and uWebSockets.js in one run, each started
+//! and stopped by the harness, measured by the same method; prints the side-by-side table and
+//! Herald's ratios to each peer. A peer that is not installed is listed as skipped with its
+//! install command; one that fails is listed as failed with the reason.
 //!
 //! `--tls` generates one self-signed certificate for the run; Herald (its TLS listener) and
 //! nchan (`listen … ssl`) serve the clients over TLS with it, and a system without TLS (the
-//! tokio-tungstenite baseline) is listed as skipped, "no TLS" — never measured in plaintext
-//! beside TLS numbers. Each system's line then carries `tls_handshakes_per_s`.
+//! tokio-tungstenite baseline; uWebSockets.js, run plaintext) is listed as skipped, "no TLS" —
+//! never measured in plaintext beside TLS numbers. Each system's line then carries
+//! `tls_handshakes_per_s`.
 
 use serde::Serialize;
 
@@ -25,7 +26,7 @@ use crate::wire::handshake::Kind;
 /// One system's line in the comparison (the field names are a published contract).
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemResult {
-    /// `herald`, `nchan` or `tokio-tungstenite`.
+    /// `herald`, `nchan`, `tokio-tungstenite` or `uWebSockets.js`.
     pub name: String,
     /// `ok`, `skipped` (not installed) or `failed`.
     pub status: String,

@@ -15,7 +15,7 @@ use crate::cli::EdgeArgs;
 use crate::pool::ClientTarget;
 use crate::procfs::{Proc, ProcTree};
 use crate::systems::herald::Secrets;
-use crate::systems::{herald, nchan, tokio_ws, Running, StartError, SystemId};
+use crate::systems::{herald, nchan, tokio_ws, uws, Running, StartError, SystemId};
 use crate::wire::handshake::Kind;
 
 /// Why a subcommand failed.
@@ -69,6 +69,7 @@ pub fn start(
             "the tokio-tungstenite baseline speaks WebSocket only".into(),
         )),
         SystemId::TokioWs => tokio_ws::start(),
+        SystemId::Uws => uws::start(kind, tls.is_some()),
         SystemId::Sink | SystemId::External => Err(StartError::Failed(format!(
             "{} is not started by name",
             id.name()

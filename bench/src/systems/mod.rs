@@ -1,12 +1,13 @@
 //! The systems under test, started and stopped by the harness: Herald's edge, nginx + nchan,
-//! the plain tokio-tungstenite server, the calibration sink, or an external server the user
-//! started. Each start returns a [`Running`]: how clients connect, which processes to
+//! the plain tokio-tungstenite server, uWebSockets.js (Node.js), the calibration sink, or an
+//! external server the user started. Each start returns a [`Running`]: how clients connect, which processes to
 //! measure, how to publish a broadcast.
 
 pub mod herald;
 pub mod nchan;
 pub mod sink;
 pub mod tokio_ws;
+pub mod uws;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ pub enum SystemId {
     /// tokio + tokio-tungstenite with default settings.
     #[serde(rename = "tokio-tungstenite")]
     TokioWs,
+    /// uWebSockets.js (npm `uwebsockets`) on Node.js.
+    #[serde(rename = "uWebSockets.js")]
+    Uws,
     /// The kernel-share calibration server.
     #[serde(rename = "sink")]
     Sink,
@@ -46,6 +50,7 @@ impl SystemId {
             SystemId::Herald => "herald",
             SystemId::Nchan => "nchan",
             SystemId::TokioWs => "tokio-tungstenite",
+            SystemId::Uws => "uWebSockets.js",
             SystemId::Sink => "sink",
             SystemId::External => "external",
         }
@@ -57,8 +62,13 @@ impl SystemId {
             "herald" => Ok(SystemId::Herald),
             "nchan" | "nginx" => Ok(SystemId::Nchan),
             "tokio-tungstenite" | "tokio-ws" | "tokio" => Ok(SystemId::TokioWs),
+            s if ["uws", "uwebsockets", "uwebsockets.js"]
+                .contains(&s.to_ascii_lowercase().as_str()) =>
+            {
+                Ok(SystemId::Uws)
+            }
             other => Err(format!(
-                "unknown system {other:?} (herald, nchan, tokio-tungstenite)"
+                "unknown system {other:?} (herald, nchan, tokio-tungstenite, uws)"
             )),
         }
     }
@@ -297,4 +307,25 @@ pub fn read_until_line(
         }
     }
     Err(format!("did not print {prefix:?} within {timeout:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_names_parse() {
+        for s in ["uws", "uwebsockets", "uWebSockets.js", "UWS"] {
+            assert_eq!(SystemId::parse(s), Ok(SystemId::Uws), "{s}");
+        }
+        assert_eq!(SystemId::Uws.name(), "uWebSockets.js");
+        assert_eq!(
+            serde_json::to_value(SystemId::Uws).unwrap(),
+            "uWebSockets.js"
+        );
+        assert_eq!(SystemId::parse("tokio"), Ok(SystemId::TokioWs));
+        assert_eq!(SystemId::parse("nginx"), Ok(SystemId::Nchan));
+        let e = SystemId::parse("socket.io").unwrap_err();
+        assert!(e.contains("uws"), "{e}");
+    }
 }

@@ -274,6 +274,23 @@ async fn every_edge_answer_is_handled() {
     );
     assert!(metric(&text, "herald_processor_retries_total{error=\"timeout\"}") >= 2.0);
     assert!(text.contains("herald_processor_e2e_latency_seconds_bucket"));
+    // The stage breakdown of that latency: created → taken from Kafka → frame written → answer,
+    // with millisecond buckets (a bench computes quantiles from their deltas).
+    for stage in [
+        "herald_processor_kafka_seconds",
+        "herald_processor_queue_seconds",
+        "herald_processor_edge_seconds",
+    ] {
+        assert!(
+            metric(&text, &format!("{stage}_count")) >= 1.0,
+            "{stage}: {text}"
+        );
+        assert!(
+            text.contains(&format!("{stage}_bucket{{le=\"0.003\"}}")),
+            "{stage}: {text}"
+        );
+    }
+    assert!(text.contains("herald_processor_e2e_latency_seconds_bucket{le=\"0.004\"}"));
     assert!(text.contains("herald_processor_consumed_total{topic=\"herald.push.high\"}"));
     // Lag per partition (from librdkafka statistics) and the autoscaling signal.
     assert!(

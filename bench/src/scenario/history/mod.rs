@@ -113,6 +113,8 @@ fn throughput(
         herald_bin: None,
         conns: Some(conns),
         rate: Some(rate),
+        rates: None,
+        priorities: None,
         duration: Some(duration),
         kind: Kind::Ws,
         payload_bytes: a.payload_bytes,
