@@ -8,11 +8,22 @@
 use std::sync::OnceLock;
 
 use metrics::{counter, gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::shard::probe::ShardSnapshot;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Buckets of every `*_seconds` histogram recorded in the process (the edge's, and the
+/// processor's when `herald dev` runs it here): millisecond steps up to 10 ms, where pushes
+/// usually are, then coarser out to 10 s — the same bounds as the standalone processor's.
+const SECONDS_BUCKETS: [f64; 24] = [
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05,
+    0.075, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0,
+];
+
+/// Buckets of count histograms (`*_batch_size`, `*_batch`): messages per frame or pipeline.
+const COUNT_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 /// Installs the Prometheus recorder as the global `metrics` recorder (once per process).
 /// If the embedding program installed another recorder first, `/metrics` says so.
@@ -22,6 +33,15 @@ pub fn install() {
             .set_buckets(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ])
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &COUNT_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("_batch".into()), &COUNT_BUCKETS)
+            })
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
