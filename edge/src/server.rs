@@ -213,7 +213,7 @@ pub fn start(cfg: EdgeConfig) -> Result<EdgeHandle, StartError> {
 }
 
 /// Thread-name prefixes of the edge's own threads: a panic on one of them aborts the process.
-const FAILURE_DOMAIN_THREADS: [&str; 2] = ["herald-shard", "herald-control"];
+const FAILURE_DOMAIN_THREADS: [&str; 3] = ["herald-shard", "herald-control", "herald-ready"];
 
 /// Makes a panic on a shard or the control thread abort the whole process.
 ///

@@ -181,11 +181,12 @@ fn wait_loop(epfd: RawFd, tx: mpsc::UnboundedSender<Vec<Token>>) {
             if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            log::error!(
+            // The shard would never hear from its sockets again: a shard failure (the edge's
+            // panic hook aborts the process for `herald-ready-*` threads).
+            panic!(
                 "readiness waiter: epoll_wait failed: {}",
                 io::Error::last_os_error()
             );
-            return;
         }
         let mut batch = Vec::with_capacity(n as usize);
         for ev in &events[..n as usize] {
