@@ -78,6 +78,11 @@ pub struct EdgeArgs {
     /// An extra flag for herald-edge (repeatable), e.g. --edge-arg=--ping-interval=60s.
     #[arg(long = "edge-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub edge_args: Vec<String>,
+    /// How Herald's clients authenticate: jwt (an HS256 token per connection, as in
+    /// production) or none (the edge's loopback-only `insecure_user_param`: `?user=` is
+    /// trusted — the like-for-like line next to peers that authenticate nobody).
+    #[arg(long, default_value = "jwt", value_parser = ["jwt", "none"])]
+    pub herald_auth: String,
 }
 
 impl EdgeArgs {
@@ -97,6 +102,7 @@ impl EdgeArgs {
             expected,
             kind,
             tls: None,
+            auth_none: self.herald_auth == "none",
         })
     }
 }

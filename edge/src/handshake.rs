@@ -564,6 +564,7 @@ mod tests {
                 secret: b"cookie-secret-0123456".to_vec(),
                 name: "herald_session".into(),
             }),
+            trust_user_param: false,
         })
         .unwrap()
     }

@@ -246,6 +246,13 @@ pub fn abort_on_shard_panic() {
 /// Starts an edge.
 pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, StartError> {
     abort_on_shard_panic();
+    if cfg.auth.trust_user_param {
+        log::warn!(
+            "insecure_user_param is on: every client on {} is whoever its ?user= says — for \
+             benchmarks and local experiments only",
+            cfg.listen
+        );
+    }
     let n = cfg.shards;
     if let Some(limit) = memlock_limit() {
         let need = (n * cfg.io_memory) as u64;

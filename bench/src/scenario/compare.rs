@@ -257,14 +257,20 @@ pub fn ratios(systems: &[SystemResult]) -> Vec<String> {
         .iter()
         .filter(|s| s.name != "herald" && s.status == "ok")
         .map(|p| {
+            let per_core = |s: &SystemResult| s.density.as_ref().and_then(|d| d.accept_per_core);
+            let handshakes_per_core = match ratio(per_core(h), per_core(p)) {
+                Some(r) => format!(" ({r:.2}× per CPU-second)"),
+                None => String::new(),
+            };
             format!(
-                "herald vs {}: {} less user memory per {}connection, {} the connections per GiB, {} the {} rate, {} the fan-out deliveries per core-second",
+                "herald vs {}: {} less user memory per {}connection, {} the connections per GiB, {} the {} rate{}, {} the fan-out deliveries per core-second",
                 p.name,
                 x(ratio(p.user_bytes_per_conn, h.user_bytes_per_conn)),
                 if tls { "TLS " } else { "" },
                 x(ratio(h.conns_per_gb, p.conns_per_gb)),
                 x(ratio(h.accept_rate, p.accept_rate)),
                 if tls { "TLS handshake" } else { "accept" },
+                handshakes_per_core,
                 x(ratio(h.fanout_per_core, p.fanout_per_core)),
             )
         })

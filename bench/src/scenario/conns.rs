@@ -97,6 +97,9 @@ pub struct ConnsResult {
     pub aux_fits: Vec<(String, Option<Fit>)>,
     /// Handshakes per second over all steps.
     pub accept_rate: f64,
+    /// Handshakes per CPU-second of the server and its helpers (Herald's redis-server
+    /// registry) while the steps' handshakes ran.
+    pub accept_per_core: Option<f64>,
     /// Connections that failed.
     pub failed: usize,
     /// Whether earlier sockets were gone before the baseline.
@@ -145,6 +148,8 @@ pub struct Density {
     pub conns_per_gb: Option<f64>,
     /// Handshakes per second.
     pub accept_rate: f64,
+    /// Handshakes per CPU-second of the server and its helpers.
+    pub accept_per_core: Option<f64>,
     /// Helper bytes per connection (Herald's Redis registry), by name.
     pub aux_bytes_per_conn: Vec<(String, f64)>,
     /// The connections spoke TLS (then `user_bytes_per_conn` is per idle TLS connection).
@@ -154,6 +159,16 @@ pub struct Density {
     /// measure as `accept_rate`, named for what it includes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_handshakes_per_s: Option<f64>,
+}
+
+/// CPU seconds so far of the server's processes and its helpers (0 where unreadable).
+fn server_cpu_seconds(sys: &Running) -> f64 {
+    sys.tree.cpu_seconds().unwrap_or(0.0)
+        + sys
+            .aux
+            .iter()
+            .map(|(_, t)| t.cpu_seconds().unwrap_or(0.0))
+            .sum::<f64>()
 }
 
 fn read_aux(sys: &Running) -> Vec<u64> {
@@ -184,10 +199,12 @@ pub fn measure(
     let bar = progress::bar(last as u64, &format!("{name} connections"));
     let mut steps = Vec::new();
     let mut failed = 0usize;
-    let (mut ok_sum, mut secs_sum) = (0usize, 0f64);
+    let (mut ok_sum, mut secs_sum, mut cpu_sum) = (0usize, 0f64, 0f64);
     for &size in &plan.sizes {
         let add = size.saturating_sub(pool.total());
+        let cpu_before = server_cpu_seconds(sys);
         let opened = pool.add(spec, add, plan.per_client)?;
+        cpu_sum += (server_cpu_seconds(sys) - cpu_before).max(0.0);
         failed += opened.failed;
         ok_sum += opened.ok;
         secs_sum += opened.seconds;
@@ -290,6 +307,7 @@ pub fn measure(
         } else {
             0.0
         },
+        accept_per_core: (cpu_sum > 0.0).then(|| ok_sum as f64 / cpu_sum),
         failed,
         sockets_settled,
         dropped_caches,
@@ -323,6 +341,7 @@ pub fn density(r: &ConnsResult, calibration: Option<&Calibration>) -> Density {
         kernel_source: r.kernel_source.clone(),
         conns_per_gb,
         accept_rate: r.accept_rate,
+        accept_per_core: r.accept_per_core,
         aux_bytes_per_conn: r
             .aux_fits
             .iter()
@@ -479,6 +498,12 @@ pub fn density_markdown(d: &Density, calibration: Option<&Calibration>) -> Strin
                 units::si(d.accept_rate)
             )
         }
+    }
+    if let Some(per_core) = d.accept_per_core {
+        s += &format!(
+            "- handshakes per CPU-second of the server and its helpers: **{}**\n",
+            units::si(per_core)
+        );
     }
     for (n, b) in &d.aux_bytes_per_conn {
         s += &format!(
@@ -643,6 +668,7 @@ mod tests {
             tcp_mem_fit: None,
             aux_fits: vec![],
             accept_rate: 5000.0,
+            accept_per_core: Some(4000.0),
             failed: 0,
             sockets_settled: true,
             dropped_caches: false,
@@ -672,6 +698,8 @@ mod tests {
         let plain = serde_json::to_value(&half).unwrap();
         assert!(plain.get("tls").is_none() && plain.get("tls_handshakes_per_s").is_none());
         assert!(density_markdown(&half, None).contains("- accept rate: **5.0k** handshakes/s"));
+        assert!(density_markdown(&half, None)
+            .contains("CPU-second of the server and its helpers: **4.0k**"));
         let mut tls = r.clone();
         tls.tls = true;
         let t = density(&tls, Some(&cal));

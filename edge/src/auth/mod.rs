@@ -172,6 +172,8 @@ pub fn valid_id(id: &str) -> bool {
 pub struct ConfiguredAuth {
     jwt: Option<jwt::JwtVerifier>,
     cookie: Option<session_cookie::SessionCookieVerifier>,
+    /// `insecure_user_param`: `?user=` is trusted (loopback listeners only, see the config).
+    trust_user_param: bool,
 }
 
 impl ConfiguredAuth {
@@ -183,6 +185,7 @@ impl ConfiguredAuth {
                 .session_cookie
                 .as_ref()
                 .map(|c| session_cookie::SessionCookieVerifier::new(&c.secret, &c.name)),
+            trust_user_param: cfg.trust_user_param,
         })
     }
 }
@@ -197,6 +200,18 @@ impl Authenticator for ConfiguredAuth {
         if let Some(c) = &self.cookie {
             if let Some(value) = req.cookie_credential(c.name())? {
                 return c.verify(value, req.now_secs);
+            }
+        }
+        if self.trust_user_param {
+            if let Some(user) = req.query_param("user") {
+                let device = req.query_param("device");
+                if !valid_id(user) || device.is_some_and(|d| !valid_id(d)) {
+                    return Err(AuthError::BadIdentity);
+                }
+                return Ok(Identity {
+                    user: user.to_string(),
+                    device: device.map(str::to_string),
+                });
             }
         }
         Err(AuthError::MissingCredentials)
@@ -245,6 +260,7 @@ mod tests {
                 secret: b"cookie-secret-0123456".to_vec(),
                 name: "herald_session".into(),
             }),
+            trust_user_param: false,
         })
         .unwrap()
     }
@@ -261,6 +277,44 @@ mod tests {
                 aud: None,
             },
         )
+    }
+
+    #[test]
+    fn the_trusted_user_param_is_used_only_when_configured() {
+        let req = |q: &'static str| AuthRequest {
+            query: Some(q),
+            now_secs: 1000,
+            ..Default::default()
+        };
+        let jwt_only = configured();
+        assert_eq!(
+            jwt_only.authenticate(&req("user=alice")),
+            Err(AuthError::MissingCredentials)
+        );
+        let trusting = ConfiguredAuth::new(&AuthConfig {
+            trust_user_param: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            trusting.authenticate(&req("user=alice&device=phone")),
+            Ok(Identity {
+                user: "alice".into(),
+                device: Some("phone".into())
+            })
+        );
+        assert_eq!(
+            trusting.authenticate(&req("user=bob")).unwrap().device,
+            None
+        );
+        assert_eq!(
+            trusting.authenticate(&req("user=a/b")),
+            Err(AuthError::BadIdentity)
+        );
+        assert_eq!(
+            trusting.authenticate(&req("x=1")),
+            Err(AuthError::MissingCredentials)
+        );
     }
 
     #[test]

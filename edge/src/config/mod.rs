@@ -58,6 +58,7 @@ keys! {
     "jwt_leeway" = "5s" : "Clock leeway for exp/nbf (at most 30s).";
     "jwt_cookie" = "herald_token" : "Cookie that may carry the JWT (besides `Authorization: Bearer` and `?access_token=`); used only by requests without Origin or from an origin in allowed_origins, else 403.";
     "session_cookie_secret" = "" : "HMAC secret of signed session cookies; the method is on when set.";
+    "insecure_user_param" = "off" : "`on` = benchmarks and local experiments only: a request's `?user=<id>` (and optional `&device=<id>`) is trusted as its identity, with no credential — anyone who can connect is whoever they say. Refused unless `listen` (and `tls_listen`, if set) is a loopback address; a warning is logged at start. Other methods, when configured, are tried first.";
     "session_cookie_name" = "herald_session" : "Name of the signed session cookie; like jwt_cookie, used only by requests without Origin or from an origin in allowed_origins, else 403.";
     "ping_interval" = "30s" : "WebSocket ping period (SSE sends a comment keep-alive instead, see sse_keepalive).";
     "pong_timeout" = "10s" : "Close a WebSocket when no pong arrived this long after a ping.";
@@ -181,6 +182,8 @@ pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
     /// Signed session cookies, when configured.
     pub session_cookie: Option<SessionCookieConfig>,
+    /// `insecure_user_param`: trust `?user=` (loopback listeners only).
+    pub trust_user_param: bool,
 }
 
 /// JWT verification settings.
@@ -616,7 +619,28 @@ impl EdgeConfig {
                 name: s.get("session_cookie_name", |t| Ok(t.to_string()))?,
             })
         };
-        if jwt.is_none() && session_cookie.is_none() {
+        let trust_user_param = s.get("insecure_user_param", |t| match t {
+            "on" | "true" => Ok(true),
+            "off" | "false" | "" => Ok(false),
+            other => Err(format!("`{other}`: on or off")),
+        })?;
+        if trust_user_param {
+            let tls_listen = s.get("tls_listen", |t| match non_empty(t) {
+                None => Ok(None),
+                Some(a) => parse_addr(&a).map(Some),
+            })?;
+            let listeners = std::iter::once(s.get("listen", parse_addr)?).chain(tls_listen);
+            if let Some(open) = listeners.into_iter().find(|a| !a.ip().is_loopback()) {
+                return Err(s.error(
+                    "insecure_user_param",
+                    format!(
+                        "trusts any client's word for who it is, so it is refused on {open}: \
+                         only loopback listeners may use it"
+                    ),
+                ));
+            }
+        }
+        if jwt.is_none() && session_cookie.is_none() && !trust_user_param {
             return Err(s.error(
                 "jwt_secret",
                 "no authentication method configured: set jwt_secret, jwt_public_key_file or session_cookie_secret",
@@ -625,6 +649,7 @@ impl EdgeConfig {
         Ok(AuthConfig {
             jwt,
             session_cookie,
+            trust_user_param,
         })
     }
 
@@ -681,6 +706,33 @@ mod tests {
         );
         assert!(c.shards >= 1);
         assert!(c.delivery_secret_generated);
+    }
+
+    #[test]
+    fn the_trusted_user_param_is_loopback_only() {
+        let set = |st: &mut Settings, k: &str, v: &str| {
+            st.set(k, v.to_string(), Source::Default)
+                .expect("known key")
+        };
+        let mut st = Settings::defaults(KEYS);
+        set(&mut st, "insecure_user_param", "on");
+        set(&mut st, "listen", "0.0.0.0:0");
+        let e = EdgeConfig::from_settings(&st).unwrap_err();
+        assert_eq!(e.key, "insecure_user_param");
+        set(&mut st, "listen", "127.0.0.1:0");
+        let c = EdgeConfig::from_settings(&st).expect("loopback, no other method needed");
+        assert!(c.auth.trust_user_param && c.auth.jwt.is_none());
+        set(&mut st, "tls_listen", "0.0.0.0:0");
+        set(&mut st, "tls_cert_file", "/nonexistent.pem");
+        set(&mut st, "tls_key_file", "/nonexistent.pem");
+        let e = EdgeConfig::from_settings(&st).unwrap_err();
+        assert_eq!(e.key, "insecure_user_param", "the TLS listener counts too");
+        let mut off = Settings::defaults(KEYS);
+        set(&mut off, "insecure_user_param", "maybe");
+        assert_eq!(
+            EdgeConfig::from_settings(&off).unwrap_err().key,
+            "insecure_user_param"
+        );
     }
 
     #[test]

@@ -573,6 +573,7 @@ pub fn run(plan: &StormPlan) -> Result<StormResult, String> {
         expected: k,
         kind: Kind::Sse,
         tls: None,
+        auth_none: false,
     };
     let secrets = Secrets::generate();
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
