@@ -74,16 +74,11 @@ pub enum ShardCommand {
     },
     /// Shorten a drain in progress (second SIGTERM).
     ShortenDrain,
-    /// Another shard of this edge accepted `(user, device)` as connection `nonce`: close an
-    /// older connection of the same pair here as replaced.
-    Supersede {
-        /// User id.
-        user: String,
-        /// Device id.
-        device: String,
-        /// The newer connection's nonce.
-        nonce: u64,
-    },
+    /// Other shards of this edge accepted these `(user, device)` pairs as connections with
+    /// these nonces: close an older connection of the same pair here as replaced. One command
+    /// carries every registration the control thread took in one go (one wake-up of the shard
+    /// per batch, not per handshake).
+    Supersede(Vec<Superseding>),
     /// The history read of a resuming connection ([`ControlEvent::Recover`]).
     Recovered {
         /// The connection.
@@ -106,4 +101,15 @@ pub enum ControlRequest {
     Stop,
     /// Read the TLS certificate files again (SIGHUP).
     ReloadTls,
+}
+
+/// A registration on another shard that supersedes older connections of the same pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseding {
+    /// User id.
+    pub user: String,
+    /// Device id.
+    pub device: String,
+    /// The newer connection's nonce.
+    pub nonce: u64,
 }

@@ -21,7 +21,7 @@ pub mod metrics_export;
 mod recovery;
 
 use self::admin::{AdminState, RegistryStatus};
-use self::messages::{ControlEvent, ControlRequest, ShardCommand};
+use self::messages::{ControlEvent, ControlRequest, ShardCommand, Superseding};
 use crate::config::EdgeConfig;
 use crate::shard::drain::DrainPlan;
 use crate::tls::CertResolver;
@@ -189,12 +189,13 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
-                let on_event = |ev: ControlEvent| match ev {
+                let mut supersede: Vec<Vec<Superseding>> = vec![Vec::new(); shards.len()];
+                let mut on_event = |ev: ControlEvent| match ev {
                     ControlEvent::Recover { shard, conn, user, device, nonce, from } => {
                         recoveries.start(recovery::Request { shard, conn, user, device, nonce, from });
                     }
                     ev => {
-                        supersede_elsewhere(&shards, &ev);
+                        supersede_elsewhere(&mut supersede, &ev);
                         if let Some(op) = to_op(&cfg.node_id, ttl_ms, ev) {
                             writer.submit(op);
                         }
@@ -204,6 +205,11 @@ async fn control_main(setup: ControlSetup, ready: std::sync::mpsc::Sender<Result
                 // Drain whatever else is already waiting, without yielding in between.
                 while let Ok(ev) = events.try_recv() {
                     on_event(ev);
+                }
+                for (s, batch) in shards.iter().zip(supersede) {
+                    if !batch.is_empty() {
+                        let _ = s.send(ShardCommand::Supersede(batch));
+                    }
                 }
             }
             req = requests.recv() => match req {
@@ -305,8 +311,9 @@ fn reload_tls(certs: &CertResolver, why: &str, result: Result<(), String>) {
 }
 
 /// A registration on one shard replaces an older connection of the same (user, device) on
-/// the other shards of this edge (each shard's table only sees its own connections).
-fn supersede_elsewhere(shards: &[mpsc::UnboundedSender<ShardCommand>], ev: &ControlEvent) {
+/// the other shards of this edge (each shard's table only sees its own connections): adds it
+/// to every other shard's batch, sent once the control thread has taken what is waiting.
+fn supersede_elsewhere(batches: &mut [Vec<Superseding>], ev: &ControlEvent) {
     if let ControlEvent::Register {
         user,
         device,
@@ -315,9 +322,9 @@ fn supersede_elsewhere(shards: &[mpsc::UnboundedSender<ShardCommand>], ev: &Cont
         reassert: false,
     } = ev
     {
-        for (i, s) in shards.iter().enumerate() {
+        for (i, batch) in batches.iter_mut().enumerate() {
             if i != usize::from(*shard) {
-                let _ = s.send(ShardCommand::Supersede {
+                batch.push(Superseding {
                     user: user.clone(),
                     device: device.clone(),
                     nonce: *nonce,

@@ -439,11 +439,11 @@ pub async fn run(
                 shard.with(|st, now| st.start_drain(window, max_rate, now));
             }
             ShardCommand::ShortenDrain => shard.with(|st, now| st.shorten_drain(now)),
-            ShardCommand::Supersede {
-                user,
-                device,
-                nonce,
-            } => shard.with(|st, now| st.supersede(&user, &device, nonce, now)),
+            ShardCommand::Supersede(batch) => shard.with(|st, now| {
+                for s in &batch {
+                    st.supersede(&s.user, &s.device, s.nonce, now);
+                }
+            }),
             ShardCommand::Recovered { conn, read } => {
                 shard.with(|st, now| st.finish_recovery(conn, read, now))
             }
