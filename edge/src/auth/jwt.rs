@@ -144,8 +144,11 @@ impl JwtVerifier {
         let mut validation = Validation::new(cfg.algorithm.jsonwebtoken());
         validation.algorithms = vec![cfg.algorithm.jsonwebtoken()];
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // jsonwebtoken reads the system clock for exp/nbf; `verify` checks them itself against
+        // the `now` it is given (same leeway), so verification stays pure and testable with
+        // any clock — and the validation is built once, not cloned per token.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = cfg.leeway_secs.min(30);
         match &cfg.issuer {
             Some(iss) => {
@@ -179,12 +182,7 @@ impl JwtVerifier {
 
     /// Verifies `token` at time `now_secs`.
     pub fn verify(&self, token: &str, now_secs: u64) -> Result<Identity, AuthError> {
-        let mut validation = self.validation.clone();
-        // jsonwebtoken reads the system clock for exp/nbf; we check them ourselves against
-        // `now` (same leeway) so verification stays pure and testable with any clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &validation)
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation)
             .map_err(|e| map_error(e.kind()))?;
         let c = data.claims;
         let leeway = self.validation.leeway;
