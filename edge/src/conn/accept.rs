@@ -2,8 +2,8 @@
 //!
 //! The shard binds its own listening socket (SO_REUSEPORT, non-blocking), accepts with
 //! `accept4` while connections are queued and waits for more in the shard's readiness set.
-//! Each accepted socket gets its options (`TCP_USER_TIMEOUT`, `TCP_NODELAY`), a record in the
-//! shard's table, and its driver: a plaintext connection is driven raw
+//! Each accepted socket inherits its options (`TCP_USER_TIMEOUT`, `TCP_NODELAY`) from the
+//! listening socket and gets a record in the shard's table and its driver: a plaintext connection is driven raw
 //! ([`super::raw_driver`]: the shard owns the socket and no task exists while it is idle); a
 //! TLS connection, or one on a PROXY-protocol listener, gets a task for its whole life
 //! ([`super::driver`]) that holds its TLS session or pending PROXY preface.
@@ -30,8 +30,11 @@ const ACCEPT_BUDGET: usize = 64;
 const BACKLOG: i32 = 1024;
 
 /// A shard's listening socket for `addr`: SO_REUSEPORT (every shard binds the same port and
-/// the kernel spreads connections over them), non-blocking.
-pub fn bind_listener(addr: SocketAddr) -> std::io::Result<Socket> {
+/// the kernel spreads connections over them), non-blocking, with the options every client
+/// socket needs — `TCP_NODELAY` and `TCP_USER_TIMEOUT` (`user_timeout`) — set once here:
+/// Linux copies them to each accepted socket, which saves two `setsockopt` calls per
+/// connection.
+pub fn bind_listener(addr: SocketAddr, user_timeout: Duration) -> std::io::Result<Socket> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -43,6 +46,8 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<Socket> {
         Some(Protocol::TCP),
     )?;
     sock.set_reuse_port(true)?;
+    sock.set_nodelay(true)?;
+    sockopt::set_tcp_user_timeout(&sock, user_timeout)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;
     Ok(sock)
@@ -131,10 +136,7 @@ fn start(
     peer: Option<SocketAddr>,
     max_client_record: usize,
 ) {
-    if let Err(e) = sockopt::set_tcp_user_timeout(&fd, shard.cfg.conn.tcp_user_timeout) {
-        log::debug!("TCP_USER_TIMEOUT: {e}");
-    }
-    let _ = socket2::SockRef::from(&fd).set_nodelay(true);
+    // TCP_NODELAY and TCP_USER_TIMEOUT come from the listening socket (`bind_listener`).
     let preface = match peer {
         Some(peer) => listener.proxy.preface(peer),
         // The PROXY protocol needs the peer's address; without one the client is gone.
@@ -171,4 +173,39 @@ fn start(
     let stream = sockopt::glommio_stream(fd);
     let id = shard.with(|st, now| st.accept(direct, Driver::Task, now));
     glommio::spawn_local(ConnDriver::new(shard.clone(), id, stream, session, preface)).detach();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Linux copies TCP_NODELAY and TCP_USER_TIMEOUT from a listening socket to the sockets it
+    /// accepts (so the shard does not set them per connection).
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_options() {
+        let l = bind_listener("127.0.0.1:0".parse().unwrap(), Duration::from_secs(7)).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let (fd, _) = loop {
+            match sockopt::accept_nonblocking(l.as_raw_fd(), false) {
+                Ok(a) => break a,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no connection in 60 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        let s = socket2::SockRef::from(&fd);
+        assert!(s.nodelay().unwrap(), "TCP_NODELAY inherited");
+        assert_eq!(
+            s.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(7)),
+            "TCP_USER_TIMEOUT inherited"
+        );
+    }
 }
