@@ -6,7 +6,7 @@
 //! - [`shard`]: everything of one core. [`shard::ShardState`] is the sans-io state machine
 //!   (connections, timer wheel, deliveries, drain, counters: time and bytes in, actions out),
 //!   tested on simulated time; [`shard::Shard`] is the thin I/O layer around it and
-//!   [`shard::run`] the shard's tasks.
+//!   [`shard::tasks::run`] the shard's tasks.
 //! - [`conn`]: one client connection — its record, outbound queue and lifecycle (pure), and
 //!   the driver task that only moves bytes between its socket and the shard's state.
 //! - `delivery_port`: the processor-facing port of each shard (authenticated frames).

@@ -417,7 +417,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                 };
                 let _ = ready.send(Ok(index as u16));
                 drop(ready);
-                shard::run(shard, reports, client, tls_client, delivery, commands).await;
+                shard::tasks::run(shard, reports, client, tls_client, delivery, commands).await;
             }
         });
     let pool = match pool {

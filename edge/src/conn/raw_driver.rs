@@ -37,7 +37,7 @@ enum Step {
 }
 
 /// The shard's raw driver task: drives every plaintext connection that has work, in the order
-/// they got it, [`ROUND`] at a time, and sleeps while none has.
+/// they got it, `ROUND` at a time, and sleeps while none has.
 pub async fn run(shard: Rc<Shard>) {
     loop {
         let batch = shard.take_raw_work(ROUND).await;

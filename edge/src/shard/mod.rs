@@ -5,15 +5,17 @@
 //! `sim.rs`) behind a thin I/O layer ([`Shard`]): every event borrows the state once, hands it
 //! the time and the bytes, and afterwards [`Shard::settle`] carries out what the state asked
 //! for — registry events to the control thread, fresh bytes written straight to idle sockets
-//! (a non-blocking `send(2)`, no task wake-up), drivers woken. Tasks of a shard: the accept
-//! loop and one driver per client connection ([`crate::conn::driver`]), the timer, the
-//! delivery port (`crate::delivery_port`) and the command loop (the control thread's
-//! requests).
+//! (a non-blocking `send(2)`, no task wake-up), drivers woken or queued. Tasks of a shard
+//! ([`tasks::run`]): the accept loops, the readiness reports ([`readiness`]), one raw driver
+//! for all plaintext connections ([`crate::conn::raw_driver`]) and one task per TLS or PROXY
+//! connection ([`crate::conn::driver`]), the timer, the delivery port
+//! (`crate::delivery_port`) and the command loop (the control thread's requests).
 //!
 //! Parts: [`state`] (the core), `input` (client bytes), `delivery` (deliveries and
 //! broadcasts), [`drain`], [`frames`] (what goes on the wire), [`admission`], [`timer_wheel`],
 //! [`recent`] (repeat suppression), [`ownership`] (replacement and re-asserts), [`probe`]
-//! (counters), [`sim`] (the state on simulated time, for tests and measurements).
+//! (counters), [`readiness`] (the epoll set of the shard's sockets), [`tasks`] (the shard's
+//! tasks), [`sim`] (the state on simulated time, for tests and measurements).
 
 pub mod admission;
 pub mod delivery;
@@ -26,6 +28,7 @@ pub mod readiness;
 pub mod recent;
 pub mod recovery;
 pub mod state;
+pub mod tasks;
 pub mod timer_wheel;
 
 pub mod sim;
@@ -37,7 +40,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use glommio::net::TcpListener;
 use herald_protocol::delivery::{Answer, BroadcastMsg, DeliverMsg};
 use tokio::sync::mpsc;
 
@@ -46,9 +48,8 @@ pub use state::{Attention, Next, ShardState};
 
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
-use crate::conn::accept::Listener;
 use crate::conn::{CloseReason, Closing, ConnId, Driver};
-use crate::control::messages::{ControlEvent, ShardCommand};
+use crate::control::messages::ControlEvent;
 use readiness::{Interest, Readiness, ReadyBatches, Token};
 
 /// Size of the per-shard read buffer every connection reads into.
@@ -125,7 +126,7 @@ impl std::fmt::Debug for Shard {
 
 impl Shard {
     /// A shard with an empty table, and the batches of its readiness set's reports (for
-    /// [`run`]).
+    /// [`tasks::run`]).
     pub fn new(
         index: u16,
         cfg: Rc<EdgeConfig>,
@@ -378,90 +379,4 @@ impl Future for ListenerWait<'_> {
             Poll::Pending
         }
     }
-}
-
-/// Runs the shard: accept loops, readiness reports, timer, delivery port, until `Shutdown`
-/// arrives.
-pub async fn run(
-    shard: Rc<Shard>,
-    mut ready: ReadyBatches,
-    client: Listener,
-    tls_client: Option<Listener>,
-    delivery: TcpListener,
-    mut commands: mpsc::UnboundedReceiver<ShardCommand>,
-) {
-    shard.with(|st, _| st.delivery_port = delivery.local_addr().map_or(0, |a| a.port()));
-    let reports = glommio::spawn_local({
-        let shard = shard.clone();
-        async move {
-            while let Some(batch) = ready.recv().await {
-                for token in batch {
-                    shard.on_ready(token);
-                }
-            }
-        }
-    });
-    let raw = glommio::spawn_local(crate::conn::raw_driver::run(shard.clone()));
-    let mut accept = Some(glommio::spawn_local(crate::conn::accept::accept_loop(
-        shard.clone(),
-        client,
-    )));
-    let mut accept_tls = tls_client.map(|listener| {
-        glommio::spawn_local(crate::conn::accept::accept_loop(shard.clone(), listener))
-    });
-    let timer = glommio::spawn_local({
-        let shard = shard.clone();
-        async move {
-            let tick = shard.cfg.timer_tick;
-            let mut due = shard.epoch.elapsed() + tick;
-            loop {
-                glommio::timer::sleep(due.saturating_sub(shard.epoch.elapsed())).await;
-                let lag = shard.epoch.elapsed().saturating_sub(due);
-                shard.with(|st, now| {
-                    st.probe.tick_late(lag);
-                    st.on_tick(now);
-                });
-                due = shard.epoch.elapsed().max(due) + tick;
-            }
-        }
-    });
-    let delivery = glommio::spawn_local(crate::delivery_port::serve(shard.clone(), delivery));
-    while let Some(cmd) = commands.recv().await {
-        match cmd {
-            ShardCommand::Snapshot(tx) => {
-                let _ = tx.send(shard.inspect(|st, now| st.snapshot(now)));
-            }
-            ShardCommand::Reassert => shard.reassert().await,
-            ShardCommand::Drain { window, max_rate } => {
-                // Stop accepting: the listeners close with their tasks.
-                accept = None;
-                accept_tls = None;
-                shard.with(|st, now| st.start_drain(window, max_rate, now));
-            }
-            ShardCommand::ShortenDrain => shard.with(|st, now| st.shorten_drain(now)),
-            ShardCommand::Supersede(batch) => shard.with(|st, now| {
-                for s in &batch {
-                    st.supersede(&s.user, &s.device, s.nonce, now);
-                }
-            }),
-            ShardCommand::Recovered { conn, read } => {
-                shard.with(|st, now| st.finish_recovery(conn, read, now))
-            }
-            ShardCommand::Shutdown => break,
-        }
-    }
-    drop(accept);
-    drop(accept_tls);
-    drop(delivery);
-    shard.with(|st, now| st.close_all(now));
-    // Give drivers a moment to flush their last frames, then stop.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while shard.inspect(|st, _| st.live()) > 0 && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-        shard.with(|st, _| st.close_stragglers());
-    }
-    drop(timer);
-    drop(reports);
-    drop(raw);
-    log::info!("shard {} stopped", shard.index);
 }
