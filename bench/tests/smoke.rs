@@ -18,13 +18,17 @@ fn bench_bin() -> PathBuf {
 }
 
 fn edge_bin() -> PathBuf {
-    let p = bench_bin()
-        .parent()
-        .expect("target dir")
-        .join("herald-edge");
+    workspace_bin("herald-edge")
+}
+
+/// A binary of the workspace next to herald-bench. The test command builds the whole
+/// workspace: a missing binary is a failure of the set-up, never a reason to pass without
+/// running.
+fn workspace_bin(name: &str) -> PathBuf {
+    let p = bench_bin().parent().expect("target dir").join(name);
     assert!(
         p.is_file(),
-        "herald-edge is not built at {}: run `cargo build --workspace --all-targets` first",
+        "{name} is not built at {}: run `cargo build --workspace --all-targets` first",
         p.display()
     );
     p
@@ -487,12 +491,7 @@ fn push_smoke() {
     // The test command builds the whole workspace, `herald` included: a missing binary is a
     // failure of the set-up, never a reason to pass without running (the harness's own
     // message for a missing binary is unit-tested in `scenario::push`).
-    let herald = bench_bin().parent().unwrap().join("herald");
-    assert!(
-        herald.is_file(),
-        "herald is not built at {}: run `cargo build --workspace --all-targets` first",
-        herald.display()
-    );
+    let herald = workspace_bin("herald");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("push.json");
     let r = bench(
@@ -568,12 +567,7 @@ fn check_stages(stages: &Value, pushes: u64) {
 #[test]
 fn push_curve_smoke() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let herald = bench_bin().parent().unwrap().join("herald");
-    assert!(
-        herald.is_file(),
-        "herald is not built at {}: run `cargo build --workspace --all-targets` first",
-        herald.display()
-    );
+    let herald = workspace_bin("herald");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("curve.json");
     let out = dir.path().join("report");
@@ -653,12 +647,7 @@ fn push_curve_smoke() {
 #[test]
 fn history_smoke() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let herald = bench_bin().parent().unwrap().join("herald");
-    assert!(
-        herald.is_file(),
-        "herald is not built at {}: run `cargo build --workspace --all-targets` first",
-        herald.display()
-    );
+    let herald = workspace_bin("herald");
     let edge = edge_bin();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("history.json");

@@ -136,6 +136,37 @@ pub struct Running {
 }
 
 impl Running {
+    /// A server of one process `sp` listening on `addr` for plain WebSocket clients at `/`
+    /// with no credentials (the peers, the sink): no broadcast path, no notes — callers add
+    /// what differs. Its stdin, if piped, is held as the lifeline.
+    pub fn plain_ws(
+        id: SystemId,
+        sp: crate::children::Spawned,
+        addr: SocketAddr,
+        version: String,
+    ) -> Running {
+        Running {
+            id,
+            target: ClientTarget {
+                addr,
+                kind: crate::wire::handshake::Kind::Ws,
+                path: "/".into(),
+                jwt_secret: None,
+                user_prefix: "b".into(),
+                tls: None,
+            },
+            tree: ProcTree::new(sp.pid),
+            publish: None,
+            admin: None,
+            aux: Vec::new(),
+            version,
+            notes: Vec::new(),
+            owned: vec![sp.pid],
+            work: None,
+            lifeline: sp.stdin,
+        }
+    }
+
     /// Connections the server itself reports (Herald's `/stats`), if it can tell.
     pub fn server_connections(&self) -> Option<u64> {
         let admin = self.admin?;

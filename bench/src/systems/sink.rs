@@ -17,9 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::{Running, StartError, SystemId};
-use crate::pool::ClientTarget;
-use crate::procfs::ProcTree;
-use crate::wire::handshake::Kind;
 
 const UPGRADE: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
@@ -120,24 +117,10 @@ pub fn start() -> Result<Running, StartError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let (sp, addr) = super::spawn_until_ready("sink", &mut cmd)?;
-    Ok(Running {
-        id: SystemId::Sink,
-        target: ClientTarget {
-            addr,
-            kind: Kind::Ws,
-            path: "/".into(),
-            jwt_secret: None,
-            user_prefix: "b".into(),
-            tls: None,
-        },
-        tree: ProcTree::new(sp.pid),
-        publish: None,
-        admin: None,
-        aux: Vec::new(),
-        version: "herald-bench sink".into(),
-        notes: Vec::new(),
-        owned: vec![sp.pid],
-        work: None,
-        lifeline: sp.stdin,
-    })
+    Ok(Running::plain_ws(
+        SystemId::Sink,
+        sp,
+        addr,
+        "herald-bench sink".into(),
+    ))
 }

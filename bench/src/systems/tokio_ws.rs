@@ -4,10 +4,7 @@
 use std::process::{Command, Stdio};
 
 use super::{Running, StartError, SystemId};
-use crate::pool::ClientTarget;
-use crate::procfs::ProcTree;
 use crate::publish::PublishVia;
-use crate::wire::handshake::Kind;
 
 /// Version of the baseline (the tokio-tungstenite it is built with).
 pub const VERSION: &str = "tokio 1 + tokio-tungstenite 0.30, default settings";
@@ -27,27 +24,11 @@ pub fn start() -> Result<Running, StartError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let (sp, addr) = super::spawn_until_ready("herald-bench-tokio-ws", &mut cmd)?;
-    Ok(Running {
-        id: SystemId::TokioWs,
-        target: ClientTarget {
-            addr,
-            kind: Kind::Ws,
-            path: "/".into(),
-            jwt_secret: None,
-            user_prefix: "b".into(),
-            tls: None,
-        },
-        tree: ProcTree::new(sp.pid),
-        publish: Some(PublishVia::WsText {
-            addr,
-            path: "/pub".into(),
-        }),
-        admin: None,
-        aux: Vec::new(),
-        version: VERSION.into(),
-        notes: vec!["multi-threaded runtime, backlog 1024 (tokio's default)".into()],
-        owned: vec![sp.pid],
-        work: None,
-        lifeline: None,
-    })
+    let mut running = Running::plain_ws(SystemId::TokioWs, sp, addr, VERSION.into());
+    running.publish = Some(PublishVia::WsText {
+        addr,
+        path: "/pub".into(),
+    });
+    running.notes = vec!["multi-threaded runtime, backlog 1024 (tokio's default)".into()];
+    Ok(running)
 }

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{Running, StartError, SystemId};
-use crate::pool::ClientTarget;
-use crate::procfs::ProcTree;
 use crate::publish::PublishVia;
 use crate::wire::handshake::Kind;
 
@@ -132,31 +130,20 @@ pub fn start(kind: Kind, tls: bool) -> Result<Running, StartError> {
         .stderr(Stdio::inherit());
     let (sp, addr) = super::spawn_until_ready("uWebSockets.js (node)", &mut cmd)?;
     let node_version = super::version_of(&found.node, &["--version"]);
-    Ok(Running {
-        id: SystemId::Uws,
-        target: ClientTarget {
-            addr,
-            kind: Kind::Ws,
-            path: "/".into(),
-            jwt_secret: None,
-            user_prefix: "b".into(),
-            tls: None,
-        },
-        tree: ProcTree::new(sp.pid),
-        publish: Some(PublishVia::WsText {
-            addr,
-            path: "/pub".into(),
-        }),
-        admin: None,
-        aux: Vec::new(),
-        version: version_string(&node_version, &found.package_version),
-        notes: vec![
+    let mut running = Running::plain_ws(
+        SystemId::Uws,
+        sp,
+        addr,
+        version_string(&node_version, &found.package_version),
+    );
+    running.publish = Some(PublishVia::WsText {
+        addr,
+        path: "/pub".into(),
+    });
+    running.notes = vec![
             "one Node.js process (uWS event loop on one thread), idleTimeout 0, compression off, every connection subscribed to one topic; backlog 512 (uSockets' fixed listen backlog)".into(),
-        ],
-        owned: vec![sp.pid],
-        work: None,
-        lifeline: sp.stdin,
-    })
+        ];
+    Ok(running)
 }
 
 #[cfg(test)]

@@ -270,6 +270,11 @@ fn parse_sni_certs(t: &str) -> Result<Vec<(String, CertFiles)>, String> {
         .collect()
 }
 
+/// An address, or none for an empty value.
+fn parse_optional_addr(t: &str) -> Result<Option<SocketAddr>, String> {
+    non_empty(t).map(|a| parse_addr(&a)).transpose()
+}
+
 fn parse_addr(t: &str) -> Result<SocketAddr, String> {
     t.parse()
         .map_err(|_| format!("`{t}` is not an address like 127.0.0.1:8080"))
@@ -493,10 +498,7 @@ impl EdgeConfig {
     }
 
     fn tls_from(s: &Settings) -> Result<Option<TlsSettings>, ConfigError> {
-        let listen = s.get("tls_listen", |t| match non_empty(t) {
-            None => Ok(None),
-            Some(a) => parse_addr(&a).map(Some),
-        })?;
+        let listen = s.get("tls_listen", parse_optional_addr)?;
         let path = |t: &str| Ok::<_, String>(non_empty(t).map(PathBuf::from));
         let cert = s.get("tls_cert_file", path)?;
         let key = s.get("tls_key_file", path)?;
@@ -625,10 +627,7 @@ impl EdgeConfig {
             other => Err(format!("`{other}`: on or off")),
         })?;
         if trust_user_param {
-            let tls_listen = s.get("tls_listen", |t| match non_empty(t) {
-                None => Ok(None),
-                Some(a) => parse_addr(&a).map(Some),
-            })?;
+            let tls_listen = s.get("tls_listen", parse_optional_addr)?;
             let listeners = std::iter::once(s.get("listen", parse_addr)?).chain(tls_listen);
             if let Some(open) = listeners.into_iter().find(|a| !a.ip().is_loopback()) {
                 return Err(s.error(

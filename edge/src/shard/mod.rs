@@ -227,14 +227,14 @@ impl Shard {
         }
     }
 
-    /// Resumes the driver of `id`: wakes its task, or starts a raw driver for it.
+    /// Resumes the driver of `id`: wakes its task, or queues it for the raw driver unless it
+    /// is queued or running already.
     fn wake(&self, st: &mut ShardState, id: ConnId) {
         let Some(conn) = st.conn(id) else { return };
         match conn.driver {
             Driver::Task => conn.wake(),
             Driver::Raw { .. } => {
-                let fd = conn.fd;
-                if st.raw_start(id) {
+                if let Some(fd) = st.raw_start(id) {
                     self.queue_raw(id, fd);
                 }
             }
@@ -292,14 +292,7 @@ impl Shard {
     /// runs; a connection that is gone is ignored) or a listener (wake its accept loop).
     fn on_ready(&self, token: Token) {
         match token {
-            Token::Conn(id) => {
-                let mut st = self.state.borrow_mut();
-                let fd = st.conn(id).map_or(-1, |c| c.fd);
-                if fd >= 0 && st.raw_start(id) {
-                    drop(st);
-                    self.queue_raw(id, fd);
-                }
-            }
+            Token::Conn(id) => self.wake(&mut self.state.borrow_mut(), id),
             Token::Listener(n) => {
                 let mut listeners = self.listeners.borrow_mut();
                 if let Some((ready, waker)) = listeners.get_mut(n as usize) {

@@ -131,27 +131,18 @@ impl Readiness {
         if interest == Interest::ReadWrite {
             events |= libc::EPOLLOUT as u32;
         }
-        let op = if added {
-            libc::EPOLL_CTL_MOD
+        // The caller's bookkeeping says whether `fd` is in the set; if the kernel disagrees
+        // (ENOENT to a modify, EEXIST to an add), the other operation does it.
+        let (op, other, mismatch) = if added {
+            (libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD, libc::ENOENT)
         } else {
-            libc::EPOLL_CTL_ADD
+            (libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_MOD, libc::EEXIST)
         };
-        match ctl(self.epoll.as_raw_fd(), op, fd, events, token.to_u64()) {
-            // Someone else's bookkeeping was off: the descriptor is (or is not) in the set.
-            Err(e) if added && e.raw_os_error() == Some(libc::ENOENT) => ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd,
-                events,
-                token.to_u64(),
-            ),
-            Err(e) if !added && e.raw_os_error() == Some(libc::EEXIST) => ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_MOD,
-                fd,
-                events,
-                token.to_u64(),
-            ),
+        let epfd = self.epoll.as_raw_fd();
+        match ctl(epfd, op, fd, events, token.to_u64()) {
+            Err(e) if e.raw_os_error() == Some(mismatch) => {
+                ctl(epfd, other, fd, events, token.to_u64())
+            }
             r => r,
         }
     }

@@ -378,18 +378,20 @@ impl ShardState {
         }
     }
 
-    /// A raw driver should run for `id` now (readiness, or something to do): true when none is
-    /// scheduled yet — the caller starts one — false when one already is or `id` is gone.
-    pub fn raw_start(&mut self, id: ConnId) -> bool {
+    /// A raw driver should run for `id` now (readiness, or something to do): its socket when
+    /// none is scheduled yet — the caller starts one — `None` when one already is, or `id` is
+    /// gone or not driven raw.
+    pub fn raw_start(&mut self, id: ConnId) -> Option<i32> {
         match self.table.get(id) {
             Some(Conn {
                 driver: Driver::Raw { running, .. },
+                fd,
                 ..
-            }) if !*running => {
+            }) if !*running && *fd >= 0 => {
                 *running = true;
-                true
+                Some(*fd)
             }
-            _ => false,
+            _ => None,
         }
     }
 
