@@ -287,8 +287,15 @@ fn a_repeated_push_is_not_written_twice_to_a_connection() {
         Message::Text("next".into()),
         "the repeat was written again"
     );
-    // A new connection of the same device has not seen it: a repeat reaches it.
+    // A new connection of the same device has not seen it: a repeat reaches it. The old one
+    // is gone first — until the edge has read its end, a new connection on the other shard
+    // would be a second live connection of the device there (closed as replaced soon after,
+    // but `deliver_anywhere` asks both shards at once).
     drop(ws);
+    assert!(
+        eventually(Duration::from_secs(60), || open_connections(&edge) == 0),
+        "the edge saw the old connection end"
+    );
     let mut ws2 = ws_connect(&edge, "dora", Some("phone"));
     let a = deliver_anywhere(&mut clients, msg(41, "dora", None, b"once"));
     assert_eq!((a.outcome, a.delivered), (Outcome::Delivered, 1));
