@@ -370,7 +370,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                         }
                     },
                 };
-                let client = match crate::conn::accept::bind_listener(cfg.listen, cfg.conn.tcp_user_timeout) {
+                let client = match crate::conn::accept::bind_listener(cfg.listen, cfg.conn.tcp_user_timeout, cfg.handshake_timeout) {
                     Ok(socket) => Listener {
                         socket,
                         number: 0,
@@ -383,7 +383,7 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
                     }
                 };
                 let tls_client = match (&cfg.tls, tls_config) {
-                    (Some(t), Some(config)) => match crate::conn::accept::bind_listener(t.listen, cfg.conn.tcp_user_timeout) {
+                    (Some(t), Some(config)) => match crate::conn::accept::bind_listener(t.listen, cfg.conn.tcp_user_timeout, cfg.handshake_timeout) {
                         Ok(socket) => Some(Listener {
                             socket,
                             number: 1,

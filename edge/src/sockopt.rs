@@ -11,15 +11,32 @@ use std::time::Duration;
 /// Sets `TCP_USER_TIMEOUT`: unacknowledged data older than `timeout` aborts the connection, so a
 /// vanished client cannot pin its socket and queue forever.
 pub(crate) fn set_tcp_user_timeout(sock: &impl AsRawFd, timeout: Duration) -> std::io::Result<()> {
-    let ms: libc::c_uint = timeout.as_millis().min(u128::from(u32::MAX)) as libc::c_uint;
+    let ms = timeout.as_millis().min(u128::from(u32::MAX)) as libc::c_uint;
+    set_tcp_option(sock, libc::TCP_USER_TIMEOUT, ms)
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on a listening socket: a connection is handed to `accept` only once
+/// its first bytes have arrived (or after about `wait`), so the shard reads the request head
+/// (or the TLS ClientHello, or the PROXY preface) right after accepting instead of parking
+/// an empty socket first, and a client that connects and never speaks costs no descriptor.
+pub(crate) fn set_tcp_defer_accept(sock: &impl AsRawFd, wait: Duration) -> std::io::Result<()> {
+    let secs = wait.as_secs_f64().ceil().clamp(1.0, f64::from(i32::MAX)) as libc::c_uint;
+    set_tcp_option(sock, libc::TCP_DEFER_ACCEPT, secs)
+}
+
+fn set_tcp_option(
+    sock: &impl AsRawFd,
+    option: libc::c_int,
+    value: libc::c_uint,
+) -> std::io::Result<()> {
     // SAFETY: `sock` is a live socket for the duration of the call; the option value is a
     // properly sized and aligned c_uint that outlives the call.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_uint).cast(),
+            option,
+            (&value as *const libc::c_uint).cast(),
             std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
         )
     };

@@ -33,8 +33,16 @@ const BACKLOG: i32 = 1024;
 /// the kernel spreads connections over them), non-blocking, with the options every client
 /// socket needs — `TCP_NODELAY` and `TCP_USER_TIMEOUT` (`user_timeout`) — set once here:
 /// Linux copies them to each accepted socket, which saves two `setsockopt` calls per
-/// connection.
-pub fn bind_listener(addr: SocketAddr, user_timeout: Duration) -> std::io::Result<Socket> {
+/// connection. `TCP_DEFER_ACCEPT` (`defer`, the handshake timeout) holds a connection in the
+/// kernel until its first bytes arrive: every client of Herald speaks first (request head,
+/// TLS ClientHello, PROXY preface), so the shard reads right after accepting — one read,
+/// one readiness registration and one wake-up less per connection — and a client that
+/// connects and stays silent never takes a descriptor or a table record.
+pub fn bind_listener(
+    addr: SocketAddr,
+    user_timeout: Duration,
+    defer: Duration,
+) -> std::io::Result<Socket> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -48,6 +56,7 @@ pub fn bind_listener(addr: SocketAddr, user_timeout: Duration) -> std::io::Resul
     sock.set_reuse_port(true)?;
     sock.set_nodelay(true)?;
     sockopt::set_tcp_user_timeout(&sock, user_timeout)?;
+    sockopt::set_tcp_defer_accept(&sock, defer)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;
     Ok(sock)
@@ -179,13 +188,53 @@ fn start(
 mod tests {
     use super::*;
 
+    /// With TCP_DEFER_ACCEPT a client that connects and says nothing is not handed to
+    /// `accept`; once its first byte arrives, it is.
+    #[test]
+    fn a_silent_client_is_not_accepted_until_it_speaks() {
+        let l = bind_listener(
+            "127.0.0.1:0".parse().unwrap(),
+            Duration::from_secs(7),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        match sockopt::accept_nonblocking(l.as_raw_fd(), false) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+            Ok(_) => panic!("a connection that sent nothing was accepted"),
+        }
+        std::io::Write::write_all(&mut client, b"GET").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match sockopt::accept_nonblocking(l.as_raw_fd(), false) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "not accepted 60 s after it spoke"
+                    );
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
     /// Linux copies TCP_NODELAY and TCP_USER_TIMEOUT from a listening socket to the sockets it
     /// accepts (so the shard does not set them per connection).
     #[test]
     fn accepted_sockets_inherit_the_listeners_options() {
-        let l = bind_listener("127.0.0.1:0".parse().unwrap(), Duration::from_secs(7)).unwrap();
+        let l = bind_listener(
+            "127.0.0.1:0".parse().unwrap(),
+            Duration::from_secs(7),
+            Duration::from_secs(10),
+        )
+        .unwrap();
         let addr = l.local_addr().unwrap().as_socket().unwrap();
-        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        // TCP_DEFER_ACCEPT: the connection is accepted once its first bytes arrive.
+        std::io::Write::write_all(&mut client, b"G").unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let (fd, _) = loop {
             match sockopt::accept_nonblocking(l.as_raw_fd(), false) {

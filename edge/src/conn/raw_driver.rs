@@ -30,6 +30,11 @@ const ROUND: usize = 256;
 enum Step {
     /// More may be read or written now.
     Again,
+    /// A read returned less than the buffer holds: the socket is very likely empty, so the
+    /// next round writes what the bytes caused and then waits instead of reading again
+    /// (arming a socket that has bytes reports it at once, so nothing is missed; the read it
+    /// saves would almost always be an `EAGAIN`).
+    Drained,
     /// Nothing more now: wait for the socket.
     Wait(Interest),
     /// The connection is over.
@@ -53,9 +58,11 @@ pub async fn run(shard: Rc<Shard>) {
 /// Moves the bytes of connection `id` (socket `fd`) until the socket has nothing more to give
 /// or the budget is spent (then true: it needs another turn).
 fn drive(shard: &Shard, id: ConnId, fd: RawFd) -> bool {
+    let mut drained = false;
     for _ in 0..POLL_BUDGET {
-        match step(shard, id, fd) {
+        match step(shard, id, fd, drained) {
             Step::Again => continue,
+            Step::Drained => drained = true,
             Step::Wait(interest) => {
                 if let Err(e) = shard.rest(id, fd, interest) {
                     log::warn!("shard {}: cannot wait for a socket: {e}", shard.index);
@@ -82,8 +89,9 @@ fn end(shard: &Shard, id: ConnId, fd: RawFd, reason: CloseReason) {
     });
 }
 
-/// One round: write what is queued, then read what arrived.
-fn step(shard: &Shard, id: ConnId, fd: RawFd) -> Step {
+/// One round: write what is queued, then read what arrived (unless the last read `drained`
+/// the socket: then wait for it).
+fn step(shard: &Shard, id: ConnId, fd: RawFd, drained: bool) -> Step {
     let mut interest = Interest::Read;
     loop {
         match shard.with(|st, _| st.next_io(id)) {
@@ -103,12 +111,19 @@ fn step(shard: &Shard, id: ConnId, fd: RawFd) -> Step {
             },
         }
     }
+    if drained {
+        return Step::Wait(interest);
+    }
     let mut scratch = shard.scratch.borrow_mut();
     match sockopt::recv_nonblocking(fd, &mut scratch[..]) {
         Ok(0) => Step::Done,
         Ok(n) => {
             shard.with(|st, now| st.on_client_bytes(id, &scratch[..n], now));
-            Step::Again
+            if n < scratch.len() {
+                Step::Drained
+            } else {
+                Step::Again
+            }
         }
         Err(e) if e.kind() == ErrorKind::WouldBlock => Step::Wait(interest),
         Err(e) if e.kind() == ErrorKind::Interrupted => Step::Again,
