@@ -126,6 +126,16 @@ pub(crate) enum OpRef<'a> {
     Unregister(&'a Unregistration),
 }
 
+impl OpRef<'_> {
+    /// The user the operation touches.
+    pub(crate) fn user(&self) -> &str {
+        match self {
+            OpRef::Register(r) => &r.user,
+            OpRef::Unregister(u) => &u.user,
+        }
+    }
+}
+
 /// What one applied operation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpOutcome {

@@ -25,6 +25,9 @@ pub const QUEUE_DROPS_TOTAL: &str = "herald_registry_queue_drops_total";
 pub const QUEUE_COALESCED_TOTAL: &str = "herald_registry_queue_coalesced_total";
 /// Batches a writer had to retry after a failure.
 pub const RETRIES_TOTAL: &str = "herald_registry_retries_total";
+/// Node batches of registry writes re-sent one operation at a time because the batch failed
+/// as a whole (most likely a slot that moved to another node).
+pub const BATCH_SPLITS_TOTAL: &str = "herald_registry_batch_splits_total";
 /// Times a writer asked its edge to re-send every live registration.
 pub const REASSERTS_TOTAL: &str = "herald_registry_reasserts_total";
 /// Reconnections of the Redis client (fred) to any server.
@@ -67,6 +70,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         RETRIES_TOTAL,
         "counter",
         "registry write batches retried after a failure",
+    ),
+    (
+        BATCH_SPLITS_TOTAL,
+        "counter",
+        "node batches of registry writes re-sent one by one",
     ),
     (
         REASSERTS_TOTAL,
@@ -136,6 +144,11 @@ pub(crate) fn coalesced(n: u64) {
 /// Counts one retried batch.
 pub(crate) fn retry() {
     counter!(RETRIES_TOTAL).increment(1);
+}
+
+/// Counts one node batch re-sent operation by operation.
+pub(crate) fn batch_split() {
+    counter!(BATCH_SPLITS_TOTAL).increment(1);
 }
 
 /// Counts one re-assert request.

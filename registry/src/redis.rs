@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, EventInterface, HashesInterface, LuaInterface};
+use fred::interfaces::{
+    ClientLike, ClusterInterface, EventInterface, HashesInterface, LuaInterface,
+};
 use fred::types::config::{Config, ReconnectPolicy, UnresponsiveConfig};
 use fred::types::scripts::Script;
 use fred::types::{Builder, ClusterHash, ClusterStateChange, CustomCommand, Value};
@@ -99,10 +101,8 @@ struct ScriptCall<'s> {
 /// The loaded scripts.
 #[derive(Clone)]
 struct Scripts {
-    /// [`scripts::REGISTER`].
-    register: Script,
-    /// [`scripts::UNREGISTER`].
-    unregister: Script,
+    /// [`scripts::REGISTRY_OPS`].
+    registry_ops: Script,
     /// [`scripts::EDGE_HEARTBEAT`].
     edge_heartbeat: Script,
     /// [`scripts::HISTORY_APPEND`].
@@ -115,8 +115,7 @@ impl Scripts {
     /// Hashes the scripts.
     fn new() -> Scripts {
         Scripts {
-            register: Script::from_lua(scripts::REGISTER),
-            unregister: Script::from_lua(scripts::UNREGISTER),
+            registry_ops: Script::from_lua(scripts::REGISTRY_OPS),
             edge_heartbeat: Script::from_lua(scripts::EDGE_HEARTBEAT),
             history_append: Script::from_lua(scripts::HISTORY_APPEND),
             history_read: Script::from_lua(scripts::HISTORY_READ),
@@ -124,10 +123,9 @@ impl Scripts {
     }
 
     /// All of them, for loading.
-    fn all(&self) -> [&Script; 5] {
+    fn all(&self) -> [&Script; 4] {
         [
-            &self.register,
-            &self.unregister,
+            &self.registry_ops,
             &self.edge_heartbeat,
             &self.history_append,
             &self.history_read,
@@ -305,54 +303,115 @@ impl RedisRegistry {
         }
     }
 
-    /// Applies already-validated operations in one pipeline (see [`RedisRegistry::scripts`]).
+    /// Applies already-validated operations: one `REGISTRY_OPS` call per cluster node (the
+    /// node's operations in order), all in one pipeline. A call that fails as a whole — most
+    /// likely a key its node no longer serves — is re-sent as one call per operation, each
+    /// routed by its own key (see [`scripts::REGISTRY_OPS`] for why applying some of them
+    /// twice is harmless).
     pub(crate) async fn apply(
         &self,
         ops: &[OpRef<'_>],
         now_ms: u64,
     ) -> Vec<Result<OpOutcome, RegistryError>> {
-        let calls: Vec<ScriptCall<'_>> = ops
+        let keys: Vec<String> = ops.iter().map(|op| user_key(op.user())).collect();
+        let groups = self.group_by_node(&keys);
+        self.apply_groups(ops, &keys, &groups, now_ms).await
+    }
+
+    /// [`RedisRegistry::apply`] with the operations already grouped (`keys[i]` is the user key
+    /// of `ops[i]`; each group's operations are sent as one call routed by its first key).
+    async fn apply_groups(
+        &self,
+        ops: &[OpRef<'_>],
+        keys: &[String],
+        groups: &[Vec<usize>],
+        now_ms: u64,
+    ) -> Vec<Result<OpOutcome, RegistryError>> {
+        let calls: Vec<ScriptCall<'_>> = groups
             .iter()
-            .map(|op| match op {
-                OpRef::Register(r) => ScriptCall {
-                    script: &self.inner.scripts.register,
-                    keys: vec![user_key(&r.user)],
-                    args: vec![
-                        now_ms.to_string().into(),
-                        r.device.as_str().into(),
-                        r.record.encode().into(),
-                        nonce_hex(r.record.conn_nonce).into(),
-                        r.record.expires_at_ms.to_string().into(),
-                    ],
-                },
-                OpRef::Unregister(u) => ScriptCall {
-                    script: &self.inner.scripts.unregister,
-                    keys: vec![user_key(&u.user)],
-                    args: vec![u.device.as_str().into(), nonce_hex(u.conn_nonce).into()],
-                },
-            })
+            .map(|g| self.ops_call(ops, keys, g, now_ms))
             .collect();
-        self.scripts(&calls)
-            .await
-            .into_iter()
-            .zip(ops)
-            .map(|(r, op)| {
-                let code = r?.as_i64().ok_or_else(|| {
-                    RegistryError::Protocol("script returned a non-integer".into())
-                })?;
-                match (op, code) {
-                    (OpRef::Register(_), 1) => Ok(OpOutcome::Registered),
-                    (OpRef::Register(_), 0) => Ok(OpOutcome::Superseded),
-                    (OpRef::Register(_), 2) => Ok(OpOutcome::AlreadyExpired),
-                    (OpRef::Unregister(_), 1) => Ok(OpOutcome::Removed),
-                    (OpRef::Unregister(_), 0) => Ok(OpOutcome::Absent),
-                    (OpRef::Unregister(_), -1) => Ok(OpOutcome::NotOwner),
-                    (_, other) => Err(RegistryError::Protocol(format!(
-                        "script returned unknown code {other}"
-                    ))),
+        let mut out: Vec<Option<Result<OpOutcome, RegistryError>>> =
+            (0..ops.len()).map(|_| None).collect();
+        let mut again = Vec::new();
+        for (group, result) in groups.iter().zip(self.scripts(&calls).await) {
+            match result {
+                Err(e) if group.len() > 1 => {
+                    log::debug!(
+                        "registry: a batch of {} operations failed ({e}); re-sending them one by one",
+                        group.len()
+                    );
+                    again.extend_from_slice(group);
                 }
+                result => assign(&mut out, ops, group, result),
+            }
+        }
+        if !again.is_empty() {
+            probe::batch_split();
+            again.sort_unstable();
+            let singles: Vec<Vec<usize>> = again.iter().map(|&i| vec![i]).collect();
+            let calls: Vec<ScriptCall<'_>> = singles
+                .iter()
+                .map(|g| self.ops_call(ops, keys, g, now_ms))
+                .collect();
+            for (group, result) in singles.iter().zip(self.scripts(&calls).await) {
+                assign(&mut out, ops, group, result);
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(RegistryError::Protocol("operation without result".into())))
             })
             .collect()
+    }
+
+    /// Splits operations (by their user `keys`) into groups that one node serves, each in
+    /// the operations' order: one group for a single node; by the client's cached slot map
+    /// for a cluster (an operation whose slot has no known node gets a group of its own).
+    fn group_by_node(&self, keys: &[String]) -> Vec<Vec<usize>> {
+        if keys.len() <= 1 || !self.inner.client.is_clustered() {
+            return vec![(0..keys.len()).collect()];
+        }
+        let Some(routing) = self.inner.client.cached_cluster_state() else {
+            return (0..keys.len()).map(|i| vec![i]).collect();
+        };
+        group_by(keys, |slot| routing.get_server(slot).cloned())
+    }
+
+    /// The `REGISTRY_OPS` call for the operations `group` (indices into `ops` and `keys`).
+    fn ops_call(
+        &self,
+        ops: &[OpRef<'_>],
+        keys: &[String],
+        group: &[usize],
+        now_ms: u64,
+    ) -> ScriptCall<'_> {
+        let mut args: Vec<Value> = Vec::with_capacity(1 + 6 * group.len());
+        args.push(now_ms.to_string().into());
+        for &i in group {
+            let key: Value = keys[i].as_str().into();
+            match ops[i] {
+                OpRef::Register(r) => args.extend([
+                    "r".into(),
+                    key,
+                    r.device.as_str().into(),
+                    r.record.encode().into(),
+                    nonce_hex(r.record.conn_nonce).into(),
+                    r.record.expires_at_ms.to_string().into(),
+                ]),
+                OpRef::Unregister(u) => args.extend([
+                    "u".into(),
+                    key,
+                    u.device.as_str().into(),
+                    nonce_hex(u.conn_nonce).into(),
+                ]),
+            }
+        }
+        ScriptCall {
+            script: &self.inner.scripts.registry_ops,
+            keys: vec![keys[group[0]].clone()],
+            args,
+        }
     }
 
     /// Runs script calls in one pipeline and returns one raw result per call; `NOSCRIPT`
@@ -501,6 +560,72 @@ impl RedisRegistry {
     }
 }
 
+/// Groups `keys` by the server that `server_of` names for their slot, keeping their order
+/// within each group; a key whose slot has no server gets a group of its own.
+fn group_by<S: PartialEq>(
+    keys: &[String],
+    server_of: impl Fn(u16) -> Option<S>,
+) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<S>, Vec<usize>)> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        match server_of(redis_keyslot(key.as_bytes())) {
+            Some(server) => match groups.iter_mut().find(|(s, _)| s.as_ref() == Some(&server)) {
+                Some((_, group)) => group.push(i),
+                None => groups.push((Some(server), vec![i])),
+            },
+            None => groups.push((None, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Turns one `REGISTRY_OPS` answer (one code per operation of `group`) into outcomes.
+fn assign(
+    out: &mut [Option<Result<OpOutcome, RegistryError>>],
+    ops: &[OpRef<'_>],
+    group: &[usize],
+    result: Result<Value, fred::error::Error>,
+) {
+    let codes = match result {
+        Ok(Value::Array(codes)) if codes.len() == group.len() => codes,
+        Ok(other) => {
+            let e = RegistryError::Protocol(format!(
+                "registry script returned {other:?} for {} operations",
+                group.len()
+            ));
+            for &i in group {
+                out[i] = Some(Err(e.clone()));
+            }
+            return;
+        }
+        Err(e) => {
+            let e = RegistryError::from(e);
+            for &i in group {
+                out[i] = Some(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    for (&i, code) in group.iter().zip(codes) {
+        out[i] = Some(outcome(ops[i], code.as_i64()));
+    }
+}
+
+/// What a `REGISTRY_OPS` code means for its operation.
+fn outcome(op: OpRef<'_>, code: Option<i64>) -> Result<OpOutcome, RegistryError> {
+    match (op, code) {
+        (OpRef::Register(_), Some(1)) => Ok(OpOutcome::Registered),
+        (OpRef::Register(_), Some(0)) => Ok(OpOutcome::Superseded),
+        (OpRef::Register(_), Some(2)) => Ok(OpOutcome::AlreadyExpired),
+        (OpRef::Unregister(_), Some(1)) => Ok(OpOutcome::Removed),
+        (OpRef::Unregister(_), Some(0)) => Ok(OpOutcome::Absent),
+        (OpRef::Unregister(_), Some(-1)) => Ok(OpOutcome::NotOwner),
+        (_, other) => Err(RegistryError::Protocol(format!(
+            "script returned unknown code {other:?}"
+        ))),
+    }
+}
+
 /// fred answers a pipeline that failed as a whole (timeout, client closed) with a single
 /// error; spread it over every command so results always line up with the batch.
 fn spread<T>(
@@ -563,6 +688,137 @@ mod tests {
         }
         let (_, shown) = parse_url("redis://user:secret@127.0.0.1:6379").unwrap();
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn operations_are_grouped_by_node_in_order() {
+        let keys: Vec<String> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        // Slots: a 15495, b 3300, c 7365, d 11298, e 15363, f 3168; three nodes by range,
+        // and no node for 7000..8000.
+        let node = |slot: u16| match slot {
+            0..=5460 => Some(1),
+            7000..=8000 => None,
+            5461..=10922 => Some(2),
+            _ => Some(3),
+        };
+        assert_eq!(
+            group_by(&keys, node),
+            vec![vec![0, 3, 4], vec![1, 5], vec![2]],
+            "a, d, e on node 3; b, f on node 1; c has no node and goes alone"
+        );
+        assert_eq!(group_by(&keys, |_| Some(())), vec![vec![0, 1, 2, 3, 4, 5]]);
+        assert_eq!(group_by(&[], |_| Some(())), Vec::<Vec<usize>>::new());
+    }
+
+    /// `EVALSHA` calls the cluster's primaries have served so far.
+    fn evalsha_calls(cluster: &herald_testkit::RedisCluster) -> u64 {
+        (0..cluster.len())
+            .map(|i| {
+                let out = std::process::Command::new("redis-cli")
+                    .args(["-p", &cluster.port(i).to_string(), "INFO", "commandstats"])
+                    .output()
+                    .expect("redis-cli runs");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.lines()
+                    .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+                    .and_then(|rest| rest.split(',').next())
+                    .map_or(0, |n| n.parse::<u64>().unwrap())
+            })
+            .sum()
+    }
+
+    /// On a real cluster: a batch of operations over many slots costs one script call per
+    /// primary, and a batch that names keys of several nodes in one call (what a stale slot
+    /// map would do) fails as a whole and is re-sent operation by operation, with every
+    /// outcome right.
+    #[test]
+    fn batches_are_one_call_per_node_and_split_when_a_node_refuses() {
+        let cluster = herald_testkit::RedisCluster::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let registry = RedisRegistry::connect(&cluster.url(), &RedisOptions::default())
+                .await
+                .unwrap();
+            let now = crate::unix_now_ms();
+            let regs: Vec<crate::Registration> = (0..60)
+                .map(|i| crate::Registration {
+                    user: format!("batch-user-{i}"),
+                    device: "d".into(),
+                    record: RegistryRecord {
+                        node_id: "node-a".into(),
+                        shard: 1,
+                        conn_nonce: 100 + i,
+                        expires_at_ms: now + 60_000,
+                    },
+                })
+                .collect();
+            let ops: Vec<OpRef<'_>> = regs.iter().map(OpRef::Register).collect();
+            let before = evalsha_calls(&cluster);
+            let outcomes = registry.apply(&ops, now).await;
+            assert!(
+                outcomes.iter().all(|o| o == &Ok(OpOutcome::Registered)),
+                "{outcomes:?}"
+            );
+            let primaries = registry
+                .inner
+                .client
+                .cached_cluster_state()
+                .unwrap()
+                .unique_primary_nodes()
+                .len();
+            assert_eq!(
+                evalsha_calls(&cluster) - before,
+                primaries as u64,
+                "one call per primary"
+            );
+
+            // One call for every operation: the first key's node refuses the others' keys.
+            let keys: Vec<String> = ops.iter().map(|op| user_key(op.user())).collect();
+            let all = vec![(0..ops.len()).collect::<Vec<usize>>()];
+            let again = registry.apply_groups(&ops, &keys, &all, now).await;
+            assert!(
+                again.iter().all(|o| o == &Ok(OpOutcome::Registered)),
+                "{again:?}"
+            );
+            let unregs: Vec<crate::Unregistration> = regs
+                .iter()
+                .map(|r| crate::Unregistration {
+                    user: r.user.clone(),
+                    device: r.device.clone(),
+                    conn_nonce: if r.record.conn_nonce % 2 == 0 {
+                        r.record.conn_nonce
+                    } else {
+                        1
+                    },
+                })
+                .collect();
+            let ops: Vec<OpRef<'_>> = unregs.iter().map(OpRef::Unregister).collect();
+            let gone = registry.apply_groups(&ops, &keys, &all, now).await;
+            for (u, o) in unregs.iter().zip(&gone) {
+                let expected = if u.conn_nonce == 1 {
+                    OpOutcome::NotOwner
+                } else {
+                    OpOutcome::Removed
+                };
+                assert_eq!(o, &Ok(expected), "{}", u.user);
+            }
+            let users: Vec<&str> = regs.iter().map(|r| r.user.as_str()).collect();
+            let found = registry.lookup(&users, now).await.unwrap();
+            for (r, locations) in regs.iter().zip(&found) {
+                assert_eq!(
+                    locations.len(),
+                    usize::from(r.record.conn_nonce % 2 == 1),
+                    "{}",
+                    r.user
+                );
+            }
+        });
     }
 
     #[test]

@@ -21,7 +21,8 @@ where
 #[test]
 fn cluster_register_lookup_unregister() {
     with_cluster("rlu", |h| async move {
-        crate::support::register_lookup_unregister(&h).await
+        crate::support::register_lookup_unregister(&h).await;
+        crate::support::one_batch_many_operations_per_key(&h).await;
     });
 }
 

@@ -11,6 +11,13 @@ fn in_process_register_lookup_unregister() {
 }
 
 #[test]
+fn in_process_one_batch_many_operations_per_key() {
+    runtime().block_on(crate::support::one_batch_many_operations_per_key(
+        &Harness::in_process("ip"),
+    ));
+}
+
+#[test]
 fn in_process_multi_device_users() {
     runtime().block_on(crate::support::multi_device_users(&Harness::in_process(
         "ip",

@@ -328,6 +328,51 @@ pub(crate) fn unregistration(user: &str, device: &str, nonce: u64) -> Unregistra
     }
 }
 
+/// One batch holding several operations on the same keys, interleaved with another user's:
+/// each sees the effect of the ones before it (the Redis back end sends a node's operations
+/// as one script call that reads each key once up front).
+pub(crate) async fn one_batch_many_operations_per_key(h: &Harness) {
+    let now = unix_now_ms();
+    let (u1, u2) = (h.user("batch-1"), h.user("batch-2"));
+    let exp = now + 60_000;
+    let ops = vec![
+        RegistryOp::Register(registration(&u1, "d", "edge-a", 1, 10, exp)),
+        RegistryOp::Unregister(unregistration(&u2, "d", 1)),
+        RegistryOp::Register(registration(&u1, "d", "edge-a", 2, 5, exp)),
+        RegistryOp::Register(registration(&u2, "d", "edge-b", 1, 3, exp)),
+        RegistryOp::Unregister(unregistration(&u1, "d", 5)),
+        RegistryOp::Unregister(unregistration(&u1, "d", 10)),
+        RegistryOp::Register(registration(&u1, "d", "edge-b", 2, 20, exp)),
+        RegistryOp::Register(registration(&u1, "d2", "edge-a", 1, 30, exp)),
+        RegistryOp::Unregister(unregistration(&u2, "d", 3)),
+        RegistryOp::Register(registration(&u2, "d", "edge-b", 2, 4, exp)),
+    ];
+    let outcomes: Vec<OpOutcome> = h
+        .registry
+        .apply(&ops, now)
+        .await
+        .into_iter()
+        .map(|r| r.expect("applied"))
+        .collect();
+    use OpOutcome::*;
+    assert_eq!(
+        outcomes,
+        vec![
+            Registered, Absent, Superseded, Registered, NotOwner, Removed, Registered, Registered,
+            Removed, Registered
+        ]
+    );
+    let found = h.registry.lookup(&[&u1, &u2], now).await.unwrap();
+    let nonces = |i: usize| -> Vec<(String, u64)> {
+        found[i]
+            .iter()
+            .map(|l| (l.device.clone(), l.record.conn_nonce))
+            .collect()
+    };
+    assert_eq!(nonces(0), vec![("d".into(), 20), ("d2".into(), 30)]);
+    assert_eq!(nonces(1), vec![("d".into(), 4)]);
+}
+
 /// Register → look up → unregister (wrong nonce first, then the right one).
 pub(crate) async fn register_lookup_unregister(h: &Harness) {
     let now = unix_now_ms();
@@ -757,6 +802,7 @@ pub(crate) async fn invalid_input_is_refused(h: &Harness) {
 /// Every scenario except the race, in order.
 pub(crate) async fn all_basic(h: &Harness) {
     register_lookup_unregister(h).await;
+    one_batch_many_operations_per_key(h).await;
     multi_device_users(h).await;
     expired_fields_ignored_and_pruned(h).await;
     newer_connection_wins(h).await;
