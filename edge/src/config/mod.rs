@@ -48,7 +48,7 @@ keys! {
     "ring_depth" = "128" : "io_uring ring depth per shard.";
     "timer_tick" = "100ms" : "Resolution of each shard's timer wheel (heartbeats, deadlines, lifetimes).";
     "max_head_bytes" = "8192" : "Largest HTTP request head accepted in a handshake; larger → 431.";
-    "handshake_timeout" = "10s" : "Deadline for a complete handshake including authentication; then the connection is closed.";
+    "handshake_timeout" = "10s" : "Deadline for a complete handshake including authentication; then the connection is closed. Also the listeners' `TCP_DEFER_ACCEPT`: a connection is accepted once its first bytes arrive (a silent one after about this long).";
     "allowed_origins" = "" : "Comma-separated exact Origin allow-list (scheme://host[:port]); a listed origin is also what may authenticate with cookies. Empty = any Origin may connect with a header or query token, but a request carrying Origin (even `null`) that authenticates with a cookie gets 403. `null` never matches.";
     "jwt_algorithm" = "HS256" : "Pinned JWT algorithm: HS256 (jwt_secret) or RS256/ES256 (jwt_public_key_file).";
     "jwt_secret" = "" : "HS256 secret. JWT auth is on when this or jwt_public_key_file is set.";

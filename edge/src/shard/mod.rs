@@ -99,6 +99,8 @@ pub struct Shard {
     pub tls_scratch: RefCell<Box<[u8]>>,
     /// Registry writes go here.
     control: mpsc::UnboundedSender<ControlEvent>,
+    /// Registry writes of this turn, sent together by the shard's control-flush task.
+    control_out: RefCell<ControlOut>,
     /// Shard clock origin.
     epoch: Instant,
     /// The readiness set of the shard's plaintext sockets and listeners.
@@ -107,6 +109,19 @@ pub struct Shard {
     listeners: RefCell<Vec<(bool, Option<Waker>)>>,
     /// Plaintext connections with work for the raw driver task.
     raw: RefCell<RawWork>,
+}
+
+/// Events for the control thread not sent yet, and the waker of the task that sends them.
+///
+/// Sending each event as the state produces it woke the control thread (an `eventfd` write
+/// here, a context switch there) once every few connections during a connection storm; the
+/// shard now collects a turn's events — up to a whole accept budget or driver round — and
+/// the flush task, which runs after the tasks already scheduled, sends them back to back, so
+/// the control thread wakes about once per batch and hands the registry bigger batches.
+#[derive(Debug, Default)]
+struct ControlOut {
+    events: Vec<ControlEvent>,
+    waker: Option<Waker>,
 }
 
 /// The raw driver task's queue and waker.
@@ -157,6 +172,7 @@ impl Shard {
                 .into_boxed_slice(),
             ),
             control,
+            control_out: RefCell::new(ControlOut::default()),
             epoch: Instant::now(),
             readiness,
             listeners: RefCell::new(Vec::new()),
@@ -183,14 +199,23 @@ impl Shard {
         r
     }
 
-    /// Carries out what the state asked for: registry events to the control thread; fresh
-    /// bytes of idle connections written straight to their sockets (their drivers stay
-    /// parked unless something is left or a close was decided); drivers woken.
+    /// Carries out what the state asked for: registry events queued for the control thread
+    /// (sent at the end of the turn, see [`ControlOut`]); fresh bytes of idle connections
+    /// written straight to their sockets (their drivers stay parked unless something is
+    /// left or a close was decided); drivers woken.
     pub fn settle(&self) {
         let mut st = self.state.borrow_mut();
-        for ev in st.take_outbox() {
-            // Never blocks; the control thread is gone only at shutdown.
-            let _ = self.control.send(ev);
+        let events = st.take_outbox();
+        if !events.is_empty() {
+            let mut out = self.control_out.borrow_mut();
+            if out.events.is_empty() {
+                out.events = events;
+            } else {
+                out.events.extend(events);
+            }
+            if let Some(w) = out.waker.take() {
+                w.wake();
+            }
         }
         for (id, what) in st.take_attention() {
             let Some(conn) = st.conn(id) else { continue };
@@ -249,6 +274,32 @@ impl Shard {
         if let Some(w) = raw.waker.take() {
             w.wake();
         }
+    }
+
+    /// The control thread's next events, once there are any (for the control-flush task).
+    pub fn take_control_events(&self) -> impl Future<Output = Vec<ControlEvent>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut out = self.control_out.borrow_mut();
+            if out.events.is_empty() {
+                out.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(std::mem::take(&mut out.events))
+        })
+    }
+
+    /// Sends events to the control thread; never blocks (the control thread is gone only at
+    /// shutdown, and then nothing is left to tell it).
+    pub fn send_control(&self, events: Vec<ControlEvent>) {
+        for ev in events {
+            let _ = self.control.send(ev);
+        }
+    }
+
+    /// Sends whatever events are waiting now (the shard is stopping).
+    pub fn flush_control(&self) {
+        let events = std::mem::take(&mut self.control_out.borrow_mut().events);
+        self.send_control(events);
     }
 
     /// The next connections for the raw driver task (at most `max`), once there are any.

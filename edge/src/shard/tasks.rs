@@ -1,5 +1,6 @@
 //! The tasks of one shard and their life: [`run`] starts the accept loops, the readiness
-//! reports, the raw driver, the timer and the delivery port, serves the control thread's
+//! reports, the raw driver, the control-flush task (registry events of a turn, sent
+//! together), the timer and the delivery port, serves the control thread's
 //! commands until `Shutdown`, then closes every connection and stops.
 //!
 //! Kept apart from [`super::Shard`] (the state and its I/O layer) so the layer the drivers and
@@ -38,6 +39,15 @@ pub async fn run(
         }
     });
     let raw = glommio::spawn_local(crate::conn::raw_driver::run(shard.clone()));
+    let control = glommio::spawn_local({
+        let shard = shard.clone();
+        async move {
+            loop {
+                let events = shard.take_control_events().await;
+                shard.send_control(events);
+            }
+        }
+    });
     let mut accept = Some(glommio::spawn_local(crate::conn::accept::accept_loop(
         shard.clone(),
         client,
@@ -99,5 +109,7 @@ pub async fn run(
     drop(timer);
     drop(reports);
     drop(raw);
+    drop(control);
+    shard.flush_control();
     log::info!("shard {} stopped", shard.index);
 }
