@@ -313,6 +313,12 @@ pub struct PushArgs {
     /// Registry URL for herald dev (default: its embedded registry).
     #[arg(long)]
     pub redis: Option<String>,
+    /// herald dev's `--fetch-wait-max`: how long the processor's fetch waits on the embedded
+    /// Kafka. Its mock broker holds an empty fetch for the whole wait even when records
+    /// arrive (a real broker answers at once), so the wait is pure added latency; 1ms keeps
+    /// that under a millisecond.
+    #[arg(long, default_value = "1ms", value_parser = units::parse_duration)]
+    pub fetch_wait: Duration,
     /// Small and fast.
     #[arg(long)]
     pub quick: bool,

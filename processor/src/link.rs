@@ -282,20 +282,31 @@ impl Conn {
 }
 
 /// Receives the next request, highest priority first; `None` once every handle is gone.
-async fn recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<Request> {
+/// With the index of the queue it came from (0 = high).
+async fn recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<(usize, Request)> {
     let [h, n, l] = queues;
     tokio::select! {
         biased;
-        Some(r) = h.recv() => Some(r),
-        Some(r) = n.recv() => Some(r),
-        Some(r) = l.recv() => Some(r),
+        Some(r) = h.recv() => Some((0, r)),
+        Some(r) = n.recv() => Some((1, r)),
+        Some(r) = l.recv() => Some((2, r)),
         else => None,
     }
 }
 
 /// Takes an already queued request without waiting, highest priority first.
 fn try_recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<Request> {
-    queues.iter_mut().find_map(|q| q.try_recv().ok())
+    try_recv_any_with_priority(queues).map(|(_, r)| r)
+}
+
+/// [`try_recv_any`] with the index of the queue it came from (0 = high).
+fn try_recv_any_with_priority(
+    queues: &mut [mpsc::UnboundedReceiver<Request>; 3],
+) -> Option<(usize, Request)> {
+    queues
+        .iter_mut()
+        .enumerate()
+        .find_map(|(i, q)| q.try_recv().ok().map(|r| (i, r)))
 }
 
 async fn run(
@@ -352,7 +363,7 @@ async fn run(
                 Ok(c) => conn = Some(c),
                 Err(why) => {
                     let err = LinkError::Unreachable(Arc::new(why));
-                    let _ = first.reply.send(Err(err.clone()));
+                    let _ = first.1.reply.send(Err(err.clone()));
                     while let Some(r) = try_recv_any(&mut queues) {
                         let _ = r.reply.send(Err(err.clone()));
                     }
@@ -409,13 +420,18 @@ fn sweep_conn(conn: &mut Option<Conn>, settings: &LinkSettings, addr: &str) {
     }
 }
 
-/// Gathers `first` and whatever else is queued (lingering up to `batch_linger`) up to the
-/// batch limits. Broadcasts end the gathering: each goes in its own frame, in queue order.
+/// Gathers `first` (with its queue's index, 0 = high) and whatever else is queued
+/// (lingering up to `batch_linger`) up to the batch limits. A batch holding a high-priority
+/// push does not linger: it takes what is already queued and goes, so the high topic never
+/// waits for a batch to fill. Broadcasts end the gathering: each goes in its own frame, in
+/// queue order.
 async fn collect_batch(
-    first: Request,
+    first: (usize, Request),
     queues: &mut [mpsc::UnboundedReceiver<Request>; 3],
     settings: &LinkSettings,
 ) -> Vec<Request> {
+    let (priority, first) = first;
+    let mut urgent = priority == 0;
     let mut batch = vec![first];
     let mut bytes = DELIVER_FRAME_OVERHEAD + item_len(&batch[0].item);
     let full = |batch: &Vec<Request>, bytes: usize| {
@@ -423,17 +439,18 @@ async fn collect_batch(
     };
     let deadline = Instant::now() + settings.batch_linger;
     while !full(&batch, bytes) {
-        let next = match try_recv_any(queues) {
+        let next = match try_recv_any_with_priority(queues) {
             Some(r) => Some(r),
-            None if settings.batch_linger.is_zero() => None,
+            None if urgent || settings.batch_linger.is_zero() => None,
             None => tokio::select! {
                 r = recv_any(queues) => r,
                 _ = tokio::time::sleep_until(deadline) => None,
             },
         };
-        let Some(r) = next else {
+        let Some((priority, r)) = next else {
             break;
         };
+        urgent |= priority == 0;
         bytes += item_len(&r.item);
         batch.push(r);
     }
@@ -661,4 +678,80 @@ async fn read_bytes(mut read: OwnedReadHalf, tx: mpsc::UnboundedSender<ReaderEve
         }
     };
     let _ = tx.send(ReaderEvent::Closed(why));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str) -> Request {
+        Request {
+            item: Item::Broadcast(BroadcastMsg {
+                seq: 0,
+                message_id: id.into(),
+                expires_at_ms: u64::MAX,
+                payload: vec![0; 8],
+            }),
+            reply: oneshot::channel().0,
+            polled_us: None,
+        }
+    }
+
+    fn ids(batch: &[Request]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|r| match &r.item {
+                Item::Broadcast(b) => b.message_id.clone(),
+                Item::Deliver(_) => unreachable!(),
+            })
+            .collect()
+    }
+
+    /// On a paused clock (time moves only when every task waits): a batch that starts with a
+    /// normal-priority push waits the whole linger for more; one that starts with, or takes
+    /// in, a high-priority push goes with what is queued at once.
+    #[tokio::test(start_paused = true)]
+    async fn only_batches_without_a_high_push_linger() {
+        let settings = LinkSettings {
+            secret: Vec::new(),
+            batch_max_messages: 100,
+            batch_max_bytes: 1 << 20,
+            batch_linger: Duration::from_secs(3600),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            reconnect_backoff: Duration::from_secs(1),
+        };
+        let (txs, mut queues): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::unbounded_channel()).unzip();
+        let mut queues: [mpsc::UnboundedReceiver<Request>; 3] =
+            [queues.remove(0), queues.remove(0), queues.remove(0)];
+
+        let start = Instant::now();
+        txs[1].send(request("n2")).unwrap();
+        let batch = collect_batch((1, request("n1")), &mut queues, &settings).await;
+        assert_eq!(ids(&batch), ["n1", "n2"]);
+        assert!(
+            start.elapsed() >= settings.batch_linger,
+            "a normal batch lingers"
+        );
+
+        let start = Instant::now();
+        txs[2].send(request("l1")).unwrap();
+        let batch = collect_batch((0, request("h1")), &mut queues, &settings).await;
+        assert_eq!(ids(&batch), ["h1", "l1"]);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "a high batch does not wait"
+        );
+
+        let start = Instant::now();
+        txs[0].send(request("h2")).unwrap();
+        let batch = collect_batch((1, request("n3")), &mut queues, &settings).await;
+        assert_eq!(ids(&batch), ["n3", "h2"]);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "taking in a high push ends the wait"
+        );
+    }
 }

@@ -48,7 +48,7 @@ keys! {
     "connections_per_shard" = "2" : "Authenticated connections kept per edge shard; a user always uses the same one (per-user order).";
     "batch_max_messages" = "256" : "Most messages in one Deliver frame.";
     "batch_max_bytes" = "1052672" : "Largest Deliver frame, bytes; must not exceed the edges' delivery_max_frame.";
-    "batch_linger" = "1ms" : "How long a connection waits to fill a batch after the first message (0 = send what is queued).";
+    "batch_linger" = "1ms" : "How long a connection waits to fill a batch after the first message (0 = send what is queued). A batch holding a high-priority push never waits: it takes what is queued and goes.";
     "connect_timeout" = "1s" : "Deadline for TCP connect plus handshake to a delivery port.";
     "request_timeout" = "2s" : "Deadline for an edge's answer to one message; then the message is retried.";
     "max_attempts" = "4" : "Attempts per edge shard for one message (timeouts, unreachable edge) before it is dead-lettered.";

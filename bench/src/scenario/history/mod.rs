@@ -120,6 +120,9 @@ fn throughput(
         payload_bytes: a.payload_bytes,
         priority: "normal".into(),
         redis: None,
+        // Not used: this scenario starts its herald devs itself (the embedded Kafka's
+        // default wait).
+        fetch_wait: Duration::from_millis(5),
         quick: a.quick,
         per_client: a.per_client,
         output: a.output.clone(),

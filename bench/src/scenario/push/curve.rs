@@ -362,7 +362,7 @@ pub fn run(a: &PushArgs, plan: &Plan, bin: &Path, header: Header) -> Result<(), 
         plan.duration.as_secs_f64(),
         units::thousands(plan.conns as u64)
     ));
-    let dev = start_dev(bin, a.redis.as_deref(), &[])?;
+    let dev = start_dev(bin, a.redis.as_deref(), &super::dev_flags(a))?;
     let admin = dev.ready.admin;
     let mut clients = Clients::connect(a, &dev.ready, &dev.secret, plan.conns)?;
     let mut runs = Vec::new();

@@ -120,10 +120,10 @@ impl Drop for Dev {
 
 /// Starts `bin dev` on free ports with a fresh JWT secret, the registry at `redis` (its
 /// in-process one when `None`) and `extra` flags, and waits for its ready line.
-pub fn start_dev(
+pub fn start_dev<S: AsRef<std::ffi::OsStr>>(
     bin: &std::path::Path,
     redis: Option<&str>,
-    extra: &[&str],
+    extra: &[S],
 ) -> Result<Dev, String> {
     let work = tempfile::Builder::new()
         .prefix("herald-bench-push-")
@@ -348,6 +348,14 @@ impl Plan {
     }
 }
 
+/// The `herald dev` flags a push run adds: the embedded Kafka's fetch wait.
+pub(crate) fn dev_flags(a: &PushArgs) -> Vec<String> {
+    vec![
+        "--fetch-wait-max".into(),
+        format!("{}ms", a.fetch_wait.as_millis().max(1)),
+    ]
+}
+
 /// Runs `herald-bench push`.
 pub fn run(a: &PushArgs) -> Result<(), Failure> {
     let plan = Plan::from_args(a).map_err(Failure::Usage)?;
@@ -362,7 +370,7 @@ pub fn run(a: &PushArgs) -> Result<(), Failure> {
     }
     let (conns, rate, duration) = (plan.conns, plan.rates[0], plan.duration);
     let priority = plan.priorities[0];
-    let dev = start_dev(&bin, a.redis.as_deref(), &[])?;
+    let dev = start_dev(&bin, a.redis.as_deref(), &dev_flags(a))?;
     let outcome = Clients::connect(a, &dev.ready, &dev.secret, conns).and_then(|mut c| {
         let r = c.phase(rate, duration, priority, Some(dev.ready.admin));
         c.quit();
