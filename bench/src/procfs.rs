@@ -291,6 +291,39 @@ fn stat_fields(text: &str) -> Option<Vec<&str>> {
     Some(text[close + 1..].split_whitespace().collect())
 }
 
+/// CPU seconds of the kernel's softirq threads (`ksoftirqd/N`) so far, read from /proc.
+///
+/// Network receive and transmit work that a sender's own context did not finish (too much at
+/// once for one softirq pass) is deferred to these threads and charged to no process; on
+/// loopback that is packet processing the server's sends caused. A fan-out phase reports it
+/// beside the server's CPU so a server that pushes its packet work there does not look cheaper
+/// than one that pays it in its own threads.
+pub fn softirq_threads_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let is_softirq = text
+            .find('(')
+            .is_some_and(|i| text[i + 1..].starts_with("ksoftirqd/"));
+        if let (true, Some((u, s))) = (is_softirq, stat_times(&text)) {
+            ticks += u + s;
+        }
+    }
+    ticks as f64 / USER_HZ
+}
+
 /// (utime, stime) in ticks: fields 14 and 15 of /proc/PID/stat.
 pub fn stat_times(text: &str) -> Option<(u64, u64)> {
     let f = stat_fields(text)?;

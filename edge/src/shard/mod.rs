@@ -27,6 +27,7 @@ pub mod probe;
 pub mod readiness;
 pub mod recent;
 pub mod recovery;
+pub mod send_ring;
 pub mod state;
 pub mod tasks;
 pub mod timer_wheel;
@@ -51,6 +52,7 @@ use crate::config::EdgeConfig;
 use crate::conn::{CloseReason, Closing, ConnId, Driver};
 use crate::control::messages::ControlEvent;
 use readiness::{Interest, Readiness, ReadyBatches, Token};
+use send_ring::SendRing;
 
 /// Size of the per-shard read buffer every connection reads into.
 pub const SCRATCH_BYTES: usize = 16 * 1024;
@@ -101,6 +103,9 @@ pub struct Shard {
     control: mpsc::UnboundedSender<ControlEvent>,
     /// Registry writes of this turn, sent together by the shard's control-flush task.
     control_out: RefCell<ControlOut>,
+    /// Batches the direct writes of a turn (`None` if the kernel refused the ring: then
+    /// each is a `send(2)`).
+    send_ring: RefCell<Option<SendRing>>,
     /// Shard clock origin.
     epoch: Instant,
     /// The readiness set of the shard's plaintext sockets and listeners.
@@ -173,6 +178,13 @@ impl Shard {
             ),
             control,
             control_out: RefCell::new(ControlOut::default()),
+            send_ring: RefCell::new(match SendRing::new() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    log::warn!("shard {index}: no io_uring send ring ({e}); writing with send(2)");
+                    None
+                }
+            }),
             epoch: Instant::now(),
             readiness,
             listeners: RefCell::new(Vec::new()),
@@ -217,13 +229,21 @@ impl Shard {
                 w.wake();
             }
         }
-        for (id, what) in st.take_attention() {
+        let attention = st.take_attention();
+        let mut sent = self.send_batched(&st, &attention);
+        for (i, (id, what)) in attention.into_iter().enumerate() {
             let Some(conn) = st.conn(id) else { continue };
             if what == Attention::Flush && conn.closing == Closing::No && conn.fd >= 0 {
                 let mut written = 0usize;
                 let mut failed = false;
+                // The send ring's result for this connection's first write, if it took part.
+                let mut first = sent.get_mut(i).and_then(Option::take);
                 while let Some(bytes) = conn.out.unwritten() {
-                    match crate::sockopt::send_nonblocking(conn.fd, bytes) {
+                    let result = match first.take() {
+                        Some(r) => r,
+                        None => crate::sockopt::send_nonblocking(conn.fd, bytes),
+                    };
+                    match result {
                         Ok(n) if n > 0 => {
                             conn.out.advance(n);
                             written += n;
@@ -250,6 +270,52 @@ impl Shard {
                 self.wake(&mut st, id);
             }
         }
+    }
+
+    /// The first write of every connection in `attention` that `settle` will write straight to
+    /// its socket, submitted together through the shard's send ring when there are at least
+    /// [`send_ring::MIN_BATCH`] of them: one result per `attention` entry (`None` where the
+    /// connection is not part of the batch, or when there is no batch).
+    fn send_batched(
+        &self,
+        st: &ShardState,
+        attention: &[(ConnId, Attention)],
+    ) -> Vec<Option<std::io::Result<usize>>> {
+        let mut ring = self.send_ring.borrow_mut();
+        let Some(ring) = ring.as_mut() else {
+            return Vec::new();
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut picked: Vec<(usize, i32, &[u8])> = Vec::new();
+        for (i, &(id, what)) in attention.iter().enumerate() {
+            if what != Attention::Flush {
+                continue;
+            }
+            let Some(conn) = st.table.peek(id) else {
+                continue;
+            };
+            if conn.closing != Closing::No || conn.fd < 0 {
+                continue;
+            }
+            // One send per connection: a second would write the same bytes again.
+            if let Some(bytes) = conn.out.unwritten() {
+                if seen.insert(id) {
+                    picked.push((i, conn.fd, bytes));
+                }
+            }
+        }
+        if picked.len() < send_ring::MIN_BATCH {
+            return Vec::new();
+        }
+        let sends: Vec<(i32, &[u8])> = picked.iter().map(|&(_, fd, b)| (fd, b)).collect();
+        let mut results = Vec::with_capacity(sends.len());
+        ring.send_all(&sends, &mut results);
+        let mut out: Vec<Option<std::io::Result<usize>>> =
+            (0..attention.len()).map(|_| None).collect();
+        for ((i, _, _), r) in picked.into_iter().zip(results) {
+            out[i] = Some(r);
+        }
+        out
     }
 
     /// Resumes the driver of `id`: wakes its task, or queues it for the raw driver unless it
