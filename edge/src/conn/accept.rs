@@ -188,10 +188,8 @@ fn start(
 mod tests {
     use super::*;
 
-    /// With TCP_DEFER_ACCEPT a client that connects and says nothing is not handed to
-    /// `accept`; once its first byte arrives, it is.
-    #[test]
-    fn a_silent_client_is_not_accepted_until_it_speaks() {
+    /// A listener on a free loopback port (user timeout 7 s, defer 10 s) and a client of it.
+    fn listener_and_client() -> (Socket, std::net::TcpStream) {
         let l = bind_listener(
             "127.0.0.1:0".parse().unwrap(),
             Duration::from_secs(7),
@@ -199,20 +197,20 @@ mod tests {
         )
         .unwrap();
         let addr = l.local_addr().unwrap().as_socket().unwrap();
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        match sockopt::accept_nonblocking(l.as_raw_fd(), false) {
-            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
-            Ok(_) => panic!("a connection that sent nothing was accepted"),
-        }
-        std::io::Write::write_all(&mut client, b"GET").unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        (l, client)
+    }
+
+    /// The next accepted connection of `l`, waiting up to 60 s for it.
+    fn accept_within_60s(l: &Socket) -> OwnedFd {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             match sockopt::accept_nonblocking(l.as_raw_fd(), false) {
-                Ok(_) => break,
+                Ok((fd, _)) => return fd,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     assert!(
                         std::time::Instant::now() < deadline,
-                        "not accepted 60 s after it spoke"
+                        "no connection accepted in 60 s"
                     );
                     std::thread::sleep(Duration::from_millis(5))
                 }
@@ -221,34 +219,27 @@ mod tests {
         }
     }
 
+    /// With TCP_DEFER_ACCEPT a client that connects and says nothing is not handed to
+    /// `accept`; once its first byte arrives, it is.
+    #[test]
+    fn a_silent_client_is_not_accepted_until_it_speaks() {
+        let (l, mut client) = listener_and_client();
+        match sockopt::accept_nonblocking(l.as_raw_fd(), false) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+            Ok(_) => panic!("a connection that sent nothing was accepted"),
+        }
+        std::io::Write::write_all(&mut client, b"GET").unwrap();
+        accept_within_60s(&l);
+    }
+
     /// Linux copies TCP_NODELAY and TCP_USER_TIMEOUT from a listening socket to the sockets it
     /// accepts (so the shard does not set them per connection).
     #[test]
     fn accepted_sockets_inherit_the_listeners_options() {
-        let l = bind_listener(
-            "127.0.0.1:0".parse().unwrap(),
-            Duration::from_secs(7),
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        let addr = l.local_addr().unwrap().as_socket().unwrap();
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (l, mut client) = listener_and_client();
         // TCP_DEFER_ACCEPT: the connection is accepted once its first bytes arrive.
         std::io::Write::write_all(&mut client, b"G").unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let (fd, _) = loop {
-            match sockopt::accept_nonblocking(l.as_raw_fd(), false) {
-                Ok(a) => break a,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "no connection in 60 s"
-                    );
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
+        let fd = accept_within_60s(&l);
         let s = socket2::SockRef::from(&fd);
         assert!(s.nodelay().unwrap(), "TCP_NODELAY inherited");
         assert_eq!(
