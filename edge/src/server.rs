@@ -193,8 +193,12 @@ fn memlock_limit() -> Option<u64> {
 
 /// Finds `n` consecutive free TCP ports on `ip`.
 fn free_port_range(ip: std::net::IpAddr, n: usize) -> Result<u16, StartError> {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| parse_port_range(&t));
+    let (low, high) = delivery_port_choice(ephemeral, n as u16);
     for _ in 0..200 {
-        let base = fastrand::u16(20_000..(60_000 - n as u16));
+        let base = fastrand::u16(low..high);
         let held: Result<Vec<StdListener>, _> = (0..n)
             .map(|i| StdListener::bind(SocketAddr::new(ip, base + i as u16)))
             .collect();
@@ -205,6 +209,23 @@ fn free_port_range(ip: std::net::IpAddr, n: usize) -> Result<u16, StartError> {
     Err(err(format!(
         "no {n} consecutive free ports found on {ip} for delivery ports"
     )))
+}
+
+/// `ip_local_port_range` as (first, last).
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let mut it = text.split_whitespace().map(|v| v.parse::<u16>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// Where to look for `n` free delivery ports: below the kernel's ephemeral range when there is
+/// room (10,000 up to its start). The ports are checked free and then bound by the shards a
+/// moment later; inside the ephemeral range another process's outgoing connection can take
+/// one in between (seen in CI while other tests opened thousands of connections).
+fn delivery_port_choice(ephemeral: Option<(u16, u16)>, n: u16) -> (u16, u16) {
+    match ephemeral {
+        Some((first, _)) if first >= 10_000 + n + 1_000 => (10_000, first - n),
+        _ => (20_000, 60_000 - n),
+    }
 }
 
 /// Starts an edge with the configured authenticator and registry.
@@ -460,4 +481,25 @@ pub fn start_with(mut cfg: EdgeConfig, opts: EdgeOptions) -> Result<EdgeHandle, 
         }
     }
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ports_are_chosen_below_the_ephemeral_range() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_port_range("garbage"), None);
+        assert_eq!(
+            delivery_port_choice(Some((32768, 60999)), 2),
+            (10_000, 32_766)
+        );
+        // No room below it (or no range known): the wide range as before.
+        assert_eq!(
+            delivery_port_choice(Some((1024, 65535)), 2),
+            (20_000, 59_998)
+        );
+        assert_eq!(delivery_port_choice(None, 4), (20_000, 59_996));
+    }
 }
