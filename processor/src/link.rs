@@ -294,15 +294,9 @@ async fn recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<
     }
 }
 
-/// Takes an already queued request without waiting, highest priority first.
-fn try_recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<Request> {
-    try_recv_any_with_priority(queues).map(|(_, r)| r)
-}
-
-/// [`try_recv_any`] with the index of the queue it came from (0 = high).
-fn try_recv_any_with_priority(
-    queues: &mut [mpsc::UnboundedReceiver<Request>; 3],
-) -> Option<(usize, Request)> {
+/// Takes an already queued request without waiting, highest priority first, with the index
+/// of the queue it came from (0 = high).
+fn try_recv_any(queues: &mut [mpsc::UnboundedReceiver<Request>; 3]) -> Option<(usize, Request)> {
     queues
         .iter_mut()
         .enumerate()
@@ -364,7 +358,7 @@ async fn run(
                 Err(why) => {
                     let err = LinkError::Unreachable(Arc::new(why));
                     let _ = first.1.reply.send(Err(err.clone()));
-                    while let Some(r) = try_recv_any(&mut queues) {
+                    while let Some((_, r)) = try_recv_any(&mut queues) {
                         let _ = r.reply.send(Err(err.clone()));
                     }
                     continue;
@@ -439,7 +433,7 @@ async fn collect_batch(
     };
     let deadline = Instant::now() + settings.batch_linger;
     while !full(&batch, bytes) {
-        let next = match try_recv_any_with_priority(queues) {
+        let next = match try_recv_any(queues) {
             Some(r) => Some(r),
             None if urgent || settings.batch_linger.is_zero() => None,
             None => tokio::select! {

@@ -281,6 +281,14 @@ impl Shard {
         st: &ShardState,
         attention: &[(ConnId, Attention)],
     ) -> Vec<Option<std::io::Result<usize>>> {
+        // Most turns flush a connection or two: nothing to batch, nothing to allocate.
+        let flushes = attention
+            .iter()
+            .filter(|(_, what)| *what == Attention::Flush)
+            .count();
+        if flushes < send_ring::MIN_BATCH {
+            return Vec::new();
+        }
         let mut ring = self.send_ring.borrow_mut();
         let Some(ring) = ring.as_mut() else {
             return Vec::new();
