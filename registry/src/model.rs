@@ -78,10 +78,7 @@ pub enum RegistryOp {
 impl RegistryOp {
     /// The user the operation touches.
     pub fn user(&self) -> &str {
-        match self {
-            RegistryOp::Register(r) => &r.user,
-            RegistryOp::Unregister(u) => &u.user,
-        }
+        self.as_ref().user()
     }
 
     /// The device the operation touches.
@@ -126,9 +123,9 @@ pub(crate) enum OpRef<'a> {
     Unregister(&'a Unregistration),
 }
 
-impl OpRef<'_> {
+impl<'a> OpRef<'a> {
     /// The user the operation touches.
-    pub(crate) fn user(&self) -> &str {
+    pub(crate) fn user(self) -> &'a str {
         match self {
             OpRef::Register(r) => &r.user,
             OpRef::Unregister(u) => &u.user,
